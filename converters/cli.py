@@ -1,0 +1,164 @@
+"""`tsconvert` command line: convert (default), validate, preview.
+
+``tsconvert gdsh.json --csv-dir DIR`` is short for ``tsconvert convert gdsh.json --csv-dir DIR``.
+Heavy imports (pyarrow, matplotlib) happen inside the sub-commands so --help stays fast.
+Exit codes: 0 ok, 1 rejected records with --strict or an invalid file for validate, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import InputError
+
+COMMANDS = ("convert", "validate", "preview")
+
+# Choices are listed here rather than read from the registries so --help imports nothing heavy;
+# tests check both lists agree.
+MISSING_CHOICES = ("drop", "interpolate", "reject")
+DOWNSAMPLE_CHOICES = ("lttb", "minmax", "window")
+UNSORTED_CHOICES = ("reject", "sort")
+DUPLICATE_CHOICES = ("first", "last", "reject")
+FORMAT_CHOICES = ("chatts", "sharegpt")
+INPUT_FORMAT_CHOICES = ("alpaca", "auto", "openai", "sharegpt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser (used by main and by the test that checks every option has help)."""
+    parser = argparse.ArgumentParser(
+        prog="tsconvert",
+        description=(
+            "Turn image-referencing multimodal JSON (LLaMA-Factory/LLaVA style) plus one CSV series per image "
+            "into ChatTS JSONL for LLaMA-Factory, losing nothing: every record is converted or listed in "
+            "NAME.rejects.jsonl with the reason. 'tsconvert FILE ...' is short for 'tsconvert convert FILE ...'."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"tsconvert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview}")
+    _add_convert(sub.add_parser("convert", help="JSON/JSONL + CSV folder -> NAME.jsonl, rejects, report, dataset_info.json entry",
+                                description="Convert multimodal records whose images are time-series plots into ChatTS JSONL."))
+    _add_validate(sub.add_parser("validate", help="check an existing ChatTS JSONL (placeholders vs series, numbers, lengths)",
+                                 description="Check an existing ChatTS JSONL file; exit 1 if any record is invalid."))
+    _add_preview(sub.add_parser("preview", help="render chosen records' series to PNG (with the answer's anomaly span)",
+                                description="Plot the series of chosen records of a ChatTS JSONL so a person can eyeball them."))
+    return parser
+
+
+def _add_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="records: a JSON array or JSONL file (ShareGPT, Alpaca or OpenAI form)")
+    p.add_argument("--csv-dir", type=Path, required=True, help="folder with one CSV per image; nothing outside it is read")
+    p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
+    p.add_argument("--name", help="dataset name: writes NAME.jsonl and the NAME entry of dataset_info.json (default: input file stem)")
+    p.add_argument("--format", dest="output_format", choices=FORMAT_CHOICES, default="chatts",
+                   help="chatts: input/output/timeseries (one round); sharegpt: messages/timeseries, keeps multi-turn and system prompts")
+    p.add_argument("--input-format", choices=INPUT_FORMAT_CHOICES, default="auto", help="input record form (default: detected per record)")
+    p.add_argument("--csv-pattern", default="{stem}.csv",
+                   help="CSV path under --csv-dir for an image; fields {stem} {name} {parent} {relstem} (default: {stem}.csv)")
+    p.add_argument("--value-col", action="append", dest="value_cols", metavar="COL",
+                   help="value column (case/space/BOM-insensitive; default: value); repeat for several series per image, in order")
+    p.add_argument("--time-col", default="timestamp", help="timestamp column used to check order and duplicates; '' to skip (default: timestamp)")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default="interpolate",
+                   help="non-numeric/empty/NaN cells: interpolate linearly, drop the rows, or reject the record (default: interpolate)")
+    p.add_argument("--max-missing", type=float, default=0.5, help="reject a series when more than this fraction of rows is missing (default: 0.5)")
+    p.add_argument("--unsorted", choices=UNSORTED_CHOICES, default="sort", help="timestamps out of order: sort rows or reject (default: sort)")
+    p.add_argument("--duplicates", choices=DUPLICATE_CHOICES, default="first", help="duplicated timestamps: keep first, keep last or reject (default: first)")
+    p.add_argument("--min-length", type=int, default=16, help="reject series shorter than this after cleaning (default: 16)")
+    p.add_argument("--max-length", type=int, default=None, help="cap series length (default: keep whole)")
+    p.add_argument("--downsample", choices=DOWNSAMPLE_CHOICES, default="lttb",
+                   help="how --max-length caps: lttb or minmax keep spikes (point indices change), window keeps the first N (default: lttb)")
+    p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="ChatTS JSONL (input/output/timeseries, or messages/timeseries)")
+    p.add_argument("--min-length", type=int, default=1, help="flag series shorter than this (default: 1)")
+    p.add_argument("--report", type=Path, help="also write the report as JSON to this path")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+
+
+def _add_preview(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="ChatTS JSONL to plot from")
+    p.add_argument("-r", "--records", default="0", help="record indices, e.g. 0,3,7-9 (default: 0)")
+    p.add_argument("-o", "--out-dir", type=Path, default=Path("preview"), help="folder for NAME.recN.png (default: preview)")
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return ["convert", *argv]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args_list = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "convert":
+            return _run_convert(args)
+        if args.command == "validate":
+            from .validate import run_validate
+
+            return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet)
+        from .preview import run_preview
+
+        return run_preview(args.file, args.records, args.out_dir)
+    except InputError as exc:
+        print(f"tsconvert: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import ConvertOptions, convert, default_workers
+    from .series import SeriesOptions
+
+    if args.min_length < 1 or (args.max_length is not None and args.max_length < args.min_length):
+        raise InputError(f"--max-length {args.max_length} must be >= --min-length {args.min_length} >= 1")
+    if not 0 <= args.max_missing <= 1:
+        raise InputError(f"--max-missing {args.max_missing}: must be a fraction between 0 and 1")
+    workers = args.workers if args.workers is not None else default_workers()
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
+    series = SeriesOptions(
+        value_cols=tuple(args.value_cols or ["value"]),
+        time_col=args.time_col or None,
+        missing=args.missing,
+        max_missing=args.max_missing,
+        unsorted=args.unsorted,
+        duplicates=args.duplicates,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        downsample=args.downsample,
+    )
+    opts = ConvertOptions(
+        input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
+        output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
+        series=series, workers=workers, progress=not args.quiet,
+    )
+    report = convert(opts)
+    name = args.name or args.input.stem
+    if not args.quiet:
+        print(report.summary())
+        print(f"wrote {args.out_dir / (name + '.jsonl')} (+ .rejects.jsonl, .report.json) and entry {name!r} in "
+              f"{args.out_dir / 'dataset_info.json'}")
+    if any(k in report.notes for k in ("downsampled_lttb", "downsampled_minmax")):
+        print("tsconvert: note: downsampling changed point indices; answers citing indices (e.g. anomaly start/end) "
+              "no longer line up. Use --downsample window or no --max-length to keep them.", file=sys.stderr)
+    if args.strict and report.n_rejected:
+        print(f"tsconvert: --strict: {report.n_rejected} record(s) rejected, see {args.out_dir / (name + '.rejects.jsonl')}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The conversion pipeline: stream records, resolve each image to a CSV, load CSVs in a worker
+pool with a bounded window of records in flight, and write results in input order.
+
+Outputs (all atomic): NAME.jsonl, NAME.rejects.jsonl (reason, message, original record),
+NAME.report.json, and the NAME entry of dataset_info.json.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError, RejectError
+from .formats import get_output_format
+from .jsonenc import dumps, record_line
+from .jsonstream import iter_records
+from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
+from .records import IMAGE_TOKEN, Sample, parse_record
+from .report import Report
+from .series import SeriesOptions, SeriesResult, load_series
+from .writer import AtomicFile, update_dataset_info, write_bytes_atomic
+
+TS_PLACEHOLDER = "<ts><ts/>"
+
+
+@dataclass
+class ConvertOptions:
+    """Everything `tsconvert convert` needs; see cli.py for the user-facing help."""
+
+    input: Path
+    csv_dir: Path
+    out_dir: Path = Path(".")
+    name: str | None = None
+    output_format: str = "chatts"
+    input_format: str = "auto"
+    csv_pattern: str = DEFAULT_PATTERN
+    series: SeriesOptions = field(default_factory=SeriesOptions)
+    workers: int = 1
+    progress: bool = False
+
+
+@dataclass
+class _Pending:
+    index: int
+    record: Any
+    sample: Sample | None = None
+    images: list[str] = field(default_factory=list)
+    futures: list[Future] = field(default_factory=list)
+    reject: tuple[str, str] | None = None
+
+
+class _Inline:
+    """Executor stand-in for --workers 1: runs the job at submit time (no process start-up)."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        pass
+
+
+def convert(opts: ConvertOptions) -> Report:
+    """Run one conversion and return its report (also written to NAME.report.json)."""
+    name = opts.name or opts.input.stem
+    src = opts.input.name
+    csv_dir = opts.csv_dir.resolve()
+    if not csv_dir.is_dir():
+        raise InputError(f"--csv-dir {opts.csv_dir}: not a directory. Pass the folder holding the CSV files")
+    check_pattern(opts.csv_pattern)
+    fmt = get_output_format(opts.output_format)
+    report = Report(source=src, options=_options_for_report(opts))
+    out_dir = opts.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    has_system = False
+
+    executor: Any = _Inline()
+    if opts.workers > 1:
+        executor = ProcessPoolExecutor(opts.workers, mp_context=multiprocessing.get_context("spawn"))
+    window = max(8, opts.workers * 16)
+    bar = _progress(opts.progress)
+    try:
+        with AtomicFile(out_dir / f"{name}.jsonl") as out, AtomicFile(out_dir / f"{name}.rejects.jsonl") as rej:
+
+            def finish(p: _Pending) -> None:
+                nonlocal has_system
+                report.input += 1
+                line = _finish(p, fmt, report, opts.series)
+                if isinstance(line, tuple):
+                    code, msg = line
+                    report.rejected[code] += 1
+                    full = f"{src}: record {p.index}: {msg}."
+                    rej.write(dumps({"index": p.index, "reason": code, "message": full, "record": p.record}) + b"\n")
+                else:
+                    report.converted += 1
+                    has_system = has_system or bool(p.sample and p.sample.system)
+                    out.write(line)
+                if bar is not None:
+                    bar.update(1)
+
+            pending: deque[_Pending] = deque()
+            for index, record in enumerate(iter_records(opts.input)):
+                pending.append(_start(index, record, opts, csv_dir, executor))
+                while len(pending) > window or (pending and all(f.done() for f in pending[0].futures)):
+                    finish(pending.popleft())
+            while pending:
+                finish(pending.popleft())
+    finally:
+        executor.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    write_bytes_atomic(out_dir / f"{name}.report.json", _report_bytes(report))
+    update_dataset_info(out_dir / "dataset_info.json", name, fmt.entry(f"{name}.jsonl", has_system))
+    return report
+
+
+def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, executor: Any) -> _Pending:
+    """Parse the record, check placeholders, resolve CSV paths and submit the CSV jobs."""
+    p = _Pending(index, record)
+    try:
+        sample = parse_record(record, opts.input_format)
+        texts = [t for _, t in sample.turns] + [sample.system]
+        if any("<ts>" in t or "<ts/>" in t for t in texts):
+            raise RejectError("ts_token_in_text", "the text already contains <ts> or <ts/>. Remove them: tsconvert places one <ts><ts/> per series")
+        n_ph = sum(t.count(IMAGE_TOKEN) for t in texts)
+        n_img = len(sample.images)
+        if n_ph != n_img:
+            raise RejectError(
+                "placeholder_mismatch",
+                f"{n_ph} <image> placeholder{'s' if n_ph != 1 else ''} but {n_img} image{'s' if n_img != 1 else ''}. "
+                "Fix the record so each image has one <image> in the text",
+            )
+        p.sample = sample
+        jobs = []
+        for image in sample.images:
+            path = resolve_csv(image, csv_dir, opts.csv_pattern)
+            jobs.append((str(path), _shown(path, csv_dir)))
+        p.images = sample.images
+        p.futures = [executor.submit(load_series, path, shown, opts.series) for path, shown in jobs]
+    except RejectError as err:
+        p.reject = (err.reject.code, err.reject.message)
+    return p
+
+
+def _shown(path: Path, csv_dir: Path) -> str:
+    try:
+        return str(path.relative_to(csv_dir))
+    except ValueError:
+        return str(path)
+
+
+def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> bytes | tuple[str, str]:
+    """Collect the CSV jobs of one record and build its output line (or its rejection)."""
+    if p.reject is not None:
+        return p.reject
+    if p.sample is None:  # cannot happen: _start sets one of sample/reject
+        raise RuntimeError(f"record {p.index}: neither sample nor rejection")
+    results: list[SeriesResult] = []
+    for k, fut in enumerate(p.futures):
+        res = fut.result()
+        if isinstance(res, tuple):
+            code, msg = res
+            img = pure_image_path(p.images[k]).name
+            return code, f"image {k + 1} of {len(p.futures)} ({img}): {msg}"
+        results.append(res)
+    try:
+        fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))
+    except RejectError as err:
+        return err.reject.code, err.reject.message
+    for res in results:
+        report.repairs.update(res.repairs)
+        report.notes.update(res.notes)
+        for n in res.lengths:
+            report.lengths.add(n)
+    return record_line(fields, [e for res in results for e in res.encoded])
+
+
+def _with_ts(sample: Sample, per_image: int) -> Sample:
+    rep = TS_PLACEHOLDER * per_image
+    return Sample(
+        system=sample.system.replace(IMAGE_TOKEN, rep),
+        turns=[(role, text.replace(IMAGE_TOKEN, rep)) for role, text in sample.turns],
+        images=[],
+    )
+
+
+def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
+    s = opts.series
+    return {
+        "format": opts.output_format,
+        "input_format": opts.input_format,
+        "csv_pattern": opts.csv_pattern,
+        "value_cols": list(s.value_cols),
+        "time_col": s.time_col,
+        "missing": s.missing,
+        "max_missing": s.max_missing,
+        "unsorted": s.unsorted,
+        "duplicates": s.duplicates,
+        "min_length": s.min_length,
+        "max_length": s.max_length,
+        "downsample": s.downsample if s.max_length else None,
+    }
+
+
+def _report_bytes(report: Report) -> bytes:
+    import json
+
+    return (json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="rec", file=sys.stderr, dynamic_ncols=True)
+
+
+def default_workers() -> int:
+    """The machine's cores (what the scheduler lets this process use)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

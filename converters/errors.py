@@ -1,0 +1,30 @@
+"""Error types: a fatal input error (stops the run, exit 2) and a per-record rejection (the record
+goes to NAME.rejects.jsonl with a reason code and a message that names the file, record and fix)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class InputError(Exception):
+    """The whole input cannot be processed (malformed JSON, missing --csv-dir, bad option)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Why one record (or one of its CSVs) cannot be converted.
+
+    ``code`` is a stable machine-readable reason (counted in the report); ``message`` is the
+    problem and the fix, without the ``file: record N:`` prefix, which the caller adds.
+    """
+
+    code: str
+    message: str
+
+
+class RejectError(Exception):
+    """Raised inside per-record code; carries a :class:`Reject`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.reject = Reject(code, message)
