@@ -62,7 +62,9 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise RejectError("missing_csv", f"{shown} not found") from None
+        raise RejectError(
+            "missing_csv", f"{shown} not found in --csv-dir. Put the CSV there or pass --csv-pattern matching your file names"
+        ) from None
     except OSError as exc:
         raise RejectError("unreadable_csv", f"{shown}: cannot read: {exc.strerror}") from None
     text, enc = _decode(data, shown)
@@ -152,7 +154,9 @@ def _parse_cell(s: str | None, missing: dict[str, int]) -> float:
         missing["empty_or_nan"] = missing.get("empty_or_nan", 0) + 1
         return np.nan
     try:
-        v = float(s.strip().replace("_", "x"))  # float() accepts "1_0"; CSV numbers do not
+        if "_" in s:  # float() accepts "1_0"; a CSV number does not
+            raise ValueError(s)
+        v = float(s)
     except ValueError:
         missing["non_numeric"] = missing.get("non_numeric", 0) + 1
         return np.nan
