@@ -1,0 +1,49 @@
+"""`tsplugin` command: one sub-command per module, collected through a small registry.
+
+Each module that offers a sub-command exposes ``add_parser(subparsers)`` which adds its parser and
+sets ``func`` (a callable taking the parsed namespace and returning an exit code). Modules are listed
+by dotted name so that `tsplugin --help` does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> module implementing add_parser(); order is the order shown in --help.
+COMMANDS: dict[str, str] = {}
+
+
+def register_command(name: str, module: str) -> None:
+    """Register a sub-command implemented by `module` (refuses duplicates)."""
+    if name in COMMANDS:
+        raise ValueError(f"tsplugin sub-command {name!r} is already registered by {COMMANDS[name]}")
+    COMMANDS[name] = module
+
+
+register_command("quickstart", "tsplugin.quickstart")
+register_command("init-model", "tsplugin.init_model")
+register_command("chat", "tsplugin.chat")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tsplugin",
+        description="Time-series LLM tools for LLaMA-Factory (models, inference, planning).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
