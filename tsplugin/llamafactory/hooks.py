@@ -1,0 +1,286 @@
+"""Every place tsplugin hooks into LLaMA-Factory, in one table, version-checked.
+
+`tsplugin._bootstrap` calls `on_import(name, module)` right after each watched LLaMA-Factory module
+executes (in every process, torchrun workers included). Each hook names the upstream symbol it
+extends. Nothing here changes behaviour for datasets without a `timeseries` column or templates
+without the `timeseries` plugin: image, video and audio data go through untouched.
+
+Supported: llamafactory >=0.9.5,<0.9.6. Another version gets one warning and no hooks (so stock
+LLaMA-Factory keeps working); `tests/test_hooks.py` fails loudly when upstream changes shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import warnings
+from importlib import metadata
+from types import ModuleType
+from typing import Any, Callable
+
+SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [min, max)
+SUPPORTED_TEXT = "llamafactory>=0.9.5,<0.9.6"
+
+logger = logging.getLogger("tsplugin")
+
+# model_type -> LLaMA-Factory composite-model keys (freezing, LoRA targeting, quantisation skip).
+COMPOSITE = {
+    "chatts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
+    "qwen3ts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
+}
+ENCODER_MODULES = ["ts_encoder"]
+
+_applied: set[str] = set()
+
+
+def _version_ok() -> bool:
+    try:
+        raw = metadata.version("llamafactory")
+    except metadata.PackageNotFoundError:
+        return False
+    parts = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
+    ok = SUPPORTED[0] <= parts < SUPPORTED[1]
+    if not ok and "version" not in _applied:
+        _applied.add("version")
+        warnings.warn(
+            f"tsfactory supports {SUPPORTED_TEXT}, found {raw}: time-series templates and the "
+            "`timeseries` column are NOT available in this environment. Install a supported version.",
+            stacklevel=2,
+        )
+    return ok
+
+
+def _require(module: ModuleType, *names: str) -> None:
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ImportError(
+            f"tsfactory: {module.__name__} has no {', '.join(missing)}; LLaMA-Factory changed shape. "
+            f"Install {SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+
+
+def _wrap(module: ModuleType, name: str, make: Callable[[Callable], Callable]) -> None:
+    original = getattr(module, name)
+    if getattr(original, "__tsplugin__", False):
+        return
+    wrapped = functools.wraps(original)(make(original))
+    wrapped.__tsplugin__ = True
+    setattr(module, name, wrapped)
+
+
+def _local_model_type(path: str | None) -> str | None:
+    try:
+        with open(os.path.join(path or "", "config.json"), encoding="utf-8") as f:
+            return json.load(f).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
+def is_ts_model_type(model_type: str | None) -> bool:
+    return model_type in COMPOSITE
+
+
+# --- hooks, one per upstream module ------------------------------------------------------------
+
+
+def hook_finetuning_args(module: ModuleType) -> None:
+    """`FinetuningArguments`: add `timeseries_learning_rate` (a YAML key LLaMA-Factory accepts)."""
+    _require(module, "FinetuningArguments")
+    from tsplugin.llamafactory.options import extend_finetuning_arguments
+
+    module.FinetuningArguments = extend_finetuning_arguments(module.FinetuningArguments)
+
+
+def hook_parser(module: ModuleType) -> None:
+    """`DatasetAttr.join`: read a `timeseries` entry from dataset_info.json `columns`."""
+    _require(module, "DatasetAttr")
+    attr_cls = module.DatasetAttr
+    if getattr(attr_cls.join, "__tsplugin__", False):
+        return
+    original = attr_cls.join
+    attr_cls.timeseries = None
+
+    def join(self, attr: dict[str, Any]) -> None:
+        original(self, attr)
+        self.timeseries = (attr.get("columns") or {}).get("timeseries")
+
+    join.__tsplugin__ = True
+    attr_cls.join = join
+
+
+def hook_converter(module: ModuleType) -> None:
+    """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record."""
+    _require(module, "get_dataset_converter", "align_dataset")
+    from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned
+
+    def make_get(original):
+        def get_dataset_converter(name, dataset_attr, data_args):
+            converter = original(name, dataset_attr, data_args)
+            column = getattr(dataset_attr, "timeseries", None)
+            if column is None:
+                return converter
+            if dataset_attr.audios:
+                raise ValueError(
+                    f"{dataset_attr}: dataset_info.json maps both `audios` and `timeseries`; a "
+                    "time-series dataset carries no audio. Remove one of the two columns."
+                )
+            return TimeSeriesConverter(converter, column)
+
+        return get_dataset_converter
+
+    def make_align(original):
+        def align_dataset(dataset, dataset_attr, data_args, training_args):
+            aligned = original(dataset, dataset_attr, data_args, training_args)
+            column = getattr(dataset_attr, "timeseries", None)
+            if column is not None:
+                check_aligned(aligned, str(dataset_attr), column)
+            return aligned
+
+        return align_dataset
+
+    _wrap(module, "get_dataset_converter", make_get)
+    _wrap(module, "align_dataset", make_align)
+
+
+def hook_mm_plugin(module: ModuleType) -> None:
+    """`register_mm_plugin("timeseries", TimeSeriesPlugin)`."""
+    _require(module, "register_mm_plugin", "PLUGINS", "BasePlugin")
+    if "timeseries" not in module.PLUGINS:
+        from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+        module.register_mm_plugin("timeseries", TimeSeriesPlugin)
+
+
+def hook_template(module: ModuleType) -> None:
+    """`register_template(...)` for chatts, chatts8b, chatts8b_nothink."""
+    _require(module, "register_template", "TEMPLATES", "ReasoningTemplate")
+    from llamafactory.data import mm_plugin
+
+    from tsplugin.llamafactory.templates import register_all
+
+    hook_mm_plugin(mm_plugin)
+    register_all(module, mm_plugin)
+
+
+def hook_data_loader(module: ModuleType) -> None:
+    """`_get_dataset_processor`: drop (and count) records whose series `cutoff_len` cut."""
+    _require(module, "_get_dataset_processor")
+
+    def make(original):
+        def _get_dataset_processor(data_args, stage, template, tokenizer, processor, *args, **kwargs):
+            from tsplugin.llamafactory.data import TimeSeriesDatasetProcessor
+            from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+            inner = original(data_args, stage, template, tokenizer, processor, *args, **kwargs)
+            if isinstance(template.mm_plugin, TimeSeriesPlugin):
+                return TimeSeriesDatasetProcessor(inner, template.mm_plugin)
+            return inner
+
+        return _get_dataset_processor
+
+    _wrap(module, "_get_dataset_processor", make)
+
+
+def hook_model_loader(module: ModuleType) -> None:
+    """`load_tokenizer`: attach the time-series processor; `_get_init_kwargs`: local classes only."""
+    _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor")
+    import tsplugin.models  # noqa: F401  (Auto* registration of the model classes)
+    from tsplugin.processing import TimeSeriesProcessor
+
+    def make_init_kwargs(original):
+        def _get_init_kwargs(model_args):
+            kwargs = original(model_args)
+            if kwargs.get("trust_remote_code") and is_ts_model_type(_local_model_type(model_args.model_name_or_path)):
+                # ChatTS checkpoints ship remote code; tsplugin's native classes replace it.
+                kwargs["trust_remote_code"] = False
+            return kwargs
+
+        return _get_init_kwargs
+
+    def make_load_tokenizer(original):
+        def load_tokenizer(model_args):
+            result = original(model_args)
+            if not isinstance(result.get("processor"), TimeSeriesProcessor):
+                path = model_args.model_name_or_path
+                if is_ts_model_type(_local_model_type(path)):
+                    processor = TimeSeriesProcessor.from_pretrained(path)
+                    module.patch_processor(processor, result["tokenizer"], model_args)
+                    result["processor"] = processor
+            return result
+
+        return load_tokenizer
+
+    _wrap(module, "_get_init_kwargs", make_init_kwargs)
+    _wrap(module, "load_tokenizer", make_load_tokenizer)
+
+
+def hook_visual(module: ModuleType) -> None:
+    """`_register_composite_model`: encoder = vision tower, so LLaMA-Factory's freeze/LoRA options apply."""
+    _require(module, "_register_composite_model", "COMPOSITE_MODELS")
+    for model_type, keys in COMPOSITE.items():
+        if model_type not in module.COMPOSITE_MODELS:
+            module._register_composite_model(model_type=model_type, **keys)
+
+
+def hook_quantization(module: ModuleType) -> None:
+    """`configure_quantization`: never quantise the time-series encoder."""
+    _require(module, "configure_quantization")
+
+    def make(original):
+        def configure_quantization(config, tokenizer, model_args, is_trainable, init_kwargs, *args, **kwargs):
+            result = original(config, tokenizer, model_args, is_trainable, init_kwargs, *args, **kwargs)
+            qconfig = init_kwargs.get("quantization_config")
+            if qconfig is not None and is_ts_model_type(getattr(config, "model_type", None)):
+                skip = list(getattr(qconfig, "llm_int8_skip_modules", None) or ["lm_head"])
+                qconfig.llm_int8_skip_modules = skip + [m for m in ENCODER_MODULES if m not in skip]
+            return result
+
+        return configure_quantization
+
+    _wrap(module, "configure_quantization", make)
+
+
+def hook_trainer_utils(module: ModuleType) -> None:
+    """`create_custom_optimizer`: a separate learning rate for the encoder when it trains."""
+    _require(module, "create_custom_optimizer")
+    from tsplugin.llamafactory.options import make_create_custom_optimizer
+
+    _wrap(module, "create_custom_optimizer", make_create_custom_optimizer)
+
+
+HOOKS: dict[str, Callable[[ModuleType], None]] = {
+    "llamafactory.hparams.finetuning_args": hook_finetuning_args,
+    "llamafactory.data.parser": hook_parser,
+    "llamafactory.data.converter": hook_converter,
+    "llamafactory.data.mm_plugin": hook_mm_plugin,
+    "llamafactory.data.template": hook_template,
+    "llamafactory.data.loader": hook_data_loader,
+    "llamafactory.model.loader": hook_model_loader,
+    "llamafactory.model.model_utils.visual": hook_visual,
+    "llamafactory.model.model_utils.quantization": hook_quantization,
+    "llamafactory.train.trainer_utils": hook_trainer_utils,
+}
+
+
+def on_import(name: str, module: ModuleType) -> None:
+    """Apply the hook for `name` once per process (called by `tsplugin._bootstrap`)."""
+    hook = HOOKS.get(name)
+    if hook is None or name in _applied or not _version_ok():
+        return
+    hook(module)
+    _applied.add(name)
+
+
+def applied() -> set[str]:
+    """Names of the upstream modules hooked in this process (for `tsplugin doctor` and tests)."""
+    return {name for name in _applied if name in HOOKS}
+
+
+def install_now() -> None:
+    """Hook LLaMA-Factory modules already imported (for a process started without the .pth)."""
+    for name in HOOKS:
+        if name in sys.modules:
+            on_import(name, sys.modules[name])

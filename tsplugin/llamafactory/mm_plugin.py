@@ -1,0 +1,140 @@
+"""The `timeseries` multimodal plugin for LLaMA-Factory templates.
+
+LLaMA-Factory's data path knows images, videos and audios. A time-series dataset's series travel
+in the audio slot (`_audios` / `audios`) from the dataset converter to the collator: the processors
+and the collator pass that slot through untouched, and a template that uses this plugin takes no
+audio. Each `<ts><ts/>` in a message becomes the value-preserving prefix plus one `<ts>` token per
+patch; `get_mm_inputs` turns the batch's series into the `timeseries` tensor the model takes.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from llamafactory.data.mm_plugin import BasePlugin
+
+from tsplugin.processing import batch_series, num_patches, sp_encode
+from tsplugin.series import PLACEHOLDER_PATTERN, count_placeholders
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizer
+
+
+def patch_size_of(processor: Any) -> int:
+    """The patch size LLaMA-Factory's processor object carries (set by our load_tokenizer hook)."""
+    size = getattr(processor, "patch_size", None)
+    if size is None:
+        raise ValueError(
+            "tsplugin: no time-series processor was loaded for this model, so placeholders cannot be "
+            "expanded. Use a time-series model (model_type chatts / qwen3ts / qwen_ts, e.g. one made "
+            "with `tsplugin init-model`) with a time-series template."
+        )
+    return int(size)
+
+
+@dataclass
+class TimeSeriesPlugin(BasePlugin):
+    """Expands `<ts><ts/>` placeholders and batches series for ChatTS-style models."""
+
+    ts_token: str = "<ts>"
+    ts_end_token: str = "<ts/>"
+
+    def _validate_input(self, processor, images, videos, audios) -> None:
+        if len(images) != 0 or len(videos) != 0:
+            raise ValueError(
+                "This time-series template takes no images or videos. Convert image-referencing data "
+                "with `tsconvert` first, or choose an image template."
+            )
+        for series in audios:
+            if isinstance(series, (str, bytes)) or not hasattr(series, "__len__"):
+                raise ValueError(
+                    f"A time-series template got {type(series).__name__} where a series (list of numbers) "
+                    "was expected. Map the dataset's series column with `timeseries` in dataset_info.json "
+                    "(not `audios`)."
+                )
+
+    def process_messages(
+        self,
+        messages: list[dict[str, str]],
+        images: list,
+        videos: list,
+        audios: list,
+        processor: Any,
+    ) -> list[dict[str, str]]:
+        self._validate_input(processor, images, videos, audios)
+        series = list(audios)
+        found = sum(count_placeholders(m["content"]) for m in messages)
+        if found != len(series):
+            raise ValueError(
+                f"{found} <ts><ts/> placeholders but {len(series)} series in a record: {messages}. "
+                "Each series needs exactly one placeholder, in order."
+            )
+        if not series:
+            return messages
+
+        patch_size = patch_size_of(processor)
+        remaining = iter(series)
+        messages = deepcopy(messages)
+
+        def expand(_match) -> str:
+            values = next(remaining)
+            _, prefix = sp_encode(values)
+            return prefix + self.ts_token * num_patches(len(values), patch_size)
+
+        for message in messages:
+            message["content"] = PLACEHOLDER_PATTERN.sub(expand, message["content"])
+        return messages
+
+    def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
+        self._validate_input(processor, images, videos, audios)
+        return input_ids, labels
+
+    def get_mm_inputs(
+        self,
+        images: list,
+        videos: list,
+        audios: list,
+        imglens: list[int],
+        vidlens: list[int],
+        audlens: list[int],
+        batch_ids: list[list[int]],
+        processor: Any,
+    ) -> dict[str, torch.Tensor]:
+        self._validate_input(processor, images, videos, audios)
+        if len(audios) == 0:
+            return {}
+
+        patch_size = patch_size_of(processor)
+        ts_token_id = _token_id(processor.tokenizer, self.ts_token)
+        start = 0
+        for row, (ids, count) in enumerate(zip(batch_ids, audlens)):
+            expected = sum(num_patches(len(s), patch_size) for s in audios[start : start + count])
+            found = sum(1 for t in ids if t == ts_token_id)
+            if found != expected:
+                raise ValueError(
+                    f"Batch row {row}: {found} {self.ts_token} positions but its {count} series need "
+                    f"{expected} patches. The text was cut inside a series (raise cutoff_len or shorten "
+                    "the series with `tsconvert --max-length`)."
+                )
+            start += count
+
+        features = [sp_encode(s)[0] for s in audios]
+        return {"timeseries": batch_series(features)}
+
+    def expected_positions(self, series: Sequence[Sequence[float]], processor: Any) -> int:
+        """Number of `<ts>` positions the given series expand to."""
+        patch_size = patch_size_of(processor)
+        return sum(num_patches(len(s), patch_size) for s in series)
+
+
+def _token_id(tokenizer: PreTrainedTokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(
+            f"The tokenizer has no {token!r} token. Build the model with `tsplugin init-model` or "
+            "`tsplugin build-model`, which add the time-series tokens."
+        )
+    return int(token_id)

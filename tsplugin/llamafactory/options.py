@@ -1,0 +1,94 @@
+"""YAML options the plugin adds to LLaMA-Factory's `FinetuningArguments`, and what they drive.
+
+LLaMA-Factory rejects unknown YAML keys, so new options must be dataclass fields of its own argument
+classes. `extend_finetuning_arguments` returns a subclass with the fields below; the hook installs it
+before LLaMA-Factory's parser is built, so `llamafactory-cli train x.yaml` accepts them.
+
+How the encoder trains, with LLaMA-Factory's own options:
+- default (`freeze_vision_tower: true`): encoder frozen, LoRA adapts the LLM only;
+- `additional_target: ts_encoder` (LoRA): the encoder trains fully, saved with the adapter;
+- `freeze_vision_tower: false` + `lora_target: all`: LoRA also adapts the encoder's linears;
+- `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
+  (ChatTS-Training's `timeseries_sft_lr`).
+"""
+
+import dataclasses
+import logging
+from typing import Any, Callable, Optional
+
+logger = logging.getLogger("tsplugin")
+
+ENCODER_KEY = "ts_encoder"
+
+
+def extend_finetuning_arguments(base: type) -> type:
+    """Subclass LLaMA-Factory's FinetuningArguments with the plugin's fields (idempotent)."""
+    if getattr(base, "__tsplugin__", False):
+        return base
+
+    @dataclasses.dataclass
+    class FinetuningArguments(base):  # same name: LLaMA-Factory prints and pickles it by name
+        timeseries_learning_rate: Optional[float] = dataclasses.field(
+            default=None,
+            metadata={
+                "help": "Learning rate of the time-series encoder when it trains (full via "
+                "`additional_target: ts_encoder`, or LoRA via `freeze_vision_tower: false`). "
+                "Defaults to `learning_rate`."
+            },
+        )
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.timeseries_learning_rate is not None and self.timeseries_learning_rate <= 0:
+                raise ValueError("`timeseries_learning_rate` must be positive.")
+
+    FinetuningArguments.__tsplugin__ = True
+    FinetuningArguments.__module__ = base.__module__
+    FinetuningArguments.__qualname__ = base.__qualname__
+    return FinetuningArguments
+
+
+def encoder_param_groups(model: Any, learning_rate: float, encoder_lr: float, weight_decay: float) -> "list[dict]":
+    """Split trainable parameters into LLM and encoder groups (each with and without weight decay)."""
+    from transformers.trainer_pt_utils import get_parameter_names
+    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+
+    decay_names = {n for n in get_parameter_names(model, ALL_LAYERNORM_LAYERS) if "bias" not in n}
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((ENCODER_KEY in name, name in decay_names), []).append(param)
+    result = []
+    for (is_encoder, decays), params in sorted(groups.items()):
+        result.append(
+            {
+                "params": params,
+                "lr": encoder_lr if is_encoder else learning_rate,
+                "weight_decay": weight_decay if decays else 0.0,
+            }
+        )
+    return result
+
+
+def make_create_custom_optimizer(original: Callable) -> Callable:
+    """Wrap `create_custom_optimizer`: build encoder/LLM parameter groups when asked to."""
+
+    def create_custom_optimizer(model, training_args, finetuning_args):
+        optimizer = original(model, training_args, finetuning_args)
+        encoder_lr = getattr(finetuning_args, "timeseries_learning_rate", None)
+        if optimizer is not None or encoder_lr is None:
+            return optimizer
+        if not any(p.requires_grad and ENCODER_KEY in n for n, p in model.named_parameters()):
+            logger.warning(
+                "tsplugin: timeseries_learning_rate is set but the encoder does not train; add "
+                "`additional_target: ts_encoder` (LoRA) or `freeze_vision_tower: false`."
+            )
+            return None
+        from transformers import Trainer
+
+        optim_class, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        groups = encoder_param_groups(model, training_args.learning_rate, encoder_lr, training_args.weight_decay)
+        logger.info("tsplugin: encoder learning rate %s, LLM learning rate %s", encoder_lr, training_args.learning_rate)
+        return optim_class(groups, **{k: v for k, v in optim_kwargs.items() if k != "lr"})
+
+    return create_custom_optimizer

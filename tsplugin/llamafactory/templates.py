@@ -1,0 +1,50 @@
+"""Chat templates registered by the plugin (LLaMA-Factory `template:` names).
+
+| name | model | chat format |
+|---|---|---|
+| `chatts` | ChatTS-14B and other Qwen2.5 backbones (`model_type: chatts`) | Qwen ChatML, as ChatTS-Training names it |
+| `chatts8b` | ChatTS-8B and other Qwen3 backbones (`model_type: qwen3ts`) | Qwen3 ChatML with thinking tags |
+| `chatts8b_nothink` | the same, thinking disabled | Qwen3 ChatML |
+
+All use the `timeseries` multimodal plugin: `<ts><ts/>` in the text is one series.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHATML_USER = "<|im_start|>user\n{{content}}<|im_end|>\n<|im_start|>assistant\n"
+CHATML_ASSISTANT = "{{content}}<|im_end|>\n"
+CHATML_SYSTEM = "<|im_start|>system\n{{content}}<|im_end|>\n"
+CHATML_OBSERVATION = "<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+
+# name -> (default system prompt, reasoning template?)
+TEMPLATES: dict[str, tuple[str, bool]] = {
+    "chatts": ("You are a helpful assistant.", False),
+    "chatts8b": ("", True),
+    "chatts8b_nothink": ("", False),
+}
+
+
+def register_all(template_module: Any, mm_plugin_module: Any) -> None:
+    """Register every template above with LLaMA-Factory's own `register_template`."""
+    from llamafactory.data.formatter import FunctionFormatter, StringFormatter, ToolFormatter
+
+    for name, (default_system, reasoning) in TEMPLATES.items():
+        if name in template_module.TEMPLATES:
+            continue  # already registered in this process
+        extra = {"template_class": template_module.ReasoningTemplate} if reasoning else {}
+        template_module.register_template(
+            name=name,
+            format_user=StringFormatter(slots=[CHATML_USER]),
+            format_assistant=StringFormatter(slots=[CHATML_ASSISTANT]),
+            format_system=StringFormatter(slots=[CHATML_SYSTEM]),
+            format_function=FunctionFormatter(slots=[CHATML_ASSISTANT], tool_format="qwen"),
+            format_observation=StringFormatter(slots=[CHATML_OBSERVATION]),
+            format_tools=ToolFormatter(tool_format="qwen"),
+            default_system=default_system,
+            stop_words=["<|im_end|>"],
+            replace_eos=True,
+            mm_plugin=mm_plugin_module.get_mm_plugin(name="timeseries"),
+            **extra,
+        )
