@@ -160,6 +160,14 @@ class TimeSeriesProcessor:
         with open(path, encoding="utf-8") as f:
             return cls.from_config(json.load(f), **kwargs)
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> list[str]:
+        """Nothing to write: the patch size lives in config.json, the tokens in the tokenizer.
+
+        LLaMA-Factory calls this on every processor it holds (checkpoints, export); the model's own
+        files already carry everything `from_pretrained` reads back.
+        """
+        return []
+
     def encode(self, values: Iterable[float]) -> tuple[np.ndarray, str]:
         return sp_encode(values)
 
