@@ -1,0 +1,147 @@
+"""Ask a time-series model one question: a Python API and `tsplugin chat`.
+
+Prompts are built with LLaMA-Factory's own template and the plugin's placeholder expansion, so a
+question is encoded exactly as training encoded it (same chat format, same `<ts>` positions, same
+value-preserving prefix).
+
+    from tsplugin.chat import TimeSeriesChat
+    chat = TimeSeriesChat.from_pretrained("runs/quickstart/merged", template="chatts8b_nothink")
+    chat.ask("Is there an anomaly in <ts><ts/>?", [values])
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b"}
+
+
+class TimeSeriesChat:
+    """A loaded model + tokenizer + LLaMA-Factory template, ready to answer questions."""
+
+    def __init__(self, model: Any, tokenizer: Any, processor: Any, template: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.template = template
+
+    @classmethod
+    def from_pretrained(
+        cls, model_dir: str | Path, template: str | None = None, device: str = "cpu", dtype: str = "auto"
+    ) -> "TimeSeriesChat":
+        import tsplugin._bootstrap  # noqa: F401  (hooks, also when run without the .pth)
+        import torch
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import DataArguments
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        import tsplugin.models  # noqa: F401
+        from tsplugin.processing import TimeSeriesProcessor
+
+        model_dir = str(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
+        name = template or DEFAULT_TEMPLATES.get(model.config.model_type)
+        if name is None:
+            raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")
+        processor = TimeSeriesProcessor.from_pretrained(model_dir)
+        processor.tokenizer = tokenizer
+        lf_template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
+        return cls(model, tokenizer, processor, lf_template)
+
+    def encode(self, question: str, series: Sequence[Sequence[float]], system: str | None = None) -> dict[str, Any]:
+        """Model inputs for one question (placeholders appended when the question has none)."""
+        import torch
+
+        from tsplugin.processing import count_placeholders
+
+        found = count_placeholders(question)
+        if found == 0 and series:
+            question = question.rstrip() + "\n" + "\n".join("<ts><ts/>" for _ in series)
+        elif found != len(series):
+            raise ValueError(f"The question has {found} <ts><ts/> placeholders but {len(series)} series were given.")
+        series = [list(map(float, s)) for s in series]
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        plugin = self.template.mm_plugin
+        messages = plugin.process_messages(messages, [], [], series, self.processor)
+        prompt_ids, _ = self.template.encode_oneturn(self.tokenizer, messages, system)
+        inputs = plugin.get_mm_inputs([], [], series, [0], [0], [len(series)], [prompt_ids], self.processor)
+        device = self.model.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        inputs["input_ids"] = torch.tensor([prompt_ids], device=device)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        return inputs
+
+    def ask(
+        self,
+        question: str,
+        series: Sequence[Sequence[float]],
+        system: str | None = None,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+    ) -> str:
+        """Generate the answer to `question` about `series` (greedy by default)."""
+        import torch
+
+        inputs = self.encode(question, series, system)
+        stop_ids = [self.tokenizer.eos_token_id] + self.tokenizer.convert_tokens_to_ids(self.template.stop_words)
+        with torch.no_grad():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                eos_token_id=[i for i in stop_ids if i is not None],
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: str | None = "timestamp") -> list[list[float]]:
+    """Series from CSV files, read and cleaned exactly as `tsconvert` does (interpolated gaps, sorted)."""
+    from converters.cleaning import clean
+    from converters.csvread import read_series
+    from converters.errors import RejectError
+
+    series = []
+    for path in paths:
+        try:
+            raw = read_series(Path(path), [value_col], time_col, str(path))
+            series.extend(v.tolist() for v in clean(raw, str(path)))
+        except RejectError as err:
+            raise SystemExit(f"tsplugin chat: {err.reject.message}") from None
+    return series
+
+
+def run(args: argparse.Namespace) -> int:
+    series = read_csv_series(args.csv, args.value_col)
+    chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device)
+    answer = chat.ask(args.question, series, system=args.system, max_new_tokens=args.max_new_tokens)
+    print(answer)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "chat",
+        help="answer one question about one or more series with a (merged) time-series model",
+        description="Answer one question about CSV series. Each --csv is one series; the question's "
+        "<ts><ts/> placeholders are filled in order (appended at the end when there are none).",
+    )
+    parser.add_argument("question", help='the question, e.g. "Is there a spike in <ts><ts/>?"')
+    parser.add_argument("--model", required=True, help="model directory (merged export or base model)")
+    parser.add_argument("--csv", action="append", required=True, help="CSV file with the series (repeatable)")
+    parser.add_argument("--value-col", default="value", help="value column name (default: value)")
+    parser.add_argument("--template", default=None, help="LLaMA-Factory template used in training")
+    parser.add_argument("--system", default=None, help="system prompt (default: the template's)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.ArgumentParser().parse_args()))
