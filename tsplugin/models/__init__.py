@@ -1,0 +1,67 @@
+"""ChatTS model classes, registered with the transformers Auto classes on import.
+
+After `import tsplugin.models`, `AutoConfig` / `AutoModelForCausalLM.from_pretrained(dir)` build
+`ChatTSConfig` + `Qwen2TSForCausalLM` for model_type `chatts` and `Qwen3TSConfig` +
+`Qwen3TSForCausalLM` for model_type `qwen3ts`.
+
+Released ChatTS checkpoints carry an `auto_map` pointing at their own modeling .py files:
+- without `trust_remote_code` the registered classes here are used;
+- with `trust_remote_code=True` they are still used, whether those .py files are present or not:
+  transformers (>= 4.45 or so) prefers a model_type registered by non-transformers code over the
+  checkpoint's `auto_map` ("explicit local code"). To run a checkpoint's own remote code instead, load
+  it in a process that has not imported `tsplugin.models`.
+Registration is idempotent: importing (or reloading) this package twice does not raise.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from .configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
+from .modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM, TimeSeriesCausalLMMixin
+from .ts_encoder import TimeSeriesEmbedding
+
+# model_type -> (config class, causal LM class); one entry per supported ChatTS architecture.
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    "chatts": (ChatTSConfig, Qwen2TSForCausalLM),
+    "qwen3ts": (Qwen3TSConfig, Qwen3TSForCausalLM),
+}
+
+
+def register_auto_classes() -> None:
+    """Register every architecture with AutoConfig / AutoModelForCausalLM (safe to call repeatedly)."""
+    for model_type, (config_cls, model_cls) in ARCHITECTURES.items():
+        AutoConfig.register(model_type, config_cls, exist_ok=True)
+        AutoModelForCausalLM.register(config_cls, model_cls, exist_ok=True)
+
+
+def get_architecture(model_type: str) -> tuple[type, type]:
+    """(config class, causal LM class) for a model_type; lists the valid names when unknown."""
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise ValueError(f"unknown time-series model_type {model_type!r}; known: {sorted(ARCHITECTURES)}") from None
+
+
+def is_timeseries_model(model: object) -> bool:
+    """True for a model (possibly wrapped, e.g. by PEFT) that has a ChatTS `ts_encoder`."""
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
+    return isinstance(base, TimeSeriesCausalLMMixin)
+
+
+register_auto_classes()
+
+__all__ = [
+    "ARCHITECTURES",
+    "ChatTSConfig",
+    "Qwen2TSConfig",
+    "Qwen2TSForCausalLM",
+    "Qwen3TSConfig",
+    "Qwen3TSForCausalLM",
+    "TimeSeriesCausalLMMixin",
+    "TimeSeriesEmbedding",
+    "get_architecture",
+    "is_timeseries_model",
+    "register_auto_classes",
+]

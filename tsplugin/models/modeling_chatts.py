@@ -1,0 +1,150 @@
+"""ChatTS causal LMs: a Qwen2/Qwen3 causal LM plus the `ts_encoder` patch encoder.
+
+Design choices:
+- Subclass the stock `Qwen2ForCausalLM` / `Qwen3ForCausalLM`, so `model.*` and `lm_head.weight`
+  keep their names and all decoder features (SDPA, gradient checkpointing, caches, PEFT) are upstream's.
+- The prompt already holds one `<ts>` token per patch (see `tsplugin.processing`). The forward
+  embeds the tokens, overwrites the `<ts>` positions with the encoder's patch embeddings, in order,
+  and calls the parent forward with `inputs_embeds`. Sequence length never changes, so labels,
+  attention masks, position ids and padding side all behave exactly as for text.
+- `timeseries` is consumed by the prefill step only: decode steps never see it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Qwen2ForCausalLM, Qwen3ForCausalLM
+
+from .configuration_chatts import ChatTSConfig, Qwen3TSConfig
+from .ts_encoder import TimeSeriesEmbedding
+
+
+def past_length(past_key_values: Any) -> int:
+    """Number of cached positions (0 when there is no cache yet)."""
+    if past_key_values is None:
+        return 0
+    if hasattr(past_key_values, "get_seq_length"):
+        return int(past_key_values.get_seq_length())
+    try:  # legacy tuple-of-tuples cache (transformers 4.x)
+        return int(past_key_values[0][0].shape[-2])
+    except (IndexError, TypeError):
+        return 0
+
+
+class TimeSeriesCausalLMMixin:
+    """Adds `ts_encoder` and the `timeseries` input to a decoder-only causal LM."""
+
+    # Modules that must never be quantised (bitsandbytes `llm_int8_skip_modules` and the like).
+    _no_quantize_modules = ["ts_encoder"]
+
+    config: Any
+    ts_encoder: TimeSeriesEmbedding
+
+    def _add_ts_encoder(self) -> None:
+        if not isinstance(getattr(self.config, "ts", None), dict):
+            raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
+        self.ts_encoder = TimeSeriesEmbedding(self.config.ts)
+
+    def post_init(self) -> None:
+        # The parent __init__ calls post_init before `ts_encoder` exists: run it once, afterwards.
+        if "ts_encoder" not in self._modules:
+            return
+        super().post_init()
+
+    def _ts_token_id(self) -> int:
+        token_id = getattr(self.config, "ts_token_start_index", None)
+        if token_id is None:
+            raise ValueError(
+                "config.ts_token_start_index is not set: it must be the id of the <ts> token in this "
+                "model's tokenizer (tsplugin init-model writes it)"
+            )
+        return int(token_id)
+
+    def embed_timeseries(
+        self, input_ids: torch.LongTensor, inputs_embeds: torch.Tensor, timeseries: torch.Tensor
+    ) -> torch.Tensor:
+        """Return `inputs_embeds` with every `<ts>` position replaced by the next patch embedding."""
+        ts_positions = input_ids == self._ts_token_id()  # (B, L)
+        features, _ = self.ts_encoder(timeseries)  # (P, hidden)
+        n_tokens, n_patches = int(ts_positions.sum()), int(features.shape[0])
+        if n_tokens != n_patches:
+            raise ValueError(
+                f"the batch has {n_tokens} <ts> positions but {n_patches} patch embeddings from "
+                f"{timeseries.shape[0]} series: each placeholder must be expanded to ceil(length / "
+                f"patch_size={self.ts_encoder.patch_size}) <ts> tokens (tsplugin.processing."
+                "expand_placeholders), and the prompt must not be truncated inside a series"
+            )
+        mask = ts_positions.unsqueeze(-1).to(inputs_embeds.device)  # (B, L, 1), broadcast over hidden
+        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        timeseries: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
+        if timeseries is not None and not torch.is_tensor(timeseries):
+            timeseries = torch.as_tensor(timeseries, dtype=torch.float32)
+        has_series = timeseries is not None and timeseries.shape[0] > 0
+        if input_ids is not None and (has_series or past_length(past_key_values) == 0):
+            if has_series:
+                if inputs_embeds is None:
+                    inputs_embeds = self.get_input_embeddings()(input_ids)
+                inputs_embeds = self.embed_timeseries(input_ids, inputs_embeds, timeseries)
+                input_ids = None
+            elif inputs_embeds is None and bool((input_ids == self._ts_token_id()).any()):
+                raise ValueError(
+                    f"input_ids hold {int((input_ids == self._ts_token_id()).sum())} <ts> tokens but no "
+                    "`timeseries` was passed; pass timeseries=FloatTensor(S, T, 2) with the prompt's series"
+                )
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, timeseries=None, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
+        # Series are merged at prefill (empty cache) and live in the KV cache afterwards. Without a
+        # cache (use_cache=False) every step re-reads the whole prompt, so it needs them again.
+        model_inputs["timeseries"] = timeseries if past_length(past_key_values) == 0 else None
+        return model_inputs
+
+
+class Qwen2TSForCausalLM(TimeSeriesCausalLMMixin, Qwen2ForCausalLM):
+    """ChatTS-14B architecture (model_type `chatts`)."""
+
+    config_class = ChatTSConfig
+
+    def __init__(self, config: ChatTSConfig):
+        super().__init__(config)
+        self._add_ts_encoder()
+        self.post_init()
+
+
+class Qwen3TSForCausalLM(TimeSeriesCausalLMMixin, Qwen3ForCausalLM):
+    """ChatTS-8B architecture (model_type `qwen3ts`)."""
+
+    config_class = Qwen3TSConfig
+
+    def __init__(self, config: Qwen3TSConfig):
+        super().__init__(config)
+        self._add_ts_encoder()
+        self.post_init()
+
+
+__all__ = ["Qwen2TSForCausalLM", "Qwen3TSForCausalLM", "TimeSeriesCausalLMMixin", "past_length"]
