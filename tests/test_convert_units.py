@@ -1,0 +1,160 @@
+"""Units behind tsconvert: streaming JSON reader, registries, float encoding, validate, preview."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from converters import jsonenc, jsonstream
+from converters.cleaning import MISSING_POLICIES, register_missing_policy
+from converters.downsample import DOWNSAMPLERS, get_downsampler, lttb_indices
+from converters.errors import InputError, RejectError
+from converters.paths import resolve_csv
+from converters.records import INPUT_FORMATS, get_input_format, parse_record
+from convert_helpers import CHATTS_DEV, GDSH, GDSH_CSV, gdsh_record, read_jsonl, run
+
+
+def test_array_stream_matches_json_load_across_tiny_chunks(tmp_path, monkeypatch):
+    rng = random.Random(0)
+    recs = [{"i": i, "t": "中文" * rng.randint(0, 30), "x": [rng.random() for _ in range(rng.randint(0, 20))], "n": 12345678901}
+            for i in range(200)]
+    path = tmp_path / "a.json"
+    path.write_text("\ufeff" + json.dumps(recs, ensure_ascii=False, indent=1), encoding="utf-8")
+    monkeypatch.setattr(jsonstream, "_CHUNK", 7)
+    assert list(jsonstream.iter_records(path)) == recs
+
+
+def test_array_error_position_after_many_chunks(tmp_path, monkeypatch):
+    path = tmp_path / "a.json"
+    path.write_text("[\n" + ",\n".join('{"k": %d}' % i for i in range(50)) + ",\n{\"k\": tru}\n]")
+    monkeypatch.setattr(jsonstream, "_CHUNK", 16)
+    with pytest.raises(InputError) as err:
+        list(jsonstream.iter_records(path))
+    assert str(err.value) == "a.json: line 52 column 7: invalid JSON: Expecting value. Fix the file at that position."
+
+
+def test_empty_array_and_empty_file(tmp_path):
+    (tmp_path / "e.json").write_text(" [ ] ")
+    assert list(jsonstream.iter_records(tmp_path / "e.json")) == []
+    (tmp_path / "z.json").write_text("")
+    with pytest.raises(InputError, match="file is empty"):
+        list(jsonstream.iter_records(tmp_path / "z.json"))
+
+
+@pytest.mark.parametrize("registry", [INPUT_FORMATS, MISSING_POLICIES, DOWNSAMPLERS])
+def test_registries_refuse_duplicates_and_list_names(registry):
+    name = registry.names()[0]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(name, registry.get(name))
+    with pytest.raises(KeyError, match="valid: " + ", ".join(registry.names())):
+        registry.get("nope")
+
+
+def test_register_missing_policy_refuses_builtin():
+    with pytest.raises(ValueError):
+        register_missing_policy("interpolate", lambda v, b, s: (v, ~b))
+
+
+def test_get_input_format_unknown():
+    with pytest.raises(KeyError, match="unknown input format 'llava'; valid: alpaca, openai, sharegpt"):
+        get_input_format("llava")
+
+
+def test_parse_record_rejects_non_object():
+    with pytest.raises(RejectError) as err:
+        parse_record([1, 2])
+    assert err.value.reject.code == "invalid_record"
+
+
+@pytest.mark.parametrize("method", DOWNSAMPLERS.names())
+def test_downsamplers_cap_length(method):
+    y = np.sin(np.arange(5000) / 50.0)
+    y[4321] = 9.0
+    out = get_downsampler(method)(y, 500)
+    assert 0 < len(out) <= 500
+    if method != "window":
+        assert out.max() == 9.0
+
+
+def test_lttb_keeps_endpoints_and_is_increasing():
+    idx = lttb_indices(np.random.default_rng(0).normal(size=1000), 100)
+    assert len(idx) == 100 and idx[0] == 0 and idx[-1] == 999 and np.all(np.diff(idx) > 0)
+
+
+def test_float_encoding_round_trips_and_fallback_agrees(monkeypatch):
+    vals = np.array([0.1, 47.8174, -1e-7, 1e22, 123456789.0, 5e-324, 2.0 ** 0.5])
+    fast = jsonenc.dumps_series(vals)
+    assert json.loads(fast) == vals.tolist()
+    monkeypatch.setattr(jsonenc, "orjson", None)
+    slow = jsonenc.dumps_series(vals)
+    assert json.loads(slow) == vals.tolist()
+    line = jsonenc.record_line({"input": "中<ts><ts/>", "output": "o"}, [slow])
+    assert json.loads(line) == {"input": "中<ts><ts/>", "output": "o", "timeseries": [vals.tolist()]}
+
+
+def test_conversion_without_orjson_gives_same_values(tmp_path, monkeypatch):
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "a"), "-q"]) == 0
+    monkeypatch.setattr(jsonenc, "orjson", None)
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "b"), "-q"]) == 0
+    assert read_jsonl(tmp_path / "a" / "gdsh.jsonl") == read_jsonl(tmp_path / "b" / "gdsh.jsonl")
+
+
+def test_resolve_csv_maps_by_stem(tmp_path):
+    d = tmp_path.resolve()
+    assert resolve_csv(r"D:\plots\gdsh\x.PV.bmp", d) == d / "x.PV.csv"
+    assert resolve_csv("/a/b/x.PV.jpg", d, "{parent}/{stem}.csv") == d / "b" / "x.PV.csv"
+
+
+def test_validate_accepts_chatts_dev(capsys):
+    assert run(["validate", str(CHATTS_DEV / "chatts_dev.jsonl")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "chatts_dev.jsonl: 100 records: 100 valid + 0 rejected"
+
+
+def test_validate_flags_each_problem(tmp_path, capsys):
+    lines = [
+        {"input": "<ts><ts/>", "output": "o", "timeseries": [[1, 2, 3]]},
+        {"input": "<ts><ts/><ts><ts/>", "output": "o", "timeseries": [[1.0]]},
+        {"input": "<ts><ts/>", "output": "o", "timeseries": [[1.0, "x"]]},
+        {"input": "<ts><ts/>", "output": "o", "timeseries": [[]]},
+    ]
+    path = tmp_path / "v.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"input": "<ts><ts/>", "output": "o", "timeseries": [[NaN]]}\n')
+    report = tmp_path / "r.json"
+    assert run(["validate", str(path), "--report", str(report)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "v.jsonl: record 1 (line 2): 2 <ts><ts/> placeholders but 1 series. Make them equal.",
+        "v.jsonl: record 2 (line 3): series 0 point 1 is 'x', not a finite number. Repair or drop the point.",
+        "v.jsonl: record 3 (line 4): series 0 is empty. Give a non-empty list of numbers.",
+        "v.jsonl: record 4 (line 5): series 0 point 0 is nan, not a finite number. Repair or drop the point.",
+    ]
+    rep = json.loads(report.read_text())
+    assert rep["input"] == 5 and rep["valid"] == 1 and rep["rejected"] == 4
+
+
+def test_preview_writes_png_with_span(tmp_path):
+    pytest.importorskip("matplotlib")
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "-q"]) == 0
+    assert run(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "0,10", "-o", str(tmp_path / "png")]) == 0
+    for i in (0, 10):
+        data = (tmp_path / "png" / f"gdsh.rec{i}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert run(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "99", "-o", str(tmp_path / "png")]) == 1
+
+
+def test_anomaly_span_parsing():
+    from converters.preview import anomaly_span
+
+    assert anomaly_span('{"is_anomaly": true, "anomaly_type": "spike", "start": 3, "end": 9}') == (3, 9, "spike")
+    assert anomaly_span('{"is_anomaly": false, "start": -1, "end": -1}') is None
+    assert anomaly_span("not json") is None
+
+
+def test_ts_tokens_already_in_text_are_rejected(tmp_path):
+    from convert_helpers import convert_dir
+
+    code, out = convert_dir(tmp_path, [gdsh_record("/a/a.PV.jpg", text="<ts><ts/> <image>")], {"a.PV.csv": None})
+    assert read_jsonl(out / "ds.rejects.jsonl")[0]["reason"] == "ts_token_in_text"
