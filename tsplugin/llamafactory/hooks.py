@@ -218,11 +218,19 @@ def hook_model_loader(module: ModuleType) -> None:
 
 
 def hook_visual(module: ModuleType) -> None:
-    """`_register_composite_model`: encoder = vision tower, so LLaMA-Factory's freeze/LoRA options apply."""
-    _require(module, "_register_composite_model", "COMPOSITE_MODELS")
+    """`_register_composite_model`: encoder = vision tower, so LLaMA-Factory's freeze/LoRA options apply;
+    `patch_target_modules`: the `lora_timeseries_encoder` option."""
+    _require(module, "_register_composite_model", "COMPOSITE_MODELS", "patch_target_modules")
+    from tsplugin.llamafactory.options import make_patch_target_modules
+
     for model_type, keys in COMPOSITE.items():
         if model_type not in module.COMPOSITE_MODELS:
             module._register_composite_model(model_type=model_type, **keys)
+    _wrap(
+        module,
+        "patch_target_modules",
+        lambda original: make_patch_target_modules(original, lambda m: is_ts_model_type(getattr(m.config, "model_type", None))),
+    )
 
 
 def hook_quantization(module: ModuleType) -> None:

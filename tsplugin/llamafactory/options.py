@@ -7,7 +7,8 @@ before LLaMA-Factory's parser is built, so `llamafactory-cli train x.yaml` accep
 How the encoder trains, with LLaMA-Factory's own options:
 - default (`freeze_vision_tower: true`): encoder frozen, LoRA adapts the LLM only;
 - `additional_target: ts_encoder` (LoRA): the encoder trains fully, saved with the adapter;
-- `freeze_vision_tower: false` + `lora_target: all`: LoRA also adapts the encoder's linears;
+- `lora_timeseries_encoder: true` (LoRA): LoRA also adapts the encoder's linear layers (LLaMA-Factory's
+  `lora_target: all` cannot: the encoder's layers are named 0, 2, 4, ... inside an nn.Sequential);
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
   (ChatTS-Training's `timeseries_sft_lr`).
 """
@@ -32,9 +33,14 @@ def extend_finetuning_arguments(base: type) -> type:
             default=None,
             metadata={
                 "help": "Learning rate of the time-series encoder when it trains (full via "
-                "`additional_target: ts_encoder`, or LoRA via `freeze_vision_tower: false`). "
+                "`additional_target: ts_encoder`, or LoRA via `lora_timeseries_encoder: true`). "
                 "Defaults to `learning_rate`."
             },
+        )
+
+        lora_timeseries_encoder: bool = dataclasses.field(
+            default=False,
+            metadata={"help": "Add the time-series encoder's linear layers to the LoRA targets."},
         )
 
         def __post_init__(self):
@@ -81,7 +87,8 @@ def make_create_custom_optimizer(original: Callable) -> Callable:
         if not any(p.requires_grad and ENCODER_KEY in n for n, p in model.named_parameters()):
             logger.warning(
                 "tsplugin: timeseries_learning_rate is set but the encoder does not train; add "
-                "`additional_target: ts_encoder` (LoRA) or `freeze_vision_tower: false`."
+                "`additional_target: ts_encoder` or `lora_timeseries_encoder: true` (LoRA), or "
+                "`freeze_vision_tower: false` (full / freeze tuning)."
             )
             return None
         from transformers import Trainer
@@ -92,3 +99,22 @@ def make_create_custom_optimizer(original: Callable) -> Callable:
         return optim_class(groups, **{k: v for k, v in optim_kwargs.items() if k != "lr"})
 
     return create_custom_optimizer
+
+
+def encoder_lora_targets(model: Any) -> "list[str]":
+    """Full names of the encoder's linear layers (exact names, so `mlp.0` never matches `layers.0`)."""
+    import torch
+
+    return [name for name, module in model.named_modules() if ENCODER_KEY in name and isinstance(module, torch.nn.Linear)]
+
+
+def make_patch_target_modules(original: Callable, is_ts_model: Callable[[Any], bool]) -> Callable:
+    """Wrap `patch_target_modules`: append the encoder's linears when `lora_timeseries_encoder`."""
+
+    def patch_target_modules(model, finetuning_args, target_modules):
+        targets = original(model, finetuning_args, target_modules)
+        if getattr(finetuning_args, "lora_timeseries_encoder", False) and is_ts_model(model):
+            targets = list(targets) + [n for n in encoder_lora_targets(model) if n not in targets]
+        return targets
+
+    return patch_target_modules
