@@ -23,7 +23,7 @@ from .jsonstream import iter_records
 from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
 from .records import IMAGE_TOKEN, Sample, parse_record
 from .report import Report
-from .series import SeriesOptions, SeriesResult, load_series
+from .series import SeriesOptions, SeriesResult, load_many
 from .writer import AtomicFile, update_dataset_info, write_bytes_atomic
 
 TS_PLACEHOLDER = "<ts><ts/>"
@@ -45,13 +45,57 @@ class ConvertOptions:
     progress: bool = False
 
 
+class _Slot:
+    """One CSV job's place inside a batch; the future is set when the batch is submitted."""
+
+    __slots__ = ("future", "i")
+
+    def __init__(self) -> None:
+        self.future: Future | None = None
+        self.i = 0
+
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def result(self) -> SeriesResult | tuple[str, str]:
+        if self.future is None:  # cannot happen: the batch is flushed before any wait
+            raise RuntimeError("CSV job waited on before it was submitted")
+        return self.future.result()[self.i]
+
+
+class _Batcher:
+    """Groups CSV jobs into one task per ``size`` files: a task's IPC costs about as much CPU as
+    reading a small CSV, so batching keeps the workers on useful work."""
+
+    def __init__(self, executor: Any, opts: SeriesOptions, size: int) -> None:
+        self.executor, self.opts, self.size = executor, opts, size
+        self.jobs: list[tuple[str, str]] = []
+        self.slots: list[_Slot] = []
+
+    def add(self, path: str, shown: str) -> _Slot:
+        slot = _Slot()
+        self.jobs.append((path, shown))
+        self.slots.append(slot)
+        if len(self.jobs) >= self.size:
+            self.flush()
+        return slot
+
+    def flush(self) -> None:
+        if not self.jobs:
+            return
+        fut = self.executor.submit(load_many, self.jobs, self.opts)
+        for i, slot in enumerate(self.slots):
+            slot.future, slot.i = fut, i
+        self.jobs, self.slots = [], []
+
+
 @dataclass
 class _Pending:
     index: int
     record: Any
     sample: Sample | None = None
     images: list[str] = field(default_factory=list)
-    futures: list[Future] = field(default_factory=list)
+    slots: list[_Slot] = field(default_factory=list)
     reject: tuple[str, str] | None = None
 
 
@@ -83,8 +127,13 @@ def convert(opts: ConvertOptions) -> Report:
 
     executor: Any = _Inline()
     if opts.workers > 1:
-        executor = ProcessPoolExecutor(opts.workers, mp_context=multiprocessing.get_context("spawn"))
-    window = max(8, opts.workers * 16)
+        # forkserver: workers start from a clean process (no fork of a threaded parent) that has
+        # already imported the CSV stack once, instead of each worker importing it (spawn).
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["converters.series"])
+        executor = ProcessPoolExecutor(opts.workers, mp_context=ctx)
+    batcher = _Batcher(executor, opts.series, size=1 if opts.workers == 1 else 8)
+    window = max(8, opts.workers * 32)  # records in flight; bounds memory, must exceed the batch size
     bar = _progress(opts.progress)
     try:
         with AtomicFile(out_dir / f"{name}.jsonl") as out, AtomicFile(out_dir / f"{name}.rejects.jsonl") as rej:
@@ -107,9 +156,11 @@ def convert(opts: ConvertOptions) -> Report:
 
             pending: deque[_Pending] = deque()
             for index, record in enumerate(iter_records(opts.input)):
-                pending.append(_start(index, record, opts, csv_dir, executor))
-                while len(pending) > window or (pending and all(f.done() for f in pending[0].futures)):
+                pending.append(_start(index, record, opts, csv_dir, batcher))
+                while pending and (len(pending) > window or all(s.done() for s in pending[0].slots)):
+                    batcher.flush()  # the head may wait on a job still in the open batch
                     finish(pending.popleft())
+            batcher.flush()
             while pending:
                 finish(pending.popleft())
     finally:
@@ -121,7 +172,7 @@ def convert(opts: ConvertOptions) -> Report:
     return report
 
 
-def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, executor: Any) -> _Pending:
+def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, batcher: _Batcher) -> _Pending:
     """Parse the record, check placeholders, resolve CSV paths and submit the CSV jobs."""
     p = _Pending(index, record)
     try:
@@ -143,7 +194,7 @@ def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, executo
             path = resolve_csv(image, csv_dir, opts.csv_pattern)
             jobs.append((str(path), _shown(path, csv_dir)))
         p.images = sample.images
-        p.futures = [executor.submit(load_series, path, shown, opts.series) for path, shown in jobs]
+        p.slots = [batcher.add(path, shown) for path, shown in jobs]
     except RejectError as err:
         p.reject = (err.reject.code, err.reject.message)
     return p
@@ -163,12 +214,12 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
     if p.sample is None:  # cannot happen: _start sets one of sample/reject
         raise RuntimeError(f"record {p.index}: neither sample nor rejection")
     results: list[SeriesResult] = []
-    for k, fut in enumerate(p.futures):
-        res = fut.result()
+    for k, slot in enumerate(p.slots):
+        res = slot.result()
         if isinstance(res, tuple):
             code, msg = res
             img = pure_image_path(p.images[k]).name
-            return code, f"image {k + 1} of {len(p.futures)} ({img}): {msg}"
+            return code, f"image {k + 1} of {len(p.slots)} ({img}): {msg}"
         results.append(res)
     try:
         fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))

@@ -64,6 +64,8 @@ def resolve_csv(image: str, csv_dir: Path, pattern: str = DEFAULT_PATTERN) -> Pa
             f"CSV path {rel!r} for image {image!r} leaves --csv-dir. Only files inside --csv-dir are read: fix the image path or --csv-pattern",
         )
     candidate = csv_dir.joinpath(*rel_p.parts)
+    if len(rel_p.parts) == 1 and not os.path.islink(candidate):
+        return candidate  # fast path: a plain file (or nothing) directly inside csv_dir
     real = Path(os.path.realpath(candidate))
     if real != csv_dir and csv_dir not in real.parents:
         raise RejectError(

@@ -46,6 +46,11 @@ def load_series(path: str, shown: str, opts: SeriesOptions) -> SeriesResult | tu
     except RejectError as err:
         return err.reject.code, err.reject.message
 
+def load_many(jobs: list[tuple[str, str]], opts: SeriesOptions) -> list[SeriesResult | tuple[str, str]]:
+    """A batch of (path, shown) jobs in one task (less IPC per CSV)."""
+    return [load_series(path, shown, opts) for path, shown in jobs]
+
+
 def _load(path: Path, shown: str, opts: SeriesOptions) -> SeriesResult:
     raw = read_series(path, list(opts.value_cols), opts.time_col, shown)
     repairs: Counter = Counter()
@@ -73,4 +78,4 @@ def _load(path: Path, shown: str, opts: SeriesOptions) -> SeriesResult:
         lengths.append(int(len(v)))
     return SeriesResult(encoded, lengths, repairs, notes)
 
-__all__ = ["SeriesOptions", "SeriesResult", "load_series"]
+__all__ = ["SeriesOptions", "SeriesResult", "load_many", "load_series"]
