@@ -225,6 +225,8 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))
     except RejectError as err:
         return err.reject.code, err.reject.message
+    if not results:
+        report.notes["records_without_series"] += 1  # text-only record: kept, with "timeseries": []
     for res in results:
         report.repairs.update(res.repairs)
         report.notes.update(res.notes)

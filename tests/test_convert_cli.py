@@ -194,3 +194,25 @@ def test_cli_choices_match_registries():
     assert list(cli.DUPLICATE_CHOICES) == DUPLICATE_POLICIES.names()
     assert list(cli.FORMAT_CHOICES) == OUTPUT_FORMATS.names()
     assert sorted(cli.INPUT_FORMAT_CHOICES) == sorted(["auto", *INPUT_FORMATS.names()])
+
+
+def test_records_are_streamed_not_loaded_up_front(tmp_path, monkeypatch):
+    from converters import convert as convert_mod
+
+    yielded = {"n": 0, "at_first_line": None}
+    real_iter, real_line = convert_mod.iter_records, convert_mod.record_line
+
+    def counting_iter(path):
+        for rec in real_iter(path):
+            yielded["n"] += 1
+            yield rec
+
+    def watching_line(*args):
+        if yielded["at_first_line"] is None:
+            yielded["at_first_line"] = yielded["n"]
+        return real_line(*args)
+
+    monkeypatch.setattr(convert_mod, "iter_records", counting_iter)
+    monkeypatch.setattr(convert_mod, "record_line", watching_line)
+    assert _convert(tmp_path, "-q") == 0
+    assert yielded == {"n": 12, "at_first_line": 1}  # the first line is written before the second record is read

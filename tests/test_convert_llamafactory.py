@@ -59,3 +59,19 @@ def test_chatts_dev_entry_shape_matches_ours(tmp_path):
     run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", "x", "-q"])
     ours = json.loads((tmp_path / "dataset_info.json").read_text())["x"]
     assert ours["columns"] == ref["columns"]
+
+
+def test_chatts_system_prompt_column_round_trips(tmp_path):
+    recs = [
+        {"messages": [{"role": "system", "content": "你是工艺专家"}, {"role": "user", "content": "<image>"},
+                      {"role": "assistant", "content": "ok"}], "images": ["/x/a.PV.jpg"]},
+        {"messages": [{"role": "user", "content": "no series here"}, {"role": "assistant", "content": "fine"}]},
+    ]
+    code, out = convert_dir(tmp_path, recs, {"a.PV.csv": None})
+    assert code == 0
+    attr, ds, converted = _load_through_llamafactory(out, "ds")
+    assert attr.system == "system"
+    assert converted[0]["_system"] == "你是工艺专家" and converted[1]["_system"] in ("", None)
+    assert ds[1]["timeseries"] == []
+    report = json.loads((out / "ds.report.json").read_text())
+    assert report["notes"] == {"records_without_series": 1}

@@ -263,3 +263,15 @@ def test_downsampling_caps_length_and_keeps_spike(tmp_path):
         assert len(series) <= 256
         assert (100.0 in series) == (method != "window"), method
         assert report["notes"][f"downsampled_{method}"] == 1
+
+
+def test_time_column_optional(tmp_path):
+    rows = [f"{i * 2.5}" for i in range(20)]
+    write_csv(tmp_path / "csv" / "a.PV.csv", header="value", rows=rows)
+    code, out = convert_dir(tmp_path, [gdsh_record(A)], None)
+    got, _, report = _outcome(out)
+    assert got[0]["timeseries"] == [[i * 2.5 for i in range(20)]]
+    assert report["notes"] == {"no_time_column": 1}
+    code, out = convert_dir(tmp_path, [gdsh_record(A)], None, "--time-col", "")
+    _, _, report = _outcome(out)
+    assert report["notes"] == {}
