@@ -7,6 +7,7 @@ NAME.report.json, and the NAME entry of dataset_info.json.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -263,8 +264,6 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
 
 
 def _report_bytes(report: Report) -> bytes:
-    import json
-
     return (json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -173,8 +173,11 @@ def _to_times(col: pa.ChunkedArray, notes: list[str]) -> np.ndarray | None:
         notes.append("timestamps_unparsed")
         return None
     t = col.type
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return pc.cast(col, pa.int64()).to_numpy() if not pa.types.is_date(t) else col.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if pa.types.is_date(t):
+        col = pc.cast(col, pa.timestamp("s"))
+        t = col.type
+    if pa.types.is_timestamp(t):
+        return pc.cast(col, pa.int64()).to_numpy()
     if pa.types.is_integer(t):
         return col.to_numpy().astype(np.int64)
     if pa.types.is_floating(t):

@@ -47,8 +47,7 @@ def _peek_non_ws(fh: TextIO) -> str:
     while True:
         ch = fh.read(1)
         if ch == "" or ch not in _WS:
-            fh.seek(0)
-            # Skip a BOM re-read: utf-8-sig handles it on the first read after seek(0) too.
+            fh.seek(0)  # utf-8-sig drops the BOM again after seeking back to the start
             return ch
 
 

@@ -275,3 +275,20 @@ def test_time_column_optional(tmp_path):
     code, out = convert_dir(tmp_path, [gdsh_record(A)], None, "--time-col", "")
     _, _, report = _outcome(out)
     assert report["notes"] == {}
+
+
+@pytest.mark.parametrize("fmt,note", [
+    ("2025/06/01 00:00:{i:02d}", {}),
+    ("{epoch}", {}),
+    ("06/01/2025 00:00:{i:02d}", {}),
+    ("t{i}x", {"timestamps_unparsed": 1}),
+])
+def test_timestamp_formats_are_ordered_or_noted(tmp_path, fmt, note):
+    order = [1, 0] + list(range(2, 20))
+    rows = [fmt.format(i=i, epoch=1_700_000_000 + i) + f",{i}" for i in order]
+    write_csv(tmp_path / "csv" / "a.PV.csv", rows=rows)
+    code, out = convert_dir(tmp_path, [gdsh_record(A)], None)
+    got, _, report = _outcome(out)
+    assert report["notes"] == note
+    expected = [float(i) for i in (order if note else range(20))]
+    assert got[0]["timeseries"][0] == expected
