@@ -1,0 +1,111 @@
+"""The plugin reaches every LLaMA-Factory process, and changes nothing for other data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from conftest import ROOT, lf_args, write_dataset
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, cwd="/", timeout=300, env={**os.environ, **env},
+    )
+
+
+def test_fresh_interpreter_gets_every_hook_from_the_pth_file():
+    result = _python(
+        """
+        import llamafactory.train.tuner
+        from llamafactory.data.template import TEMPLATES
+        from tsplugin.llamafactory import hooks
+        assert {"chatts", "chatts8b", "chatts8b_nothink"} <= set(TEMPLATES), sorted(TEMPLATES)
+        missing = set(hooks.HOOKS) - hooks.applied()
+        assert not missing, missing
+        print("ok")
+        """
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_processes_that_never_import_llamafactory_do_not_load_the_plugin():
+    result = _python("import sys, json; print(json.dumps(sorted(m for m in sys.modules if m.startswith(('tsplugin', 'torch', 'llamafactory')))))")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["tsplugin", "tsplugin._bootstrap"]
+
+
+def test_unsupported_llamafactory_version_warns_and_hooks_nothing(monkeypatch):
+    from tsplugin.llamafactory import hooks
+
+    monkeypatch.setattr(hooks.metadata, "version", lambda name: "0.9.9")
+    monkeypatch.setattr(hooks, "_applied", set())
+    called = []
+    monkeypatch.setitem(hooks.HOOKS, "llamafactory.data.parser", lambda module: called.append(module))
+    with pytest.warns(UserWarning, match=r"tsfactory supports llamafactory>=0.9.5,<0.9.6, found 0.9.9"):
+        hooks.on_import("llamafactory.data.parser", object())
+    assert called == []
+
+
+def test_upstream_shape_change_fails_loudly():
+    from types import ModuleType
+
+    from tsplugin.llamafactory import hooks
+
+    fake = ModuleType("llamafactory.data.converter")
+    with pytest.raises(ImportError, match=r"llamafactory.data.converter has no get_dataset_converter, align_dataset"):
+        hooks.hook_converter(fake)
+
+
+def test_datasets_without_timeseries_use_the_stock_pipeline(tmp_path):
+    from llamafactory.data.converter import AlpacaDatasetConverter, get_dataset_converter
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.hparams import DataArguments
+
+    data = write_dataset(tmp_path, "text", [{"instruction": "hi", "output": "hello"}], columns={"prompt": "instruction", "response": "output"})
+    info = json.loads((data / "dataset_info.json").read_text())
+    info["images"] = {"file_name": "text.jsonl", "columns": {"prompt": "instruction", "images": "images"}}
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    for attr in get_dataset_list(["text", "images"], str(data)):
+        assert attr.timeseries is None
+        converter = get_dataset_converter("alpaca", attr, DataArguments(dataset_dir=str(data)))
+        assert type(converter) is AlpacaDatasetConverter
+
+
+def test_text_template_processing_is_unchanged_by_the_plugin(tiny_qwen3ts, tmp_path):
+    """A non-time-series template gets LLaMA-Factory's own dataset processor, not the wrapper."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.data.loader import _get_dataset_processor
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    model_args, data_args, training_args, _, _ = get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o", template="qwen3_nothink"))
+    module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+    processor = _get_dataset_processor(data_args, "sft", template, module["tokenizer"], module["processor"])
+    assert type(processor) is SupervisedDatasetProcessor
+
+
+@pytest.mark.timeout(600)
+def test_torchrun_relaunch_registers_the_plugin_in_the_worker(tiny_qwen3ts, tmp_path):
+    """`FORCE_TORCHRUN=1 llamafactory-cli train`: LLaMA-Factory re-launches itself under torchrun."""
+    out = tmp_path / "out"
+    args = lf_args(tiny_qwen3ts, out, max_steps=1, per_device_train_batch_size=1, ddp_backend="gloo")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(args))
+    cli = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")  # torchrun, as in an activated venv
+    env = {**os.environ, "PATH": path, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1", "MASTER_PORT": "29531", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([cli, "train", str(recipe)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "torchrun" in log or "Initializing" in log
+    assert (out / "adapter_model.safetensors").is_file()
