@@ -1,0 +1,161 @@
+"""`tsplugin init-model` and its Python API `build_model` (offline, tiny, deterministic)."""
+
+import json
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+from tsplugin.cli import main
+from tsplugin.init_model import PRESETS, build_model, ts_block
+from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
+from tsplugin.processing import TimeSeriesProcessor
+from tsplugin.tokenizer_build import build_tokenizer, ts_token_ids
+
+EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
+
+
+def check_loadable(path, arch):
+    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
+    assert type(model) is (Qwen2TSForCausalLM if arch == "chatts" else Qwen3TSForCausalLM)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == arch
+    assert config["architectures"] == [type(model).__name__]
+    assert (config["ts_token_start_index"], config["ts_token_end_index"]) == ts_token_ids(tokenizer)
+    assert "auto_map" not in config
+    # a prompt with a series runs end to end through the processor built from the directory
+    processor = TimeSeriesProcessor.from_pretrained(path)
+    text, ts = processor("请分析下图中 PIC-3105.PV 的运行数据 <ts><ts/>", [[float(i % 13) for i in range(50)]])
+    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+    with torch.no_grad():
+        out = model(input_ids=ids, timeseries=ts)
+    assert torch.isfinite(out.logits).all()
+    return model, tokenizer, config
+
+
+@pytest.mark.parametrize("arch,patch,pos_emb", [("chatts", 16, False), ("qwen3ts", 8, True)])
+def test_build_model_tiny_writes_loadable_checkpoint(tmp_path, arch, patch, pos_emb):
+    out = build_model(tmp_path / "m", arch=arch, preset="tiny")
+    assert EXPECTED_FILES <= {p.name for p in out.iterdir()}
+    model, tokenizer, config = check_loadable(out, arch)
+    assert config["ts"]["patch_size"] == patch and config["ts"]["num_layers"] == 5 and config["ts"]["num_features"] == 2
+    assert bool(config["ts"].get("use_position_embedding", False)) is pos_emb
+    assert config["ts"]["hidden_size"] == config["hidden_size"] == PRESETS["tiny"]["hidden_size"]
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True).endswith(
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    gen = GenerationConfig.from_pretrained(out)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in gen.eos_token_id
+    assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 2e6
+    names = {k for k in load_file(str(out / "model.safetensors")) if k.startswith("ts_encoder.")}
+    assert "ts_encoder.mlp.8.bias" in names and ("ts_encoder.position_embedding.weight" in names) is pos_emb
+
+
+def test_build_is_deterministic_and_fast(tmp_path):
+    build_model(tmp_path / "warm", preset="tiny")  # imports and first-call costs out of the timing
+    start = time.perf_counter()
+    build_model(tmp_path / "a", arch="qwen3ts", preset="tiny", seed=3)
+    elapsed = time.perf_counter() - start
+    build_model(tmp_path / "b", arch="qwen3ts", preset="tiny", seed=3)
+    build_model(tmp_path / "c", arch="qwen3ts", preset="tiny", seed=4)
+    a, b, c = ((tmp_path / d / "model.safetensors").read_bytes() for d in "abc")
+    assert a == b and a != c
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+    assert elapsed < 10, f"tiny build took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("preset,low,high", [("tiny", 0.5e6, 2e6), ("small", 7e6, 13e6), ("medium", 22e6, 40e6), ("large", 80e6, 130e6)])
+def test_preset_sizes(preset, low, high):
+    tokenizer_vocab = 2304
+    for arch in ("chatts", "qwen3ts"):
+        config_cls, model_cls = get_architecture(arch)
+        sizes = dict(PRESETS[preset])
+        extra = {"head_dim": sizes["hidden_size"] // sizes["num_attention_heads"]} if arch == "qwen3ts" else {}
+        with torch.device("meta"):
+            model = model_cls(config_cls(vocab_size=tokenizer_vocab, ts=ts_block(arch, sizes["hidden_size"]), **sizes, **extra))
+        assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_cli_writes_loadable_dir_and_reports(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["init-model", "-o", str(out), "--arch", "qwen3ts", "--preset", "tiny", "--patch-size", "4", "--no-position-embedding"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"wrote Qwen3TSForCausalLM (model_type qwen3ts) to {out}" in printed
+    assert "parameters:" in printed and "model.safetensors" in printed and "config.json" in printed
+    _, _, config = check_loadable(out, "qwen3ts")
+    assert config["ts"]["patch_size"] == 4 and not config["ts"]["use_position_embedding"]
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["init-model", "--help"])
+    assert exc.value.code == 0
+    assert "--base" in capsys.readouterr().out
+    assert main(["init-model", "-o", str(tmp_path / "x"), "--base", str(tmp_path / "nowhere")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["init-model", "-o", str(tmp_path / "x"), "--patch-size", "0"]) == 2
+    assert "--patch-size must be positive" in capsys.readouterr().err
+
+
+def make_base(path, family):
+    """A tiny plain Qwen2/Qwen3 checkpoint with the local tokenizer, without the ts tokens."""
+    tokenizer = build_tokenizer(ts_tokens=False)
+    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    if family == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tokenizer), head_dim=8, tie_word_embeddings=False, **sizes))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, **sizes))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("family,arch", [("qwen3", "qwen3ts"), ("qwen2", "chatts")])
+def test_cli_base_adds_tokens_and_encoder_keeps_weights(tmp_path, capsys, family, arch):
+    base_model, base_tok = make_base(tmp_path / "base", family)
+    assert "<ts>" not in base_tok.get_vocab()
+    out = tmp_path / "ts"
+    assert main(["init-model", "-o", str(out), "--base", str(tmp_path / "base")]) == 0
+    assert f"model_type {arch}" in capsys.readouterr().out
+    model, tokenizer, config = check_loadable(out, arch)
+    assert ts_token_ids(tokenizer) == (len(base_tok), len(base_tok) + 1)
+    assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    assert config["vocab_size"] == model.get_input_embeddings().weight.shape[0]
+    base_state = base_model.state_dict()
+    state = model.state_dict()
+    n = len(base_tok)
+    torch.testing.assert_close(state["model.embed_tokens.weight"][:n], base_state["model.embed_tokens.weight"])
+    torch.testing.assert_close(state["lm_head.weight"][:n], base_state["lm_head.weight"])
+    for name, value in base_state.items():
+        if "embed_tokens" not in name and "lm_head" not in name:
+            torch.testing.assert_close(state[name], value, msg=name)
+    # fresh encoder with Xavier-normal init: std ~ sqrt(2 / (fan_in + fan_out)), zero biases
+    first = model.ts_encoder.mlp[0]
+    expected_std = (2.0 / (first.in_features + first.out_features)) ** 0.5
+    assert 0.7 * expected_std < first.weight.std().item() < 1.3 * expected_std
+    assert torch.count_nonzero(first.bias) == 0
+    # the original tokens still tokenize the same way
+    text = "请分析下图中 PIC-3105.PV 的运行数据"
+    assert tokenizer.encode(text, add_special_tokens=False) == base_tok.encode(text, add_special_tokens=False)
+
+
+def test_base_with_conflicting_arch_is_refused(tmp_path, capsys):
+    make_base(tmp_path / "base", "qwen3")
+    code = main(["init-model", "-o", str(tmp_path / "o"), "--base", str(tmp_path / "base"), "--arch", "chatts"])
+    assert code == 2
+    assert "is a qwen3 checkpoint, which becomes --arch qwen3ts, not chatts" in capsys.readouterr().err
