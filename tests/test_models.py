@@ -209,6 +209,15 @@ def test_released_schema_loads_with_no_missing_or_unexpected_keys(tmp_path, toke
     assert torch.isfinite(out.logits).all()
 
 
+def test_present_remote_code_is_not_run(tmp_path, tokenizer):
+    """With tsplugin.models imported, its classes win over a checkpoint's own .py files."""
+    write_released_checkpoint(tmp_path, "chatts", TS_PLAIN, tokenizer)
+    for name in ("configuration_qwen2.py", "modeling_qwen2.py", "processing_qwen2_ts.py"):
+        (tmp_path / name).write_text("raise RuntimeError('remote code was executed')\n")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(model) is Qwen2TSForCausalLM
+
+
 def test_released_tokenizer_has_ts_tokens(tmp_path, tokenizer):
     write_released_checkpoint(tmp_path, "chatts", TS_PLAIN, tokenizer)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
@@ -408,6 +417,21 @@ def test_text_only_forward_equals_parent_model(tokenizer, arch):
     torch.testing.assert_close(ours.loss, theirs.loss, atol=0, rtol=0)
 
 
+def test_training_text_only_batch_keeps_encoder_in_graph(tokenizer):
+    """DDP/ZeRO-3: a batch without series still gives the encoder (zero) gradients, same loss."""
+    model = tiny_model("chatts", tokenizer)
+    ids = torch.tensor([tokenizer.encode("Plain text only.", add_special_tokens=False)])
+    with torch.no_grad():
+        eval_loss = model(input_ids=ids, labels=ids).loss
+    model.train()
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), eval_loss, atol=0, rtol=0)
+    for name, param in model.ts_encoder.named_parameters():
+        assert param.grad is not None and torch.count_nonzero(param.grad) == 0, name
+    assert model.model.layers[0].mlp.up_proj.weight.grad.abs().sum() > 0
+
+
 # ---------------------------------------------------------------- (5) generation
 
 
@@ -493,12 +517,16 @@ def test_training_step_with_gradient_checkpointing(tokenizer):
     assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
 
 
-def test_peft_lora_wrapping_forward_and_generate(tokenizer):
+@pytest.mark.parametrize("encoder", ["modules_to_save", "lora"])
+def test_peft_lora_wrapping_forward_and_generate(tokenizer, encoder):
     peft = pytest.importorskip("peft")
     model = tiny_model("qwen3ts", tokenizer)
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["ts_encoder"])
+    if encoder == "modules_to_save":  # encoder fully trained beside LoRA on attention
+        lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["ts_encoder"])
+    else:  # LoRA on the encoder's linears too (ChatTS-Training's LoRA recipe)
+        lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=r".*(q_proj|v_proj|ts_encoder\.mlp\.[02468])")
     wrapped = peft.get_peft_model(model, lora)
     assert is_timeseries_model(wrapped)
     ids, feats = encode(tokenizer, "a <ts><ts/> b", [SERIES_B], 8)

@@ -38,6 +38,9 @@ class TimeSeriesCausalLMMixin:
 
     # Modules that must never be quantised (bitsandbytes `llm_int8_skip_modules` and the like).
     _no_quantize_modules = ["ts_encoder"]
+    # In training, a batch without series still runs the encoder on one dummy patch (times zero), so
+    # every rank uses the same parameters: DDP without find_unused_parameters and ZeRO-3 need that.
+    keep_ts_encoder_in_graph = True
 
     config: Any
     ts_encoder: TimeSeriesEmbedding
@@ -73,11 +76,18 @@ class TimeSeriesCausalLMMixin:
             raise ValueError(
                 f"the batch has {n_tokens} <ts> positions but {n_patches} patch embeddings from "
                 f"{timeseries.shape[0]} series: each placeholder must be expanded to ceil(length / "
-                f"patch_size={self.ts_encoder.patch_size}) <ts> tokens (tsplugin.processing."
+                f"patch_size={self.config.ts['patch_size']}) <ts> tokens (tsplugin.processing."
                 "expand_placeholders), and the prompt must not be truncated inside a series"
             )
         mask = ts_positions.unsqueeze(-1).to(inputs_embeds.device)  # (B, L, 1), broadcast over hidden
         return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+
+    def _dummy_encoder_term(self, like: torch.Tensor) -> torch.Tensor:
+        """0 * encoder(one constant patch): adds nothing, but puts every encoder parameter in the graph."""
+        dummy = torch.zeros((1, self.config.ts["patch_size"], 2), device=like.device)
+        dummy[..., 1] = 1.0  # one full patch of zeros, all points valid
+        features, _ = self.ts_encoder(dummy)
+        return features.sum().to(like.dtype) * 0.0
 
     def forward(
         self,
@@ -106,6 +116,11 @@ class TimeSeriesCausalLMMixin:
                     f"input_ids hold {int((input_ids == self._ts_token_id()).sum())} <ts> tokens but no "
                     "`timeseries` was passed; pass timeseries=FloatTensor(S, T, 2) with the prompt's series"
                 )
+            elif self.keep_ts_encoder_in_graph and self.training and torch.is_grad_enabled():
+                if inputs_embeds is None:
+                    inputs_embeds = self.get_input_embeddings()(input_ids)
+                inputs_embeds = inputs_embeds + self._dummy_encoder_term(inputs_embeds)
+                input_ids = None
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
