@@ -68,7 +68,8 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     except OSError as exc:
         raise RejectError("unreadable_csv", f"{shown}: cannot read: {exc.strerror}") from None
     text, enc = _decode(data, shown)
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    end = text.find("\n")
+    header_line = (text if end < 0 else text[:end]).rstrip("\r")
     if not header_line.strip():
         raise RejectError("empty_series", f"{shown} is empty (no header line). Export the series with a header such as timestamp,value")
     delim = _sniff_delimiter(header_line)
