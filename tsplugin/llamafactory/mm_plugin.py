@@ -16,23 +16,22 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.processing import batch_series, num_patches, sp_encode
+from tsplugin.processing import batch_series, sp_encode
 from tsplugin.series import PLACEHOLDER_PATTERN, count_placeholders
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
 
 
-def patch_size_of(processor: Any) -> int:
-    """The patch size LLaMA-Factory's processor object carries (set by our load_tokenizer hook)."""
-    size = getattr(processor, "patch_size", None)
-    if size is None:
+def ts_processor_of(processor: Any) -> Any:
+    """The TimeSeriesProcessor LLaMA-Factory holds for this model (attached by our load_tokenizer hook)."""
+    if not callable(getattr(processor, "num_patches", None)):
         raise ValueError(
             "tsplugin: no time-series processor was loaded for this model, so placeholders cannot be "
             "expanded. Use a time-series model (model_type chatts / qwen3ts / qwen_ts, e.g. one made "
             "with `tsplugin init-model`) with a time-series template."
         )
-    return int(size)
+    return processor
 
 
 @dataclass
@@ -75,14 +74,14 @@ class TimeSeriesPlugin(BasePlugin):
         if not series:
             return messages
 
-        patch_size = patch_size_of(processor)
+        ts_processor = ts_processor_of(processor)
         remaining = iter(series)
         messages = deepcopy(messages)
 
         def expand(_match) -> str:
             values = next(remaining)
             _, prefix = sp_encode(values)
-            return prefix + self.ts_token * num_patches(len(values), patch_size)
+            return prefix + self.ts_token * ts_processor.num_patches(len(values))
 
         for message in messages:
             message["content"] = PLACEHOLDER_PATTERN.sub(expand, message["content"])
@@ -107,11 +106,10 @@ class TimeSeriesPlugin(BasePlugin):
         if len(audios) == 0:
             return {}
 
-        patch_size = patch_size_of(processor)
         ts_token_id = _token_id(processor.tokenizer, self.ts_token)
         start = 0
         for row, (ids, count) in enumerate(zip(batch_ids, audlens)):
-            expected = sum(num_patches(len(s), patch_size) for s in audios[start : start + count])
+            expected = self.expected_positions(audios[start : start + count], processor)
             found = sum(1 for t in ids if t == ts_token_id)
             if found != expected:
                 raise ValueError(
@@ -126,8 +124,8 @@ class TimeSeriesPlugin(BasePlugin):
 
     def expected_positions(self, series: Sequence[Sequence[float]], processor: Any) -> int:
         """Number of `<ts>` positions the given series expand to."""
-        patch_size = patch_size_of(processor)
-        return sum(num_patches(len(s), patch_size) for s in series)
+        ts_processor = ts_processor_of(processor)
+        return sum(ts_processor.num_patches(len(s)) for s in series)
 
 
 def _token_id(tokenizer: PreTrainedTokenizer, token: str) -> int:
