@@ -16,13 +16,18 @@ from .errors import InputError, RejectError
 
 DEFAULT_PATTERN = "{stem}.csv"
 PATTERN_FIELDS = {
-    "stem": "file name without its last extension (x.PV.jpg -> x.PV)",
+    "stem": "file name without its image extension (x.PV.jpg -> x.PV; x.PV stays x.PV)",
     "name": "file name with extension",
     "parent": "name of the directory holding the image",
     "relstem": "the image path as written, without extension (relative image paths only)",
 }
 
 _WINDOWS = re.compile(r"^[A-Za-z]:|\\")
+# Only these suffixes are stripped for {stem}: tag names often contain dots (FIC-1203.PV), and
+# cutting ".PV" off an extension-less name would silently map it to the wrong CSV.
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .png .bmp .gif .webp .tif .tiff .svg .pdf .eps .jfif .heic .avif".split()
+)
 
 
 def check_pattern(pattern: str) -> None:
@@ -48,14 +53,16 @@ def resolve_csv(image: str, csv_dir: Path, pattern: str = DEFAULT_PATTERN) -> Pa
     ``csv_dir`` must already be resolved (``Path.resolve()``).
     """
     p = pure_image_path(image)
-    fields = {"stem": p.stem, "name": p.name, "parent": p.parent.name}
+    stem = p.stem if p.suffix.lower() in IMAGE_EXTENSIONS else p.name
+    fields = {"stem": stem, "name": p.name, "parent": p.parent.name}
     if "{relstem" in pattern:
         if p.is_absolute() or p.drive:
             raise RejectError(
                 "path_outside_csv_dir",
                 f"image path {image!r} is absolute but --csv-pattern uses {{relstem}}. Use {{stem}} or make image paths relative",
             )
-        fields["relstem"] = str(PurePosixPath(*p.parts).with_suffix("")) if p.parts else ""
+        rel_parts = [*p.parts[:-1], stem] if p.parts else []
+        fields["relstem"] = str(PurePosixPath(*rel_parts)) if rel_parts else ""
     rel = pattern.format(**fields)
     rel_p = pure_image_path(rel)
     if rel_p.is_absolute() or rel_p.drive or ".." in rel_p.parts:

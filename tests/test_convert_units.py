@@ -158,3 +158,22 @@ def test_ts_tokens_already_in_text_are_rejected(tmp_path):
 
     code, out = convert_dir(tmp_path, [gdsh_record("/a/a.PV.jpg", text="<ts><ts/> <image>")], {"a.PV.csv": None})
     assert read_jsonl(out / "ds.rejects.jsonl")[0]["reason"] == "ts_token_in_text"
+
+
+def test_stem_strips_only_image_extensions(tmp_path):
+    d = tmp_path.resolve()
+    assert resolve_csv("/a/FIC-1203.PV", d) == d / "FIC-1203.PV.csv"
+    assert resolve_csv("/a/FIC-1203.PV.JPEG", d) == d / "FIC-1203.PV.csv"
+    assert resolve_csv("sub/FIC-1203.PV.png", d, "{relstem}.csv") == d / "sub" / "FIC-1203.PV.csv"
+
+
+def test_progress_bar_only_on_a_tty(tmp_path, capsys, monkeypatch):
+    import sys
+
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
+    assert "rec" not in capsys.readouterr().err  # captured stderr is not a TTY: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
+    assert "12rec" in capsys.readouterr().err.replace(" ", "")
+    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
