@@ -1,4 +1,4 @@
-"""`tsconvert` command line: convert (default), validate, preview.
+"""`tsconvert` command line: convert (default), validate, preview, forecast.
 
 ``tsconvert gdsh.json --csv-dir DIR`` is short for ``tsconvert convert gdsh.json --csv-dir DIR``.
 Heavy imports (pyarrow, matplotlib) happen inside the sub-commands so --help stays fast.
@@ -15,7 +15,7 @@ from typing import Sequence
 from . import __version__
 from .errors import InputError
 
-COMMANDS = ("convert", "validate", "preview")
+COMMANDS = ("convert", "validate", "preview", "forecast")
 
 # Choices are listed here rather than read from the registries so --help imports nothing heavy;
 # tests check both lists agree.
@@ -25,6 +25,7 @@ UNSORTED_CHOICES = ("reject", "sort")
 DUPLICATE_CHOICES = ("first", "last", "reject")
 FORMAT_CHOICES = ("chatts", "sharegpt")
 INPUT_FORMAT_CHOICES = ("alpaca", "auto", "openai", "sharegpt")
+FEATURE_CHOICES = ("M", "MS", "S")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"tsconvert {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview}")
+    sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview,forecast}")
     _add_convert(sub.add_parser("convert", help="JSON/JSONL + CSV folder -> NAME.jsonl, rejects, report, dataset_info.json entry",
                                 description="Convert multimodal records whose images are time-series plots into ChatTS JSONL."))
     _add_validate(sub.add_parser("validate", help="check an existing ChatTS JSONL (placeholders vs series, numbers, lengths)",
                                  description="Check an existing ChatTS JSONL file; exit 1 if any record is invalid."))
     _add_preview(sub.add_parser("preview", help="render chosen records' series to PNG (with the answer's anomaly span)",
                                 description="Plot the series of chosen records of a ChatTS JSONL so a person can eyeball them."))
+    _add_forecast(sub.add_parser("forecast", help="ETT-style CSV (date + variables) -> sliding-window train/val/test JSONL for forecasting",
+                                 description="Cut a date + variables CSV into forecasting windows (chronological 70/10/20 split, "
+                                             "train-only z-scoring) as ChatTS JSONL: the answer is the future values as text."))
     return parser
 
 
@@ -88,6 +92,45 @@ def _add_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out-dir", type=Path, default=Path("preview"), help="folder for NAME.recN.png (default: preview)")
 
 
+def _add_forecast(p: argparse.ArgumentParser) -> None:
+    p.add_argument("csv", type=Path, help="CSV with a date column and one column per variable (ETT layout)")
+    p.add_argument("--seq-len", type=int, required=True, help="input points per window (e.g. 512)")
+    p.add_argument("--pred-len", type=int, required=True, help="future points to forecast (e.g. 96)")
+    p.add_argument("--features", choices=FEATURE_CHOICES, default="S",
+                   help="S: the target alone; M: every variable in and out; MS: every variable in, the target out (default: S)")
+    p.add_argument("--target", help="target variable for S/MS (default: the last column, OT in ETT files)")
+    p.add_argument("--date-col", default="date", help="the time column (default: date)")
+    p.add_argument("--stride", type=int, default=1, help="points between consecutive window starts (default: 1)")
+    p.add_argument("--max-windows-per-split", type=int, help="keep at most N windows per split, evenly spaced (CPU demos)")
+    p.add_argument("--precision", type=int, default=3, help="decimals of the answer's numbers (default: 3)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="keep raw values (default: z-score each variable with train-split statistics)")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default="interpolate",
+                   help="non-numeric/empty/NaN cells: interpolate linearly, drop the rows, or stop with an error (default: interpolate)")
+    p.add_argument("--max-missing", type=float, default=0.5, help="stop when more than this fraction of rows is missing (default: 0.5)")
+    p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
+    p.add_argument("--name", help="writes NAME_train/_val/_test.jsonl and their dataset_info.json entries (default: CSV stem)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
+
+def _run_forecast(args: argparse.Namespace) -> int:
+    from .forecast import ForecastOptions, convert_forecast, summary
+
+    opts = ForecastOptions(
+        csv=args.csv, seq_len=args.seq_len, pred_len=args.pred_len, out_dir=args.out_dir, name=args.name,
+        features=args.features, target=args.target, date_col=args.date_col, stride=args.stride,
+        max_windows_per_split=args.max_windows_per_split, precision=args.precision, normalize=args.normalize,
+        missing=args.missing, max_missing=args.max_missing,
+    )
+    report = convert_forecast(opts)
+    if not args.quiet:
+        name = args.name or args.csv.stem
+        print(summary(report))
+        print(f"wrote {args.out_dir / (name + '_{train,val,test}.jsonl')} (+ .scaling.json, .report.json) and entries "
+              f"{name}_train/_val/_test in {args.out_dir / 'dataset_info.json'}")
+    return 0
+
+
 def _normalise_argv(argv: list[str]) -> list[str]:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         return ["convert", *argv]
@@ -109,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .validate import run_validate
 
             return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet)
+        if args.command == "forecast":
+            return _run_forecast(args)
         from .preview import run_preview
 
         return run_preview(args.file, args.records, args.out_dir)

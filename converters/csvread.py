@@ -7,7 +7,6 @@ cleaning step decides what to do with them) and the timestamps as int64 when the
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
