@@ -130,8 +130,11 @@ def convert(opts: ConvertOptions) -> Report:
     if opts.workers > 1:
         # forkserver: workers start from a clean process (no fork of a threaded parent) that has
         # already imported the CSV stack once, instead of each worker importing it (spawn).
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["converters.series"])
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["converters.series"])
+        else:  # Windows
+            ctx = multiprocessing.get_context("spawn")
         executor = ProcessPoolExecutor(opts.workers, mp_context=ctx)
     batcher = _Batcher(executor, opts.series, size=1 if opts.workers == 1 else 8)
     window = max(8, opts.workers * 32)  # records in flight; bounds memory, must exceed the batch size
