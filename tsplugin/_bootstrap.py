@@ -29,6 +29,7 @@ WATCHED = frozenset(
         "llamafactory.model.model_utils.visual",
         "llamafactory.model.model_utils.quantization",
         "llamafactory.train.trainer_utils",
+        "llamafactory.train.tuner",
     }
 )
 

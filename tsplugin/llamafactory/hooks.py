@@ -30,8 +30,10 @@ logger = logging.getLogger("tsplugin")
 COMPOSITE = {
     "chatts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
     "qwen3ts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
+    # qwen_ts: the whole Qwen causal LM lives under `language_model` (see tsplugin.models.qwen_ts).
+    "qwen_ts": dict(projector_keys=["ts_projector"], vision_model_keys=["ts_encoder"], language_model_keys=["language_model"]),
 }
-ENCODER_MODULES = ["ts_encoder"]
+ENCODER_MODULES = ["ts_encoder", "ts_projector"]
 
 _applied: set[str] = set()
 
@@ -259,6 +261,28 @@ def hook_trainer_utils(module: ModuleType) -> None:
     _wrap(module, "create_custom_optimizer", make_create_custom_optimizer)
 
 
+def hook_tuner(module: ModuleType) -> None:
+    """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
+    `tsplugin.stability.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
+    _require(module, "_training_function", *stages)
+
+    def make(original):
+        def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
+            from tsplugin.stability import callback_from_args
+
+            guard = callback_from_args(finetuning_args)
+            callbacks = kwargs.get("callbacks", rest[-1] if rest else None)
+            if guard is not None and isinstance(callbacks, list):
+                callbacks.append(guard)
+            return original(model_args, data_args, training_args, finetuning_args, *rest, **kwargs)
+
+        return run_stage
+
+    for stage in stages:
+        _wrap(module, stage, make)
+
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.data.parser": hook_parser,
@@ -270,6 +294,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.model.model_utils.visual": hook_visual,
     "llamafactory.model.model_utils.quantization": hook_quantization,
     "llamafactory.train.trainer_utils": hook_trainer_utils,
+    "llamafactory.train.tuner": hook_tuner,
 }
 
 

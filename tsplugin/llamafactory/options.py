@@ -11,6 +11,11 @@ How the encoder trains, with LLaMA-Factory's own options:
   `lora_target: all` cannot: the encoder's layers are named 0, 2, 4, ... inside an nn.Sequential);
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
   (ChatTS-Training's `timeseries_sft_lr`).
+
+Training that does not blow up (`tsplugin.stability`, attached by the `llamafactory.train.tuner` hook):
+- `timeseries_nan_guard: true`: skip updates whose loss or gradients are non-finite, log the rows of the
+  offending batch, stop (non-zero exit) after `nan_guard_max_bad_steps` (default 3) bad steps in a row;
+- `grad_spike_factor: 10.0`: warn when grad_norm exceeds this many times its running median.
 """
 
 import dataclasses
@@ -43,10 +48,33 @@ def extend_finetuning_arguments(base: type) -> type:
             metadata={"help": "Add the time-series encoder's linear layers to the LoRA targets."},
         )
 
+        timeseries_nan_guard: bool = dataclasses.field(
+            default=False,
+            metadata={
+                "help": "Guard every update (tsplugin.stability.NanGuardCallback): skip steps with non-finite "
+                "loss or gradients, log the batch's rows, stop after `nan_guard_max_bad_steps` in a row, "
+                "warn on grad-norm spikes."
+            },
+        )
+
+        nan_guard_max_bad_steps: int = dataclasses.field(
+            default=3,
+            metadata={"help": "Consecutive non-finite steps after which the nan guard stops training."},
+        )
+
+        grad_spike_factor: float = dataclasses.field(
+            default=10.0,
+            metadata={"help": "The nan guard warns when grad_norm exceeds this many times its running median."},
+        )
+
         def __post_init__(self):
             super().__post_init__()
             if self.timeseries_learning_rate is not None and self.timeseries_learning_rate <= 0:
                 raise ValueError("`timeseries_learning_rate` must be positive.")
+            if self.nan_guard_max_bad_steps < 1:
+                raise ValueError("`nan_guard_max_bad_steps` must be >= 1.")
+            if self.grad_spike_factor <= 1:
+                raise ValueError("`grad_spike_factor` must be > 1.")
 
     FinetuningArguments.__tsplugin__ = True
     FinetuningArguments.__module__ = base.__module__
