@@ -1,0 +1,289 @@
+"""`tsplugin monitor OUTPUT_DIR`: follow a LLaMA-Factory run, draw its curves, say whether it diverged.
+
+Reads what stock LLaMA-Factory writes, nothing of ours: `trainer_log.jsonl` (LogCallback: progress,
+loss, lr, ETA; written as training runs) and `trainer_state.json` `log_history` (the only place with
+`grad_norm`; in OUTPUT_DIR at the end, in each `checkpoint-N/` while training). Rows are merged by
+step, later lines winning, so a resumed run (which logs the steps after its checkpoint again) reads
+right. One pass by default; `--follow` polls until the run ends (100 %, `all_results.json`) or
+`--timeout`. Exit codes: 0 healthy, 2 divergence seen, 1 usage error (nothing to read).
+
+Divergence, so scripts can act on it: any non-finite loss, or for `--patience` consecutive logged
+steps a non-finite grad norm, grad norm > `--max-grad-norm`, or a loss spike (loss >
+`--spike-factor` x running median of the losses before it). Single occurrences are warnings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+TRAINER_LOG = "trainer_log.jsonl"
+TRAINER_STATE = "trainer_state.json"
+DONE_FILES = ("all_results.json", "train_results.json")
+PLOT_NAME = "training_curves.png"
+
+
+@dataclass
+class Row:
+    step: int
+    total: int | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+    lr: float | None = None
+    epoch: float | None = None
+    percentage: float | None = None
+    elapsed: str | None = None
+    remaining: str | None = None
+
+
+@dataclass
+class Thresholds:
+    max_grad_norm: float = 10.0
+    spike_factor: float = 3.0
+    patience: int = 3
+    window: int = 20
+
+
+@dataclass
+class Health:
+    warnings: list[str] = field(default_factory=list)
+    divergence: list[str] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.divergence)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _latest_state(output_dir: Path) -> Path | None:
+    final = output_dir / TRAINER_STATE
+    if final.is_file():
+        return final
+    checkpoints = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    for ckpt in sorted(checkpoints, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (ckpt / TRAINER_STATE).is_file():
+            return ckpt / TRAINER_STATE
+    return None
+
+
+def read_rows(output_dir: Path) -> list[Row]:
+    """Training rows (those with a loss or grad norm) merged from trainer_state.json and trainer_log.jsonl."""
+    rows: dict[int, Row] = {}
+    state = _latest_state(output_dir)
+    if state is not None:
+        try:
+            history = json.loads(state.read_text(encoding="utf-8")).get("log_history", [])
+        except ValueError:
+            history = []  # being rewritten right now; the next poll reads it
+        for entry in history:
+            if "step" in entry and ("loss" in entry or "grad_norm" in entry):
+                row = rows.setdefault(int(entry["step"]), Row(int(entry["step"])))
+                row.loss = _float(entry.get("loss", row.loss))
+                row.grad_norm = _float(entry.get("grad_norm", row.grad_norm))
+                row.lr = _float(entry.get("learning_rate", row.lr))
+                row.epoch = _float(entry.get("epoch", row.epoch))
+    log = output_dir / TRAINER_LOG
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if "current_steps" not in entry or "loss" not in entry:
+                continue  # eval / predict lines
+            row = rows.setdefault(int(entry["current_steps"]), Row(int(entry["current_steps"])))
+            row.total = entry.get("total_steps", row.total)
+            row.loss = _float(entry["loss"])
+            row.lr = _float(entry.get("lr", row.lr))
+            row.epoch = _float(entry.get("epoch", row.epoch))
+            row.percentage = _float(entry.get("percentage", row.percentage))
+            row.elapsed = entry.get("elapsed_time", row.elapsed)
+            row.remaining = entry.get("remaining_time", row.remaining)
+            if "grad_norm" in entry:
+                row.grad_norm = _float(entry["grad_norm"])
+    return [rows[step] for step in sorted(rows)]
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def analyze(rows: Iterable[Row], limits: Thresholds | None = None) -> Health:
+    """Warnings and divergence reasons for a sequence of logged rows (pure: tests call it directly)."""
+    limits = limits or Thresholds()
+    health = Health()
+    losses: list[float] = []
+    runs = {"grad_norm non-finite": [], f"grad_norm > {limits.max_grad_norm:g}": [], "loss spike": []}
+    for row in rows:
+        flags = set()
+        if row.loss is not None and not math.isfinite(row.loss):
+            health.warnings.append(f"step {row.step}: loss is {row.loss}")
+            health.divergence.append(f"non-finite loss at step {row.step}")
+        if row.grad_norm is not None and not math.isfinite(row.grad_norm):
+            health.warnings.append(f"step {row.step}: grad_norm is {row.grad_norm}")
+            flags.add("grad_norm non-finite")
+        elif _finite(row.grad_norm) and row.grad_norm > limits.max_grad_norm:
+            health.warnings.append(f"step {row.step}: grad_norm {row.grad_norm:.4g} > {limits.max_grad_norm:g}")
+            flags.add(f"grad_norm > {limits.max_grad_norm:g}")
+        if _finite(row.loss):
+            recent = losses[-limits.window:]
+            if len(recent) >= 3:
+                median = statistics.median(recent)
+                if median > 0 and row.loss > limits.spike_factor * median:
+                    health.warnings.append(
+                        f"step {row.step}: loss spike {row.loss:.4g} > {limits.spike_factor:g} x running median {median:.4g}"
+                    )
+                    flags.add("loss spike")
+            if "loss spike" not in flags:
+                losses.append(row.loss)  # a spike does not move the baseline it is judged against
+        for name, run in runs.items():
+            if name in flags:
+                run.append(row.step)
+                if len(run) == limits.patience:
+                    health.divergence.append(f"{name} for {limits.patience} consecutive logged steps (steps {run[0]}-{run[-1]})")
+            else:
+                run.clear()
+    return health
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+HEADER = f"{'step':>11} {'%':>6} {'epoch':>6} {'loss':>9} {'grad_norm':>10} {'lr':>10} {'elapsed':>9} {'ETA':>9}"
+
+
+def format_row(row: Row) -> str:
+    step = f"{row.step}/{row.total}" if row.total else str(row.step)
+    return (
+        f"{step:>11} {_fmt(row.percentage, '.1f'):>6} {_fmt(row.epoch, '.2f'):>6} {_fmt(row.loss, '.4f'):>9} "
+        f"{_fmt(row.grad_norm, '.4g'):>10} {_fmt(row.lr, '.3e'):>10} {row.elapsed or '-':>9} {row.remaining or '-':>9}"
+    )
+
+
+def summary(rows: list[Row], health: Health) -> str:
+    last = rows[-1]
+    where = f"{last.step}/{last.total}" if last.total else str(last.step)
+    head = f"step {where}, last loss {_fmt(last.loss, '.4f')}, {len(health.warnings)} warning(s)"
+    if health.diverged:
+        return f"DIVERGED: {head}; " + "; ".join(health.divergence)
+    return f"healthy: {head}"
+
+
+def plot_curves(rows: list[Row], health: Health, path: Path) -> Path:
+    """Loss, grad norm and learning rate against step; steps with warnings marked in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    warned = {int(w.split(":")[0].split()[1]) for w in health.warnings}
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    for ax, key, label in zip(axes, ("loss", "grad_norm", "lr"), ("loss", "grad norm", "learning rate")):
+        points = [(r.step, getattr(r, key)) for r in rows if _finite(getattr(r, key))]
+        if points:
+            ax.plot(*zip(*points), marker=".", linewidth=1)
+        bad = [(r.step, getattr(r, key)) for r in rows if r.step in warned and _finite(getattr(r, key))]
+        if bad:
+            ax.scatter(*zip(*bad), color="red", zorder=3, label="warning")
+            ax.legend(loc="upper right")
+        if key == "grad_norm" and points and min(v for _, v in points) > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    axes[0].set_title(("DIVERGED: " if health.diverged else "") + str(path.parent.name))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _finished(output_dir: Path, rows: list[Row]) -> bool:
+    if any((output_dir / name).is_file() for name in DONE_FILES):
+        return True
+    return bool(rows) and rows[-1].percentage is not None and rows[-1].percentage >= 100
+
+
+def monitor(output_dir: Path, follow: bool = False, interval: float = 5.0, timeout: float | None = None,
+            limits: Thresholds | None = None, plot: Path | None = None, out=sys.stdout) -> int:
+    """Print the table (new rows as they come when following), warnings, summary; write the plot."""
+    limits = limits or Thresholds()
+    start, shown, warned = time.monotonic(), 0, 0
+    rows: list[Row] = []
+    while True:
+        rows = read_rows(output_dir)
+        if rows and shown == 0:
+            print(HEADER, file=out)
+        shown_steps = {r.step for r in rows[:shown]}
+        for row in rows[shown:]:
+            if row.step not in shown_steps:
+                print(format_row(row), file=out)
+        shown = len(rows)
+        health = analyze(rows, limits)
+        for line in health.warnings[warned:]:
+            print(f"WARNING {line}", file=out)
+        warned = len(health.warnings)
+        out.flush()
+        if not follow or _finished(output_dir, rows):
+            break
+        if timeout is not None and time.monotonic() - start >= timeout:
+            print(f"stopped following after --timeout {timeout:g} s; the run has not finished", file=out)
+            break
+        time.sleep(interval)
+    if not rows:
+        print(
+            f"{output_dir}: no {TRAINER_LOG} or {TRAINER_STATE} with training steps; pass the `output_dir` of a "
+            "LLaMA-Factory run (with logging_steps set), or add --follow to wait for one that is starting.",
+            file=sys.stderr,
+        )
+        return 1
+    health = analyze(rows, limits)
+    if plot is not None:
+        print(f"curves: {plot_curves(rows, health, plot)}", file=out)
+    print(summary(rows, health), file=out)
+    return 2 if health.diverged else 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "monitor",
+        help="follow a LLaMA-Factory run: live table, training_curves.png, exit 2 on divergence",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("output_dir", type=Path, help="the run's output_dir (holds trainer_log.jsonl)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep polling until training ends")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow (5)")
+    p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
+    p.add_argument("--max-grad-norm", type=float, default=10.0, help="warn above this grad norm (10)")
+    p.add_argument("--spike-factor", type=float, default=3.0, help="loss spike: loss > factor x running median (3)")
+    p.add_argument("--patience", type=int, default=3, help="consecutive flagged steps that count as divergence (3)")
+    p.add_argument("--plot", type=Path, default=None, help=f"where to write the curves (OUTPUT_DIR/{PLOT_NAME})")
+    p.add_argument("--no-plot", action="store_true", help="do not write the curves")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if not args.output_dir.is_dir() and not args.follow:
+        print(f"{args.output_dir}: no such directory; pass the output_dir of a LLaMA-Factory run.", file=sys.stderr)
+        return 1
+    if args.patience < 1 or args.interval <= 0:
+        print("--patience must be >= 1 and --interval > 0.", file=sys.stderr)
+        return 1
+    plot = None if args.no_plot else (args.plot or args.output_dir / PLOT_NAME)
+    limits = Thresholds(max_grad_norm=args.max_grad_norm, spike_factor=args.spike_factor, patience=args.patience)
+    return monitor(args.output_dir, follow=args.follow, interval=args.interval, timeout=args.timeout, limits=limits, plot=plot)
