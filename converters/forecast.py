@@ -172,6 +172,9 @@ def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple
         notes.update(raw.notes)
         series = clean(raw, str(opts.csv), missing=opts.missing, max_missing=opts.max_missing, counts=repairs)
     except RejectError as err:
+        if err.reject.code == "empty_series":
+            raise InputError(f"{opts.csv}: no row has a number in every column of {', '.join(map(repr, wanted))}. "
+                             "Fix the CSV, or forecast one good column with --features S --target COL") from None
         raise InputError(err.reject.message) from None
     return wanted, np.stack(series, axis=1), inputs, targets
 

@@ -1,5 +1,7 @@
-"""`tsplugin eval forecast`: score generated forecasts against the test windows, next to the naive
-(last value repeated) and seasonal-naive (value one season earlier) baselines on the SAME windows.
+"""Forecasts: MSE/MAE of generated numbers vs the test windows, next to naive baselines.
+
+`tsplugin eval forecast PREDICTIONS --test NAME_test.jsonl` scores the model next to the naive (last
+value repeated) and seasonal-naive (value one season earlier) baselines on the SAME windows.
 
 Inputs: LLaMA-Factory's generated_predictions.jsonl (`predict`, optional `label`) and the test JSONL
 written by `tsconvert forecast` (input series, targets, scaling), matched line by line: the counts
@@ -225,20 +227,18 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `tsplugin eval forecast` (also `python -m tsplugin.eval_forecast`)."""
-    p.add_argument("predictions", type=Path, help="LLaMA-Factory generated_predictions.jsonl (predict, label)")
+    """Options of `tsplugin eval forecast` after the predictions file (which `tsplugin eval` adds)."""
     p.add_argument("--test", type=Path, required=True, help="the NAME_test.jsonl written by `tsconvert forecast` (same order)")
     p.add_argument("--season", type=int, default=DEFAULT_SEASON, help=f"seasonal-naive period in points (default: {DEFAULT_SEASON}, hourly data)")
     p.add_argument("--partial", action="store_true", help="pad short answers with their last number instead of counting them unparseable")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--report", type=Path, help="also write the JSON report to this path")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit code 0, or 2 with a message for unusable input."""
     try:
-        report = evaluate_forecast(args.predictions, args.test, args.season, args.partial)
+        report = evaluate_forecast(Path(args.predictions), args.test, args.season, args.partial)
     except ForecastEvalError as exc:
         print(f"tsplugin eval forecast: error: {exc}", file=sys.stderr)
         return 2
@@ -251,15 +251,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tsplugin.eval_forecast` (the same as `tsplugin eval forecast`)."""
     parser = argparse.ArgumentParser(prog="tsplugin eval forecast", description=__doc__.split("\n\n")[0])
+    parser.add_argument("predictions", type=Path, help="LLaMA-Factory generated_predictions.jsonl (predict, label)")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run(parser.parse_args(argv))
+
+
+__all__ = ["ForecastEvalError", "Windows", "add_arguments", "evaluate_forecast", "format_report", "load_windows",
+           "parse_numbers", "run", "score"]
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["ForecastEvalError", "Windows", "add_arguments", "evaluate_forecast", "format_report", "load_windows",
-           "parse_numbers", "run", "score"]
