@@ -1,0 +1,125 @@
+"""`tsplugin plan --fit`: settings that make a step fit, each with the recipe key or tsconvert option
+that realises it, plus the savings LLaMA-Factory does not offer (listed, never pretended).
+
+Proposals are tried cheapest-in-quality first and kept only while the step still does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan_estimate import GiB, PlanInputs, estimate
+from .plan_shapes import parameter_counts, series_positions
+
+MIN_SERIES_POINTS = 64  # ChatTS authors: shorter series are less reliable
+
+
+@dataclass
+class Proposal:
+    change: str
+    how: str  # the recipe key(s) / tsconvert option that realise it
+    inputs: PlanInputs
+    saved: float  # bytes of the total peak saved by this step
+
+
+def round_cutoff(tokens: int) -> int:
+    """cutoff_len for a sequence: next multiple of 128."""
+    return -(-tokens // 128) * 128
+
+
+def _step(props: list[Proposal], current: PlanInputs, change: str, how: str, new: PlanInputs) -> PlanInputs:
+    before, after = estimate(current).total(), estimate(new).total()
+    if after < before:
+        props.append(Proposal(change, how, new, before - after))
+        return new
+    return current
+
+
+def propose(p: PlanInputs) -> list[Proposal]:
+    """Changes, in order, until the step fits (the list ends early when it does)."""
+    props: list[Proposal] = []
+    cur = p
+    candidates = [
+        (lambda q: q.optim == "adamw_torch", "8-bit AdamW", "optim: adamw_bnb_8bit", dict(optim="adamw_bnb_8bit")),
+        (lambda q: q.quant != "4", "4-bit NF4 decoder", "quantization_bit: 4  (double_quantization: true is the default)", dict(quant="4")),
+        (lambda q: not q.gradient_checkpointing, "gradient checkpointing", "remove disable_gradient_checkpointing", dict(gradient_checkpointing=True)),
+        (lambda q: q.batch_size > 1, "batch 1 (keep the effective batch with accumulation)",
+         f"per_device_train_batch_size: 1, gradient_accumulation_steps: {16 * p.batch_size}", dict(batch_size=1)),
+        (lambda q: q.lora_target == "all" or q.lora_rank > 8, "LoRA r8 on q,k,v (ChatTS's LoRA example)",
+         "lora_rank: 8, lora_alpha: 16, lora_target: q_proj,k_proj,v_proj", dict(lora_target="q_proj,k_proj,v_proj", lora_rank=8)),
+        (lambda q: not q.offload_checkpoints and q.gradient_checkpointing, "checkpointed hidden states in CPU RAM",
+         "use_unsloth_gc: true", dict(offload_checkpoints=True)),
+    ]
+    for applies, change, how, fields in candidates:
+        if estimate(cur).fits():
+            return props
+        if applies(cur):
+            cur = _step(props, cur, change, how, cur.but(**fields))
+    if estimate(cur).fits():
+        return props
+    if cur.series_length > MIN_SERIES_POINTS and cur.series_count:
+        longest = _longest_series_that_fits(cur)
+        if longest is not None:
+            new = cur.but(series_length=longest, cutoff_len=None)
+            new = new.but(cutoff_len=round_cutoff(new.sequence_tokens()))
+            how = (f"tsconvert ... --max-length {longest} (downsamples: lttb keeps spikes; --downsample window keeps the first "
+                   f"{longest}); cutoff_len: {new.cutoff_len}")
+            cur = _step(props, cur, f"series of {longest} points ({series_positions(cur.shape, longest)} positions each)", how, new)
+            return props
+        cur = _step(props, cur, f"series of {MIN_SERIES_POINTS} points (the shortest ChatTS handles well)",
+                    f"tsconvert ... --max-length {MIN_SERIES_POINTS}", cur.but(series_length=MIN_SERIES_POINTS, cutoff_len=None))
+    if not estimate(cur).fits():
+        tokens = _longest_text_that_fits(cur)
+        if tokens:
+            cur = _step(props, cur, f"text of at most {tokens} tokens", f"cutoff_len: {round_cutoff(cur.but(text_tokens=tokens).sequence_tokens())}"
+                        " (longer records are dropped with a counted warning)", cur.but(text_tokens=tokens, cutoff_len=None))
+    return props
+
+
+def _longest_series_that_fits(p: PlanInputs) -> int | None:
+    lo, hi = MIN_SERIES_POINTS, p.series_length
+    if not estimate(p.but(series_length=lo, cutoff_len=None)).fits():
+        return None
+    while lo < hi:  # largest length that fits, in whole patches
+        mid = (lo + hi + 1) // 2
+        if estimate(p.but(series_length=mid, cutoff_len=None)).fits():
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo - lo % p.shape.patch_size if lo >= p.shape.patch_size else lo
+
+
+def _longest_text_that_fits(p: PlanInputs) -> int:
+    lo, hi = 0, p.text_tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate(p.but(text_tokens=max(mid, 1), cutoff_len=None)).fits():
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def not_available(p: PlanInputs) -> list[tuple[str, float, str]]:
+    """Savings LLaMA-Factory 0.9.5 (and this plugin) cannot realise: (what, bytes saved, why not)."""
+    counts = parameter_counts(p.shape)
+    c, seq, vocab = p.compute_bytes, p.seq() * p.batch_size, p.shape.vocab_size
+    est = estimate(p)
+    loss = est.part("logits + loss")
+    rows = [
+        ("embed_tokens kept off the GPU (CPU lookup)", counts["embed_tokens"] * c,
+         "quantization_device_map: auto is refused in training; no key moves one module to CPU"),
+        ("lm_head in 4 bit", counts["lm_head"] * (c - 0.5 - 1 / 64),
+         "LLaMA-Factory builds the BitsAndBytesConfig itself; transformers always skips lm_head"),
+        ("chunked / fused cross-entropy (logits never materialised)", max(0.0, loss - seq * vocab * c / 8),
+         "enable_liger_kernel does not know model_type chatts/qwen3ts (and needs liger-kernel + triton)"),
+        ("ts_encoder in 4/8 bit", counts["ts_encoder"] * (c - 0.5),
+         "the plugin never quantises the encoder (it stays full precision by design)"),
+    ]
+    if p.gpus == 1:
+        rows.append(("weights sharded over several cards (ZeRO-3 + QLoRA)", 0.0,
+                     "available with 2+ cards: rerun with --gpus N (recipe chatts_zero3_offload.yaml)"))
+    return rows
+
+
+__all__ = ["MIN_SERIES_POINTS", "Proposal", "not_available", "propose", "round_cutoff"]
