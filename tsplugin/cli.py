@@ -26,6 +26,8 @@ def register_command(name: str, module: str) -> None:
 register_command("quickstart", "tsplugin.quickstart")
 register_command("init-model", "tsplugin.init_model")
 register_command("chat", "tsplugin.chat")
+register_command("plan", "tsplugin.plan")
+register_command("build-model", "tsplugin.build_model")
 register_command("monitor", "tsplugin.monitor")
 register_command("eval", "tsplugin.evaluate")
 
