@@ -16,7 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-DEFAULT_TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b"}
+DEFAULT_TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b", "qwen_ts": "qwen_ts"}
+# qwen_ts wraps any Qwen: its template follows the decoder (text_config.model_type).
+QWEN_TS_TEMPLATES = {"qwen2": "qwen_ts", "qwen2_moe": "qwen_ts", "qwen3": "qwen3_ts", "qwen3_moe": "qwen3_ts"}
+
+
+def default_template(config: Any) -> str | None:
+    """The template a model of this config was trained with, unless the user says otherwise."""
+    model_type = getattr(config, "model_type", None)
+    if model_type == "qwen_ts":
+        return QWEN_TS_TEMPLATES.get(getattr(getattr(config, "text_config", None), "model_type", None), DEFAULT_TEMPLATES[model_type])
+    return DEFAULT_TEMPLATES.get(model_type)
 
 
 class TimeSeriesChat:
@@ -45,7 +55,7 @@ class TimeSeriesChat:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
-        name = template or DEFAULT_TEMPLATES.get(model.config.model_type)
+        name = template or default_template(model.config)
         if name is None:
             raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")
         processor = TimeSeriesProcessor.from_pretrained(model_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -99,14 +99,17 @@ def count_placeholders(text: str, ts_token: str = DEFAULT_TS_TOKEN, ts_end_token
 def expand_placeholders(
     text: str,
     series_list: Sequence[Any],
-    patch_size: int,
+    patch_size: int | Callable[[int], int],
     ts_token: str = DEFAULT_TS_TOKEN,
     ts_end_token: str = DEFAULT_TS_END_TOKEN,
 ) -> tuple[str, list[np.ndarray]]:
     """Replace the i-th placeholder with series i's sp prefix + `ts_token` * num_patches.
 
-    Returns the expanded text and the per-series (L, 2) feature arrays, in placeholder order.
+    `patch_size` is a patch size (ceil(L / patch_size) positions) or a function length -> positions
+    (encoders with other rules, e.g. PatchTST's fixed window). Returns the expanded text and the
+    per-series (L, 2) feature arrays, in placeholder order.
     """
+    positions = patch_size if callable(patch_size) else (lambda length: num_patches(length, patch_size))
     pattern = _placeholder_pattern(ts_token, ts_end_token)
     n_placeholders = len(pattern.findall(text))
     if n_placeholders != len(series_list):
@@ -122,32 +125,46 @@ def expand_placeholders(
         except ValueError as err:
             raise ValueError(f"time series {i}: {err}") from None
         features_list.append(features)
-        pieces.append(prefix + ts_token * num_patches(features.shape[0], patch_size))
+        pieces.append(prefix + ts_token * positions(features.shape[0]))
     it = iter(pieces)
     return pattern.sub(lambda _m: next(it), text), features_list
 
 
 class TimeSeriesProcessor:
-    """Holds the patch size and token strings of one model; turns (text, series) into model inputs."""
+    """Holds the position rule and token strings of one model; turns (text, series) into model inputs.
 
-    def __init__(self, patch_size: int, ts_token: str = DEFAULT_TS_TOKEN, ts_end_token: str = DEFAULT_TS_END_TOKEN):
-        if int(patch_size) <= 0:
+    The rule is ChatTS's ceil(L / patch_size), or, for `qwen_ts` models, the `num_positions` of the
+    encoder named in the config's `ts.encoder` block (read from the registry; no weights are loaded).
+    """
+
+    def __init__(
+        self,
+        patch_size: int | None = None,
+        ts_token: str = DEFAULT_TS_TOKEN,
+        ts_end_token: str = DEFAULT_TS_END_TOKEN,
+        encoder: dict[str, Any] | None = None,
+    ):
+        if encoder is None and (patch_size is None or int(patch_size) <= 0):
             raise ValueError(f"patch_size must be positive, got {patch_size}")
-        self.patch_size = int(patch_size)
+        self.patch_size = int(patch_size) if patch_size is not None else None
+        self.encoder = dict(encoder) if encoder is not None else None
         self.ts_token = ts_token
         self.ts_end_token = ts_end_token
 
     def __repr__(self) -> str:
-        return f"TimeSeriesProcessor(patch_size={self.patch_size}, ts_token={self.ts_token!r}, ts_end_token={self.ts_end_token!r})"
+        rule = f"encoder={self.encoder.get('name')!r}" if self.encoder is not None else f"patch_size={self.patch_size}"
+        return f"TimeSeriesProcessor({rule}, ts_token={self.ts_token!r}, ts_end_token={self.ts_end_token!r})"
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> "TimeSeriesProcessor":
         """Build from a model config (object with a `ts` dict, or a plain config dict)."""
         ts = config.get("ts") if isinstance(config, dict) else getattr(config, "ts", None)
+        if isinstance(ts, dict) and isinstance(ts.get("encoder"), dict):  # qwen_ts: registry encoder
+            return cls(None, encoder=ts["encoder"], **kwargs)
         if not isinstance(ts, dict) or "patch_size" not in ts:
             raise ValueError(
                 "model config has no `ts` block with a patch_size; is this a time-series model "
-                "(model_type chatts/qwen3ts)? Build one with `tsplugin init-model`."
+                "(model_type chatts/qwen3ts/qwen_ts)? Build one with `tsplugin init-model` or `tsplugin build-model`."
             )
         return cls(ts["patch_size"], **kwargs)
 
@@ -172,13 +189,18 @@ class TimeSeriesProcessor:
         return sp_encode(values)
 
     def num_patches(self, length: int) -> int:
+        """`<ts>` positions a series of `length` points costs with this model's encoder."""
+        if self.encoder is not None:
+            from tsplugin.encoders import encoder_num_positions
+
+            return encoder_num_positions(self.encoder, length)
         return num_patches(length, self.patch_size)
 
     def count_placeholders(self, text: str) -> int:
         return count_placeholders(text, self.ts_token, self.ts_end_token)
 
     def expand(self, text: str, series_list: Sequence[Any]) -> tuple[str, list[np.ndarray]]:
-        return expand_placeholders(text, series_list, self.patch_size, self.ts_token, self.ts_end_token)
+        return expand_placeholders(text, series_list, self.num_patches, self.ts_token, self.ts_end_token)
 
     def batch(self, features_list: Sequence[np.ndarray]) -> "torch.Tensor":  # noqa: F821
         return batch_series(features_list)

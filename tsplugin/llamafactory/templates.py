@@ -5,6 +5,8 @@
 | `chatts` | ChatTS-14B and other Qwen2.5 backbones (`model_type: chatts`) | Qwen ChatML, as ChatTS-Training names it |
 | `chatts8b` | ChatTS-8B and other Qwen3 backbones (`model_type: qwen3ts`) | Qwen3 ChatML with thinking tags |
 | `chatts8b_nothink` | the same, thinking disabled | Qwen3 ChatML |
+| `qwen_ts` | your own Qwen2/Qwen2.5 + encoder (`model_type: qwen_ts`) | Qwen2.5 ChatML |
+| `qwen3_ts` | your own Qwen3 + encoder (`model_type: qwen_ts`) | Qwen3 ChatML, no thinking |
 
 All use the `timeseries` multimodal plugin: `<ts><ts/>` in the text is one series.
 """
@@ -23,6 +25,8 @@ TEMPLATES: dict[str, tuple[str, bool]] = {
     "chatts": ("You are a helpful assistant.", False),
     "chatts8b": ("", True),
     "chatts8b_nothink": ("", False),
+    "qwen_ts": ("You are a helpful assistant.", False),
+    "qwen3_ts": ("", False),
 }
 
 

@@ -2,7 +2,8 @@
 
 After `import tsplugin.models`, `AutoConfig` / `AutoModelForCausalLM.from_pretrained(dir)` build
 `ChatTSConfig` + `Qwen2TSForCausalLM` for model_type `chatts` and `Qwen3TSConfig` +
-`Qwen3TSForCausalLM` for model_type `qwen3ts`.
+`Qwen3TSForCausalLM` for model_type `qwen3ts`, and `QwenTSConfig` + `QwenTSForCausalLM` for model_type
+`qwen_ts` (your own Qwen2/Qwen3 + encoder + projector, see `tsplugin.models.qwen_ts`).
 
 Released ChatTS checkpoints carry an `auto_map` pointing at their own modeling .py files:
 - without `trust_remote_code` the registered classes here are used;
@@ -19,12 +20,14 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from .configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
 from .modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM, TimeSeriesCausalLMMixin
+from .qwen_ts import QwenTSConfig, QwenTSForCausalLM
 from .ts_encoder import TimeSeriesEmbedding
 
 # model_type -> (config class, causal LM class); one entry per supported ChatTS architecture.
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "chatts": (ChatTSConfig, Qwen2TSForCausalLM),
     "qwen3ts": (Qwen3TSConfig, Qwen3TSForCausalLM),
+    "qwen_ts": (QwenTSConfig, QwenTSForCausalLM),  # any Qwen2/Qwen3 + registry encoder + projector
 }
 
 
@@ -59,6 +62,8 @@ __all__ = [
     "Qwen2TSForCausalLM",
     "Qwen3TSConfig",
     "Qwen3TSForCausalLM",
+    "QwenTSConfig",
+    "QwenTSForCausalLM",
     "TimeSeriesCausalLMMixin",
     "TimeSeriesEmbedding",
     "get_architecture",

@@ -33,6 +33,30 @@ def past_length(past_key_values: Any) -> int:
         return 0
 
 
+def scatter_ts_features(
+    input_ids: torch.LongTensor,
+    inputs_embeds: torch.Tensor,
+    features: torch.Tensor,
+    ts_token_id: int,
+    n_series: int,
+    rule: str,
+) -> torch.Tensor:
+    """`inputs_embeds` with the `<ts>` positions of `input_ids` replaced by `features` rows, in order.
+
+    `rule` says how many positions a series costs (for the error when the counts differ).
+    """
+    ts_positions = input_ids == ts_token_id  # (B, L)
+    n_tokens, n_patches = int(ts_positions.sum()), int(features.shape[0])
+    if n_tokens != n_patches:
+        raise ValueError(
+            f"the batch has {n_tokens} <ts> positions but {n_patches} patch embeddings from "
+            f"{n_series} series: each placeholder must be expanded to {rule} <ts> tokens (tsplugin.processing."
+            "expand_placeholders), and the prompt must not be truncated inside a series"
+        )
+    mask = ts_positions.unsqueeze(-1).to(inputs_embeds.device)  # (B, L, 1), broadcast over hidden
+    return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+
+
 class TimeSeriesCausalLMMixin:
     """Adds `ts_encoder` and the `timeseries` input to a decoder-only causal LM."""
 
@@ -69,18 +93,9 @@ class TimeSeriesCausalLMMixin:
         self, input_ids: torch.LongTensor, inputs_embeds: torch.Tensor, timeseries: torch.Tensor
     ) -> torch.Tensor:
         """Return `inputs_embeds` with every `<ts>` position replaced by the next patch embedding."""
-        ts_positions = input_ids == self._ts_token_id()  # (B, L)
         features, _ = self.ts_encoder(timeseries)  # (P, hidden)
-        n_tokens, n_patches = int(ts_positions.sum()), int(features.shape[0])
-        if n_tokens != n_patches:
-            raise ValueError(
-                f"the batch has {n_tokens} <ts> positions but {n_patches} patch embeddings from "
-                f"{timeseries.shape[0]} series: each placeholder must be expanded to ceil(length / "
-                f"patch_size={self.config.ts['patch_size']}) <ts> tokens (tsplugin.processing."
-                "expand_placeholders), and the prompt must not be truncated inside a series"
-            )
-        mask = ts_positions.unsqueeze(-1).to(inputs_embeds.device)  # (B, L, 1), broadcast over hidden
-        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+        rule = f"ceil(length / patch_size={self.config.ts['patch_size']})"
+        return scatter_ts_features(input_ids, inputs_embeds, features, self._ts_token_id(), timeseries.shape[0], rule)
 
     def _dummy_encoder_term(self, like: torch.Tensor) -> torch.Tensor:
         """0 * encoder(one constant patch): adds nothing, but puts every encoder parameter in the graph."""
@@ -89,19 +104,14 @@ class TimeSeriesCausalLMMixin:
         features, _ = self.ts_encoder(dummy)
         return features.sum().to(like.dtype) * 0.0
 
-    def forward(
+    def merge_ts_inputs(
         self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.FloatTensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        timeseries: torch.Tensor | None = None,
-        **kwargs: Any,
-    ):
-        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        timeseries: torch.Tensor | None,
+        past_key_values: Any,
+    ) -> tuple[torch.LongTensor | None, torch.Tensor | None]:
+        """(input_ids, inputs_embeds) for the decoder: series merged at prefill, ids kept otherwise."""
         if timeseries is not None and not torch.is_tensor(timeseries):
             timeseries = torch.as_tensor(timeseries, dtype=torch.float32)
         has_series = timeseries is not None and timeseries.shape[0] > 0
@@ -121,6 +131,22 @@ class TimeSeriesCausalLMMixin:
                     inputs_embeds = self.get_input_embeddings()(input_ids)
                 inputs_embeds = inputs_embeds + self._dummy_encoder_term(inputs_embeds)
                 input_ids = None
+        return input_ids, inputs_embeds
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        timeseries: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
+        input_ids, inputs_embeds = self.merge_ts_inputs(input_ids, inputs_embeds, timeseries, past_key_values)
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -162,4 +188,4 @@ class Qwen3TSForCausalLM(TimeSeriesCausalLMMixin, Qwen3ForCausalLM):
         self.post_init()
 
 
-__all__ = ["Qwen2TSForCausalLM", "Qwen3TSForCausalLM", "TimeSeriesCausalLMMixin", "past_length"]
+__all__ = ["Qwen2TSForCausalLM", "Qwen3TSForCausalLM", "TimeSeriesCausalLMMixin", "past_length", "scatter_ts_features"]
