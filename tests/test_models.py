@@ -232,7 +232,7 @@ def test_registration_is_idempotent():
 
     assert CONFIG_MAPPING["chatts"].__name__ == "ChatTSConfig"
     assert CONFIG_MAPPING["qwen3ts"].__name__ == "Qwen3TSConfig"
-    with pytest.raises(ValueError, match="known: \\['chatts', 'qwen3ts'\\]"):
+    with pytest.raises(ValueError, match=r"unknown time-series model_type 'qwen2'; known: \[.*'chatts', 'qwen3ts'"):
         tsplugin.models.get_architecture("qwen2")
 
 
