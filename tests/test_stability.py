@@ -70,7 +70,8 @@ def _bad_steps(text: str) -> list[int]:
 
 
 def test_yaml_option_skips_the_bad_update_names_the_rows_and_keeps_training(tiny_qwen3ts, tmp_path, poison_forward, caplog):
-    data = write_dataset(tmp_path / "data", "poison", _records({5}))
+    # seed 42 puts record 0 at epoch position 2: the poisoned batch (size 2) is step 2 of 4
+    data = write_dataset(tmp_path / "data", "poison", _records({0}))
     out = tmp_path / "out"
     probe = ParamProbe()
     args = lf_args(
@@ -80,12 +81,12 @@ def test_yaml_option_skips_the_bad_update_names_the_rows_and_keeps_training(tiny
     with caplog.at_level("WARNING", logger="tsplugin"):
         _run(args, [probe])
     bad = _bad_steps(caplog.text)
-    assert len(bad) == 1, caplog.text
+    assert bad == [2], caplog.text
     assert probe.changed[bad[0]] is False  # the NaN update never reached the parameters (nor Adam's state)
     assert all(probe.changed[s] for s in probe.changed if s != bad[0]), probe.changed
     assert probe.finite
     assert "update skipped (1 bad in a row, stop at 2)" in caplog.text
-    assert "train row 5 (epoch position" in caplog.text and "'user POISON record look at" in caplog.text
+    assert "train row 0 (epoch position 2, loss nan): 'user POISON record look at" in caplog.text
     steps = [json.loads(line)["current_steps"] for line in (out / "trainer_log.jsonl").read_text().splitlines()]
     assert steps[-1] == 4  # training went on after the skipped step
     assert (out / "adapter_model.safetensors").is_file()

@@ -220,9 +220,9 @@ def _finished(output_dir: Path, rows: list[Row]) -> bool:
 
 
 def monitor(output_dir: Path, follow: bool = False, interval: float = 5.0, timeout: float | None = None,
-            limits: Thresholds | None = None, plot: Path | None = None, out=sys.stdout) -> int:
+            limits: Thresholds | None = None, plot: Path | None = None, out: Any = None) -> int:
     """Print the table (new rows as they come when following), warnings, summary; write the plot."""
-    limits = limits or Thresholds()
+    limits, out = limits or Thresholds(), out or sys.stdout
     start, shown, warned = time.monotonic(), 0, 0
     rows: list[Row] = []
     while True:
