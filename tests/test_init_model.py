@@ -1,7 +1,6 @@
 """`tsplugin init-model` and its Python API `build_model` (offline, tiny, deterministic)."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -64,17 +63,13 @@ def test_build_model_tiny_writes_loadable_checkpoint(tmp_path, arch, patch, pos_
     assert "ts_encoder.mlp.8.bias" in names and ("ts_encoder.position_embedding.weight" in names) is pos_emb
 
 
-def test_build_is_deterministic_and_fast(tmp_path):
-    build_model(tmp_path / "warm", preset="tiny")  # imports and first-call costs out of the timing
-    start = time.perf_counter()
+def test_build_is_deterministic(tmp_path):
     build_model(tmp_path / "a", arch="qwen3ts", preset="tiny", seed=3)
-    elapsed = time.perf_counter() - start
     build_model(tmp_path / "b", arch="qwen3ts", preset="tiny", seed=3)
     build_model(tmp_path / "c", arch="qwen3ts", preset="tiny", seed=4)
     a, b, c = ((tmp_path / d / "model.safetensors").read_bytes() for d in "abc")
     assert a == b and a != c
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
-    assert elapsed < 10, f"tiny build took {elapsed:.1f}s"
 
 
 @pytest.mark.parametrize("preset,low,high", [("tiny", 0.5e6, 2e6), ("small", 7e6, 13e6), ("medium", 22e6, 40e6), ("large", 80e6, 130e6)])
