@@ -85,7 +85,7 @@ class PlanInputs:
         if self.optim not in OPTIMIZERS:
             raise ValueError(f"--optim {self.optim!r} unknown; choose one of {sorted(OPTIMIZERS)}")
         for name in ("series_length", "series_count", "text_tokens", "lora_rank", "batch_size", "gpus"):
-            if getattr(self, name) < (0 if name in ("series_count", "series_length") else 1):
+            if getattr(self, name) < (0 if name in ("series_count", "series_length", "text_tokens") else 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         resolve_targets(self.lora_target)
 

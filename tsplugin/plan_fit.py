@@ -60,29 +60,34 @@ def propose(p: PlanInputs) -> list[Proposal]:
     if cur.series_length > MIN_SERIES_POINTS and cur.series_count:
         longest = _longest_series_that_fits(cur)
         if longest is not None:
-            new = cur.but(series_length=longest, cutoff_len=None)
-            new = new.but(cutoff_len=round_cutoff(new.sequence_tokens()))
+            new = _with_cutoff(cur, series_length=longest)
             how = (f"tsconvert ... --max-length {longest} (downsamples: lttb keeps spikes; --downsample window keeps the first "
                    f"{longest}); cutoff_len: {new.cutoff_len}")
             cur = _step(props, cur, f"series of {longest} points ({series_positions(cur.shape, longest)} positions each)", how, new)
             return props
         cur = _step(props, cur, f"series of {MIN_SERIES_POINTS} points (the shortest ChatTS handles well)",
-                    f"tsconvert ... --max-length {MIN_SERIES_POINTS}", cur.but(series_length=MIN_SERIES_POINTS, cutoff_len=None))
+                    f"tsconvert ... --max-length {MIN_SERIES_POINTS}", _with_cutoff(cur, series_length=MIN_SERIES_POINTS))
     if not estimate(cur).fits():
         tokens = _longest_text_that_fits(cur)
         if tokens:
             cur = _step(props, cur, f"text of at most {tokens} tokens", f"cutoff_len: {round_cutoff(cur.but(text_tokens=tokens).sequence_tokens())}"
-                        " (longer records are dropped with a counted warning)", cur.but(text_tokens=tokens, cutoff_len=None))
+                        " (longer records are dropped with a counted warning)", _with_cutoff(cur, text_tokens=tokens))
     return props
+
+
+def _with_cutoff(p: PlanInputs, **changes) -> PlanInputs:
+    """`p` changed, sized at the cutoff_len the recipe would then use."""
+    q = p.but(cutoff_len=None, **changes)
+    return q.but(cutoff_len=round_cutoff(q.sequence_tokens()))
 
 
 def _longest_series_that_fits(p: PlanInputs) -> int | None:
     lo, hi = MIN_SERIES_POINTS, p.series_length
-    if not estimate(p.but(series_length=lo, cutoff_len=None)).fits():
+    if not estimate(_with_cutoff(p, series_length=lo)).fits():
         return None
     while lo < hi:  # largest length that fits, in whole patches
         mid = (lo + hi + 1) // 2
-        if estimate(p.but(series_length=mid, cutoff_len=None)).fits():
+        if estimate(_with_cutoff(p, series_length=mid)).fits():
             lo = mid
         else:
             hi = mid - 1
@@ -93,7 +98,7 @@ def _longest_text_that_fits(p: PlanInputs) -> int:
     lo, hi = 0, p.text_tokens
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if estimate(p.but(text_tokens=max(mid, 1), cutoff_len=None)).fits():
+        if estimate(_with_cutoff(p, text_tokens=mid)).fits():
             lo = mid
         else:
             hi = mid - 1
