@@ -2,13 +2,17 @@
 
 The whole forecasting path on a real series shipped inside statsmodels (Mauna Loa weekly CO2,
 1958-2001, 2284 weeks with gaps; no download): CSV -> `tsconvert forecast` (seq 96 -> pred 24, train
-z-scoring) -> a randomly initialised small ChatTS-architecture model (`tsplugin.init_model`) trained
-with LLaMA-Factory in-process for `--minutes` -> `do_predict` with greedy generation on evenly spaced
-test windows -> `tsplugin eval forecast` -> model vs naive vs seasonal-naive MSE/MAE and the ratios.
+z-scoring) -> a randomly initialised small model trained with LLaMA-Factory in-process for `--minutes`
+-> `do_predict` with greedy generation on evenly spaced test windows -> `tsplugin eval forecast` ->
+model vs naive vs seasonal-naive MSE/MAE and the ratios.
 
-Design choices: full fine-tuning with the encoder trained (`freeze_vision_tower: false`): a random
-model has nothing for LoRA to adapt; a callback stops training at the time budget (LLaMA-Factory has
-no such option); training uses every train window (stride 1), prediction an evenly spaced subset of
+Models (`--model`): `timellm` (default) = a tiny random Qwen2 + Time-LLM's reprogramming encoder as a
+`qwen_ts` model (`tsplugin build-model --encoder timellm`, context 96, patches of 16 every 8); `chatts` /
+`qwen3ts` = the ChatTS architectures of `tsplugin init-model`.
+
+Design choices: full fine-tuning with encoder and projector trained (`freeze_vision_tower: false`,
+`freeze_multi_modal_projector: false`): a random model has nothing for LoRA to adapt; a callback stops
+training at the time budget (LLaMA-Factory has no such option); training uses every train window (stride 1), prediction an evenly spaced subset of
 the test windows (a second converter run with --max-windows-per-split, same train statistics).
 
     pip install -e '.[bench]'
@@ -77,6 +81,28 @@ def time_limit_callback(minutes: float):
     return TimeLimit()
 
 
+def make_model(args: argparse.Namespace, out: Path) -> Path:
+    """A random model of the chosen kind, built locally (no download)."""
+    from tsplugin.init_model import PRESETS, build_model
+
+    if args.model != "timellm":
+        return build_model(out / "model", arch=args.model, preset=args.preset, seed=args.seed)
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from tsplugin.build_model import build_qwen_ts
+    from tsplugin.tokenizer_build import build_tokenizer
+
+    tokenizer = build_tokenizer(ts_tokens=False)
+    config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, **PRESETS[args.preset])
+    torch.manual_seed(args.seed)
+    Qwen2ForCausalLM(config).save_pretrained(out / "base")
+    tokenizer.save_pretrained(out / "base")
+    flags = {"context_window": args.seq_len, "patch_len": 16, "stride": 8, "d_model": 32, "num_heads": 4}
+    return build_qwen_ts(out / "base", out / "model", encoder="timellm", flags=flags, seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=8.0, help="training budget in minutes (default: 8)")
@@ -85,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pred-len", type=int, default=24)
     p.add_argument("--precision", type=int, default=2, help="decimals in the answers (default: 2)")
     p.add_argument("--test-windows", type=int, default=48, help="evenly spaced test windows to predict (default: 48)")
-    p.add_argument("--arch", choices=["chatts", "qwen3ts"], default="chatts")
+    p.add_argument("--model", choices=["timellm", "chatts", "qwen3ts"], default="timellm",
+                   help="timellm: tiny Qwen2 + Time-LLM reprogramming encoder (qwen_ts); chatts/qwen3ts: ChatTS architectures")
     p.add_argument("--preset", default="tiny", help="tsplugin init-model preset (default: tiny)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -95,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from converters.forecast import ForecastOptions, convert_forecast
     from tsplugin.eval_forecast import evaluate_forecast, format_report
-    from tsplugin.init_model import build_model
-
     out = args.out
     t0 = time.monotonic()
     n_rows, season = write_csv(args.dataset, out / f"{args.dataset}.csv")
@@ -108,15 +133,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{train_report['windows']['train']['written']}, test windows predicted {args.test_windows} of "
           f"{train_report['windows']['test']['available']}")
 
-    model_dir = build_model(out / "model", arch=args.arch, preset=args.preset, seed=args.seed)
-    template = {"chatts": "chatts", "qwen3ts": "chatts8b_nothink"}[args.arch]
+    model_dir = make_model(args, out)
+    template = {"timellm": "qwen_ts", "chatts": "chatts", "qwen3ts": "chatts8b_nothink"}[args.model]
     from llamafactory.train.tuner import run_exp
 
     base = dict(stage="sft", template=template, dataset_dir=str(out / "data"), cutoff_len=1024, overwrite_cache=True,
                 report_to="none", bf16=False, seed=args.seed, disable_tqdm=True, overwrite_output_dir=True)
     limit = time_limit_callback(args.minutes)
     train_start = time.monotonic()
-    run_exp(dict(base, model_name_or_path=str(model_dir), do_train=True, finetuning_type="full", freeze_vision_tower=False,
+    run_exp(dict(base, model_name_or_path=str(model_dir), do_train=True, finetuning_type="full", freeze_vision_tower=False, freeze_multi_modal_projector=False,
                  dataset=f"{args.dataset}_train", output_dir=str(out / "trained"), per_device_train_batch_size=args.batch_size,
                  learning_rate=args.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=20, max_steps=1_000_000,
                  logging_steps=50, save_strategy="no", max_grad_norm=1.0), callbacks=[limit])
@@ -138,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(report))
     n = report["normalized"]
     ratio = n["ratio_vs_naive"]["mse"]
-    print(f"\nRESULT {args.dataset} {args.seq_len}->{args.pred_len}, {args.preset} {args.arch} model, {args.minutes:g} min CPU training: "
+    print(f"\nRESULT {args.dataset} {args.seq_len}->{args.pred_len}, {args.preset} {args.model} model, {args.minutes:g} min CPU training: "
           f"test MSE (normalised) model {_f(n['model']['mse'])} vs naive {_f(n['naive']['mse'])} vs seasonal-naive "
           f"{_f(n['seasonal_naive']['mse'])}; model/naive MSE ratio {_f(ratio)}, MAE ratio {_f(n['ratio_vs_naive']['mae'])}; "
           f"unparseable {report['unparseable_share']:.1%}; total {(time.monotonic() - t0) / 60:.1f} min")

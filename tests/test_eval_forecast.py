@@ -140,3 +140,11 @@ def test_cli_text_report(hand_files, capsys):
     assert re.search(r"^original   naive \(last value\) +18 +4$", text, re.M)
     assert main([str(preds), "--test", str(tmp := test.with_name("missing.jsonl"))]) == 2
     assert f"{tmp}: no such file" in capsys.readouterr().err
+
+
+def test_tsplugin_eval_forecast_subcommand(hand_files, capsys):
+    from tsplugin.cli import main as tsplugin_main
+
+    preds, test = hand_files
+    assert tsplugin_main(["eval", "forecast", str(preds), "--test", str(test), "--season", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["normalized"]["model"]["mse"] == pytest.approx(0.375)
