@@ -120,13 +120,13 @@ def build_qwen_ts(
     from tsplugin.tokenizer_build import add_ts_tokens
 
     llm, out, flags = Path(llm), Path(output_dir), dict(flags or {})
+    get_projector(projector)  # bad names fail before any file is read
+    block = encoder_block(encoder, flags, encoder_params)
     if not (llm / "config.json").is_file():
         raise FileNotFoundError(f"--llm {llm}: no config.json there; pass a local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
     llm_config = AutoConfig.from_pretrained(llm)
     if llm_config.model_type not in LLM_MODEL_TYPES:
         raise ValueError(f"--llm {llm}: model_type {llm_config.model_type!r} is not supported; expected one of {list(LLM_MODEL_TYPES)}")
-    get_projector(projector)  # fail before any heavy work on a bad name
-    block = encoder_block(encoder, flags, encoder_params)
     load_encoder = None
     if encoder_ckpt is not None:
         ckpt = Path(encoder_ckpt)

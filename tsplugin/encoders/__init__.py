@@ -68,7 +68,7 @@ def _name_of(ts_config: dict) -> str:
 
 def series_lengths(timeseries: "Any") -> "Any":
     """True length of each series (S,) from the mask column of a (S, T_max, 2) batch."""
-    return timeseries[..., -1].long().sum(dim=1)
+    return (timeseries[..., -1] > 0).sum(dim=1)
 
 
 for _module in _BUILTIN_MODULES:

@@ -81,6 +81,11 @@ class QwenTSForCausalLM(TimeSeriesCausalLMMixin, QwenTSPreTrainedModel, Generati
         if in_dim is None:
             raise ValueError(f"encoder {config.ts['encoder'].get('name')!r} does not expose `out_dim`")
         self.ts_projector = build_projector(config.ts["projector"], in_dim, config.text_config.hidden_size)
+        # Encoders that read the LLM's vocabulary (Time-LLM's text prototypes) get a live accessor, not a
+        # copy: resized or PEFT-wrapped embeddings are seen, and the state dict holds no duplicate.
+        bind = getattr(self.ts_encoder, "bind_word_embeddings", None)
+        if callable(bind):
+            bind(self.get_input_embeddings)
         self.post_init()
 
     # --- embeddings: the decoder's own ---------------------------------------------------------
