@@ -19,6 +19,9 @@ def test_parse_numbers_separators_surrounding_text_and_first_count():
     np.testing.assert_array_equal(parse_numbers("1 2\n3,4", 3), [[1, 2, 3]])                 # first 3 only
     np.testing.assert_array_equal(parse_numbers("Sure! 1.5,-2e-1 ,+3 done.", 3), [[1.5, -0.2, 3]])
     np.testing.assert_array_equal(parse_numbers("-.5, 0., 7", 3), [[-0.5, 0, 7]])
+    np.testing.assert_array_equal(parse_numbers("Values: 1, 2, 3.", 3), [[1, 2, 3]])            # sentence end
+    assert parse_numbers("0.0.0.0.0.0.0.0.0.0", 2) is None                                      # degenerate, not zeros
+    assert parse_numbers("1.2.3, 4", 2) is None
     np.testing.assert_array_equal(parse_numbers("Forecast for OT: 4, 5", 2, ["OT"]), [[4, 5]])  # after the label
     np.testing.assert_array_equal(parse_numbers("4, 5", 2, ["OT"]), [[4, 5]])                   # no label: all numbers
 

@@ -9,7 +9,7 @@ must be equal and, when a `label` is present, its numbers must equal the test re
 shuffled or foreign file is an error, never a silently wrong score).
 
 Parsing (choices): numbers are read with a regex, so commas, spaces, newlines and surrounding words
-are all fine; with several target variables each one's numbers are read after its `NAME:` label (one
+are all fine, but digits glued by dots ("0.0.0.0", a degenerate answer) are no number; with several target variables each one's numbers are read after its `NAME:` label (one
 target: after `NAME:` when present, else from the whole answer). The first pred_len numbers count. A
 window with fewer (or a non-finite number) is unparseable: it is left out of the model's MSE/MAE and
 counted in the unparseable share; with `--partial` a short answer with at least one number is padded
@@ -34,7 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# A number standing on its own: "0.0.0.0" (a degenerate answer) is no number, "3." ending a sentence is 3.
+NUMBER = re.compile(r"(?<![\d.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\.?\d)")
 DEFAULT_SEASON = 24
 
 
