@@ -96,6 +96,9 @@ def test_build_model_save_load_round_trip_gives_equal_logits(encoder, llm_type, 
     assert tokenizer.convert_tokens_to_ids("<ts/>") == config["ts_token_end_index"]
     model = load(out)
     assert type(model).__name__ == "QwenTSForCausalLM"
+    from tsplugin.chat import default_template
+
+    assert default_template(model.config) == {"qwen2": "qwen_ts", "qwen3": "qwen3_ts"}[llm_type]
     assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
     # The LLM weights are the base checkpoint's, verbatim.
     plain = AutoModelForCausalLM.from_pretrained(base)

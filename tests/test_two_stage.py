@@ -98,6 +98,22 @@ def test_stage2_lora_starts_from_the_stage1_projector_and_trains_it(stages, tmp_
     trained = {k.split("ts_projector.")[1]: v for k, v in saved.items()}
     assert any(not torch.equal(v.float(), stage1_weights["ts_projector." + k].float()) for k, v in trained.items())
 
+    # `llamafactory-cli export` merges LoRA and writes the trained projector; logits equal base + adapter.
+    from llamafactory.train.tuner import export_model
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    export_model(dict(model_name_or_path=str(stage1), adapter_name_or_path=str(out), template="qwen3_ts",
+                      finetuning_type="lora", export_dir=str(tmp_path / "merged")))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(stage1), out).eval()
+    series = torch.zeros(1, 80, 2)
+    series[..., 0], series[..., 1] = torch.linspace(-2, 2, 80), 1.0
+    ids = torch.tensor([[5, 6] + [merged.config.ts_token_start_index] * 7 + [9]])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids, timeseries=series).logits,
+                              adapted(input_ids=ids, timeseries=series).logits, atol=1e-5)
+
 
 def test_stage2_qlora_quantises_the_llm_not_the_encoder_or_projector(stages, tmp_path):
     bnb = pytest.importorskip("bitsandbytes")
