@@ -120,7 +120,7 @@ def test_stage2_qlora_quantises_the_llm_not_the_encoder_or_projector(stages, tmp
     _, stage1 = stages
     out = tmp_path / "qlora"
     args = recipe("qwen_ts_stage2_qlora.yaml", model_name_or_path=str(stage1), output_dir=str(out), lora_rank=8,
-                  lora_alpha=16, optim="adamw_torch", max_steps=2)
+                  lora_alpha=16, max_steps=2)
     assert args["quantization_bit"] == 4
     run_lf(**args)
     assert len(trainer_losses(out)) == 2
