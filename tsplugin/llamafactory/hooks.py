@@ -187,8 +187,9 @@ def hook_data_loader(module: ModuleType) -> None:
 
 
 def hook_model_loader(module: ModuleType) -> None:
-    """`load_tokenizer`: attach the time-series processor; `_get_init_kwargs`: local classes only."""
-    _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor")
+    """`load_tokenizer`: attach the time-series processor; `_get_init_kwargs`: local classes only;
+    `load_model`: memory options (`timeseries_chunked_loss`, `quantize_lm_head`, tsplugin.llamafactory.memory_options)."""
+    _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor", "load_model")
     import tsplugin.models  # noqa: F401  (Auto* registration of the model classes)
     from tsplugin.processing import TimeSeriesProcessor
 
@@ -215,8 +216,22 @@ def hook_model_loader(module: ModuleType) -> None:
 
         return load_tokenizer
 
+    def make_load_model(original):
+        def load_model(tokenizer, model_args, finetuning_args, *args, **kwargs):
+            from tsplugin.llamafactory.memory_options import apply_after_load, loading
+
+            with loading(finetuning_args, model_args):  # the quantisation hook reads quantize_lm_head from here
+                model = original(tokenizer, model_args, finetuning_args, *args, **kwargs)
+            is_trainable = kwargs.get("is_trainable", args[0] if args else False)
+            if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
+                apply_after_load(model, finetuning_args, is_trainable)
+            return model
+
+        return load_model
+
     _wrap(module, "_get_init_kwargs", make_init_kwargs)
     _wrap(module, "load_tokenizer", make_load_tokenizer)
+    _wrap(module, "load_model", make_load_model)
 
 
 def hook_visual(module: ModuleType) -> None:
@@ -236,7 +251,7 @@ def hook_visual(module: ModuleType) -> None:
 
 
 def hook_quantization(module: ModuleType) -> None:
-    """`configure_quantization`: never quantise the time-series encoder."""
+    """`configure_quantization`: never quantise the time-series encoder (lm_head: see `quantize_lm_head`)."""
     _require(module, "configure_quantization")
 
     def make(original):
@@ -244,8 +259,11 @@ def hook_quantization(module: ModuleType) -> None:
             result = original(config, tokenizer, model_args, is_trainable, init_kwargs, *args, **kwargs)
             qconfig = init_kwargs.get("quantization_config")
             if qconfig is not None and is_ts_model_type(getattr(config, "model_type", None)):
-                skip = list(getattr(qconfig, "llm_int8_skip_modules", None) or ["lm_head"])
-                qconfig.llm_int8_skip_modules = skip + [m for m in ENCODER_MODULES if m not in skip]
+                from tsplugin.llamafactory.memory_options import skip_modules  # + lm_head unless quantize_lm_head
+
+                qconfig.llm_int8_skip_modules = skip_modules(
+                    config, model_args, getattr(qconfig, "llm_int8_skip_modules", None), ENCODER_MODULES
+                )
             return result
 
         return configure_quantization

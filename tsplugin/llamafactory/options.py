@@ -67,8 +67,28 @@ def extend_finetuning_arguments(base: type) -> type:
             metadata={"help": "The nan guard warns when grad_norm exceeds this many times its running median."},
         )
 
+        timeseries_chunked_loss: int = dataclasses.field(
+            default=0,
+            metadata={
+                "help": "Time-series models: compute the training loss this many supervised positions at a time, "
+                "each chunk's logits recomputed in backward, so the (positions x vocab) logits never exist "
+                "(tsplugin.models.chunked_loss). 0 = transformers' loss. Eval/generation keep full logits."
+            },
+        )
+
+        quantize_lm_head: bool = dataclasses.field(
+            default=False,
+            metadata={
+                "help": "With quantization_bit: 4, load lm_head as a bitsandbytes Linear4bit instead of fp16 "
+                "(the time-series encoder stays unquantised). Export: merge the adapter into the fp16 base."
+            },
+        )
+
         def __post_init__(self):
             super().__post_init__()
+            from tsplugin.llamafactory.memory_options import check_options
+
+            check_options(self)
             if self.timeseries_learning_rate is not None and self.timeseries_learning_rate <= 0:
                 raise ValueError("`timeseries_learning_rate` must be positive.")
             if self.nan_guard_max_bad_steps < 1:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import Qwen2ForCausalLM, Qwen3ForCausalLM
 
+from .chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from .configuration_chatts import ChatTSConfig, Qwen3TSConfig
 from .ts_encoder import TimeSeriesEmbedding
 
@@ -65,6 +66,8 @@ class TimeSeriesCausalLMMixin:
     # In training, a batch without series still runs the encoder on one dummy patch (times zero), so
     # every rank uses the same parameters: DDP without find_unused_parameters and ZeRO-3 need that.
     keep_ts_encoder_in_graph = True
+    # > 0: training loss computed this many supervised positions at a time (tsplugin.models.chunked_loss).
+    loss_chunk_size = 0
 
     config: Any
     ts_encoder: TimeSeriesEmbedding
@@ -147,6 +150,13 @@ class TimeSeriesCausalLMMixin:
     ):
         """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
         input_ids, inputs_embeds = self.merge_ts_inputs(input_ids, inputs_embeds, timeseries, past_key_values)
+        chunk = loss_chunk_size(self, labels, kwargs)
+        if chunk:  # training with `timeseries_chunked_loss`: the decoder, then the loss chunk by chunk
+            return forward_with_chunked_loss(
+                self.get_decoder(), self.get_output_embeddings(), chunk, labels, input_ids=input_ids,
+                attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+            )
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,

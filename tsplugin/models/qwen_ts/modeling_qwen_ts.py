@@ -27,6 +27,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from tsplugin.encoders import build_encoder
+from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from tsplugin.models.modeling_chatts import TimeSeriesCausalLMMixin, scatter_ts_features
 from tsplugin.projectors import build_projector
 
@@ -141,6 +142,13 @@ class QwenTSForCausalLM(TimeSeriesCausalLMMixin, QwenTSPreTrainedModel, Generati
     ):
         """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
         input_ids, inputs_embeds = self.merge_ts_inputs(input_ids, inputs_embeds, timeseries, past_key_values)
+        chunk = loss_chunk_size(self, labels, kwargs)
+        if chunk:  # training with `timeseries_chunked_loss`: the decoder, then the loss chunk by chunk
+            return forward_with_chunked_loss(
+                self.get_decoder(), self.get_output_embeddings(), chunk, labels, input_ids=input_ids,
+                attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+            )
         return self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
