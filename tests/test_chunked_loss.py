@@ -182,8 +182,24 @@ def test_qwen_ts_model_goes_through_the_same_path(tmp_path):
 
 def test_llamafactory_trains_with_the_same_losses(tiny_qwen3ts, tmp_path):
     stock, chunked = tmp_path / "stock", tmp_path / "chunked"
-    run_lf(**lf_args(tiny_qwen3ts, stock, max_steps=3, gradient_accumulation_steps=2))
-    run_lf(**lf_args(tiny_qwen3ts, chunked, max_steps=3, gradient_accumulation_steps=2, timeseries_chunked_loss=16))
+    run_lf(**lf_args(tiny_qwen3ts, stock, max_steps=2, gradient_accumulation_steps=2))
+    run_lf(**lf_args(tiny_qwen3ts, chunked, max_steps=2, gradient_accumulation_steps=2, timeseries_chunked_loss=16))
     a, b = trainer_losses(stock), trainer_losses(chunked)
-    assert len(a) == len(b) == 3
+    assert len(a) == len(b) == 2
     assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+
+
+def test_the_yaml_key_reaches_the_model_through_llamafactory(tiny_qwen3ts, tmp_path):
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    def loaded(**overrides):
+        model_args, _, _, finetuning_args, _ = get_train_args(lf_args(tiny_qwen3ts, tmp_path, **overrides))
+        return load_model(load_tokenizer(model_args)["tokenizer"], model_args, finetuning_args, is_trainable=True)
+
+    assert loaded(timeseries_chunked_loss=16).get_base_model().loss_chunk_size == 16
+    assert loaded().get_base_model().loss_chunk_size == 0
+    with pytest.raises(ValueError, match="cannot be combined with `use_dft_loss: true`"):
+        get_train_args(lf_args(tiny_qwen3ts, tmp_path, timeseries_chunked_loss=16, use_dft_loss=True))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        get_train_args(lf_args(tiny_qwen3ts, tmp_path, timeseries_chunked_loss=-1))
