@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tsplugin.series import count_placeholders
 
 logger = logging.getLogger("tsplugin")
@@ -46,6 +48,12 @@ def check_series(series: Any, where: str) -> None:
     """Raise a ValueError naming `where` unless `series` is a non-empty list of finite numbers."""
     if not isinstance(series, (list, tuple)) or len(series) == 0:
         raise ValueError(f"{where}: a series must be a non-empty list of numbers, got {series!r:.80}.")
+    try:  # fast path: one vectorised check; the loop below only runs to name the bad value
+        values = np.asarray(series, dtype=np.float64)
+        if values.ndim == 1 and np.isfinite(values).all() and not any(v is True or v is False for v in series):
+            return
+    except (TypeError, ValueError):
+        pass
     for position, value in enumerate(series):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(
