@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     run_exp(dict(base, model_name_or_path=str(model_dir), do_train=True, finetuning_type="full", freeze_vision_tower=False, freeze_multi_modal_projector=False,
                  dataset=f"{args.dataset}_train", output_dir=str(out / "trained"), per_device_train_batch_size=args.batch_size,
                  learning_rate=args.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=20, max_steps=1_000_000,
-                 logging_steps=50, save_strategy="no", max_grad_norm=1.0), callbacks=[limit])
+                 logging_steps=10, save_strategy="no", max_grad_norm=1.0), callbacks=[limit])
     train_s = time.monotonic() - train_start
     logs = [json.loads(line) for line in (out / "trained" / "trainer_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
