@@ -9,6 +9,8 @@
   input embedding would be quantised with it). Note: bitsandbytes dequantises the whole weight to fp16
   in every backward matmul, so the step's peak gains that transient back (`tsplugin plan` counts it).
 
+- `offload_embed_tokens: true`: the frozen input embedding stays in CPU RAM (tsplugin.models.cpu_embedding).
+
 `load_model` runs inside `loading(finetuning_args)`, so the quantisation hook (which LLaMA-Factory
 calls with `model_args` only) can read the finetuning options of the model being loaded.
 """
@@ -89,6 +91,11 @@ def apply_after_load(model: Any, finetuning_args: Any, is_trainable: bool) -> An
 
         set_loss_chunk_size(model, chunk)
         logger.info("tsplugin: timeseries_chunked_loss: the loss is computed %d positions at a time (no full logits)", chunk)
+    if getattr(finetuning_args, "offload_embed_tokens", False) and is_trainable:
+        from tsplugin.models.cpu_embedding import offload_input_embedding
+
+        offload_input_embedding(model)
+        logger.info("tsplugin: offload_embed_tokens: the input embedding stays in CPU RAM (rows are copied per step)")
     return model
 
 

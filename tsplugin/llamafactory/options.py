@@ -84,6 +84,14 @@ def extend_finetuning_arguments(base: type) -> type:
             },
         )
 
+        offload_embed_tokens: bool = dataclasses.field(
+            default=False,
+            metadata={
+                "help": "(Q)LoRA on a time-series model: keep the frozen input embedding in CPU RAM and copy only "
+                "the looked-up rows to the GPU (saves vocab x hidden x 2 bytes of GPU memory). Not with ZeRO-3."
+            },
+        )
+
         def __post_init__(self):
             super().__post_init__()
             from tsplugin.llamafactory.memory_options import check_options
