@@ -15,7 +15,7 @@ import argparse
 from typing import Any
 
 from .plan_estimate import GPUS, GiB, Estimate, PlanInputs, estimate, get_gpu_memory
-from .plan_fit import not_available, propose, round_cutoff
+from .plan_fit import not_available, not_proposed, propose, round_cutoff
 from .plan_shapes import PRESETS, load_shape, parameter_counts
 
 
@@ -31,7 +31,9 @@ def render(est: Estimate) -> str:
         f"sized for {p.seq()} x batch {p.batch_size} (cutoff_len: {p.cutoff_len or round_cutoff(p.sequence_tokens())})",
         f"quant {p.quant}, LoRA r{p.lora_rank} on {p.lora_target}, {p.optim}, gradient checkpointing "
         f"{'on' if p.gradient_checkpointing else 'off'}{' (offloaded)' if p.offload_checkpoints else ''}"
-        + (f", ZeRO-3 over {p.gpus} cards" if p.gpus > 1 else ""),
+        + (f", ZeRO-3 over {p.gpus} cards" if p.gpus > 1 else "")
+        + (f", chunked loss {p.loss_chunk}" if p.loss_chunk else "") + (", lm_head NF4" if p.quantize_lm_head else "")
+        + (", embed_tokens in CPU RAM" if p.offload_embed else ""),
         "",
         f"{'part':50s} {'GiB':>8s}  note",
     ]
@@ -71,6 +73,12 @@ def render_fit(p: PlanInputs) -> str:
                    f"on a {p.gpu_total_gib:.2f} GiB card): use a bigger card, more cards (--gpus), or the 8B model")
     elif props:
         out.append(f"  => fits with cutoff_len: {final.cutoff_len or round_cutoff(final.sequence_tokens())}")
+    skipped = not_proposed(final)
+    if skipped:
+        out.append("")
+        out.append("== available, not proposed (it would not lower this step's peak)")
+        for key, added, why in skipped:
+            out.append(f"  - {key}: +{added / GiB:.2f} GiB. {why}")
     out.append("")
     out.append("== not available in LLaMA-Factory 0.9.5 / this plugin (saving it would bring, and why not)")
     for what, saved, why in not_available(final):
@@ -96,6 +104,9 @@ def inputs_from_args(args: argparse.Namespace) -> PlanInputs:
         optim=args.optim,
         train_encoder=args.train_encoder,
         gpus=args.gpus,
+        loss_chunk=args.chunked_loss,
+        quantize_lm_head=args.quantize_lm_head,
+        offload_embed=args.offload_embed_tokens,
     )
 
 
@@ -131,6 +142,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--optim", default="adamw_bnb_8bit", choices=["adamw_bnb_8bit", "paged_adamw_8bit", "adamw_torch"])
     parser.add_argument("--train-encoder", action="store_true", help="additional_target: ts_encoder (encoder trained in fp32)")
     parser.add_argument("--gpus", type=int, default=1, help="cards sharing the model under DeepSpeed ZeRO-3 (default 1)")
+    parser.add_argument("--chunked-loss", type=int, default=0, metavar="N",
+                        help="timeseries_chunked_loss: N (loss N positions at a time; default 0 = transformers' loss)")
+    parser.add_argument("--quantize-lm-head", action="store_true", help="quantize_lm_head: true (lm_head in NF4; needs --quant 4)")
+    parser.add_argument("--offload-embed-tokens", action="store_true", help="offload_embed_tokens: true (frozen embedding in CPU RAM)")
     parser.add_argument("--fit", action="store_true", help="propose settings that fit, with the keys that realise them")
     parser.set_defaults(func=run)
 

@@ -6,7 +6,10 @@ Design choices:
   of transformers 5 (RMSNorm upcasts to fp32, SDPA saves q/k/v/out + logsumexp, SwiGLU saves four
   intermediate-wide tensors); `tsplugin.plan_check` measures the same thing with saved-tensor hooks.
 - The loss is modelled as transformers computes it: fp16 logits, an fp32 upcast, log-softmax output,
-  and in backward two fp32 gradients of seq x vocab (peak 12 bytes per position x vocab in fp16).
+  and in backward two fp32 gradients of seq x vocab (peak 12 bytes per position x vocab in fp16); with
+  `timeseries_chunked_loss: N` the same 12 bytes for N positions (one chunk, recomputed in backward).
+- `quantize_lm_head`: lm_head in NF4 like the decoder linears, but bitsandbytes' backward dequantises the
+  whole weight to fp16, so that buffer is added to the loss transient.
 - What is not exact (allocator fragmentation, the CUDA context, bitsandbytes scratch buffers) is a
   named, separate line, so a measurement (bench/measure_memory.py) can correct it.
 """
@@ -78,12 +81,21 @@ class PlanInputs:
     compute_bytes: int = 2  # fp16 on Turing
     train_encoder: bool = False  # `additional_target: ts_encoder`
     gpus: int = 1  # > 1: DeepSpeed ZeRO-3 shards weights and optimizer state over the cards
+    loss_chunk: int = 0  # `timeseries_chunked_loss: N`: logits of N positions at a time (0: transformers' loss)
+    quantize_lm_head: bool = False  # `quantize_lm_head: true`: lm_head in NF4 (needs quant 4)
+    offload_embed: bool = False  # `offload_embed_tokens: true`: frozen input embedding in CPU RAM (not with ZeRO-3)
 
     def __post_init__(self) -> None:
         if self.quant not in ("4", "8", "none"):
             raise ValueError(f"--quant must be 4, 8 or none, got {self.quant!r}")
         if self.optim not in OPTIMIZERS:
             raise ValueError(f"--optim {self.optim!r} unknown; choose one of {sorted(OPTIMIZERS)}")
+        if self.loss_chunk < 0:
+            raise ValueError(f"--chunked-loss must be >= 0 (0 = off), got {self.loss_chunk}")
+        if self.offload_embed and self.gpus > 1:
+            raise ValueError("--offload-embed-tokens is not supported with ZeRO-3 (--gpus > 1)")
+        if self.quantize_lm_head and self.quant != "4":
+            raise ValueError("--quantize-lm-head needs --quant 4 (quantize_lm_head: true needs quantization_bit: 4)")
         for name in ("series_length", "series_count", "text_tokens", "lora_rank", "batch_size", "gpus"):
             if getattr(self, name) < (0 if name in ("series_count", "series_length", "text_tokens") else 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -156,6 +168,11 @@ class Estimate:
         return sum(x.bytes for x in self.static + self.activations + self.transient + self.margins if x.part == name)
 
 
+def nf4_constant_bytes(weights: int, double_quant: bool = True) -> float:
+    """bitsandbytes NF4 absmax bytes for `weights` weights (8-bit absmax + fp32 per 256 with double quant)."""
+    return weights / QUANT_BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK) if double_quant else weights / QUANT_BLOCK * 4
+
+
 def layer_activation_bytes(shape: ModelShape, c: int, lora_rank: int, n_targets: int, gqa_native: bool) -> float:
     """Bytes autograd saves per position in one decoder layer (no checkpointing), compute dtype of c bytes."""
     h, q, kv, inter = shape.hidden_size, shape.q_dim, shape.kv_dim, shape.intermediate_size
@@ -177,9 +194,10 @@ def estimate(p: PlanInputs) -> Estimate:
     shard = float(p.gpus)  # ZeRO-3 keeps 1/N of every parameter and optimizer state on each card
 
     linears = counts["decoder_linears"]
+    nf4_head = counts["lm_head"] if p.quantize_lm_head else 0  # quantised like the decoder linears
     if p.quant == "4":
         est.static.append(Line("decoder linears", linears / 2 / shard, "NF4, 2 weights a byte"))
-        consts = linears / QUANT_BLOCK * (1 + 4 / DOUBLE_QUANT_BLOCK) if p.double_quant else linears / QUANT_BLOCK * 4
+        consts = nf4_constant_bytes(linears + nf4_head, p.double_quant)
         est.static.append(Line("quantisation constants", consts / shard,
                                "absmax per 64 weights, 8-bit with double quant" if p.double_quant else "fp32 absmax per 64 weights"))
     elif p.quant == "8":
@@ -189,8 +207,13 @@ def estimate(p: PlanInputs) -> Estimate:
     else:
         est.static.append(Line("decoder linears", linears * c / shard, f"{c}-byte weights"))
     est.static.append(Line("linear biases", counts["linear_biases"] * c / shard))
-    est.static.append(Line("embed_tokens", counts["embed_tokens"] * c / shard, "kept in fp16 (not quantised)"))
-    if counts["lm_head"]:
+    if p.offload_embed:
+        est.static.append(Line("embed_tokens", 0.0, f"in CPU RAM (offload_embed_tokens: true; {counts['embed_tokens'] * c / GiB:.2f} GiB there)"))
+    else:
+        est.static.append(Line("embed_tokens", counts["embed_tokens"] * c / shard, "kept in fp16 (not quantised)"))
+    if counts["lm_head"] and nf4_head:
+        est.static.append(Line("lm_head", nf4_head / 2 / shard, "NF4 (quantize_lm_head: true); its constants are counted above"))
+    elif counts["lm_head"]:
         est.static.append(Line("lm_head", counts["lm_head"] * c / shard, "kept in fp16 (bitsandbytes skips lm_head)"))
     est.static.append(Line("norms", counts["norms"] * c / shard))
     enc = counts["ts_encoder"]
@@ -219,13 +242,22 @@ def estimate(p: PlanInputs) -> Estimate:
         est.activations.append(Line("activations (all layers)", tokens * s.num_layers * per_layer, "gradient checkpointing off"))
         est.transient.append(Line("backward: gradient buffers", tokens * 2 * c * (s.hidden_size + s.intermediate_size)))
     est.activations.append(Line("final norm + embeddings out", tokens * (final_norm + 2 * c * s.hidden_size)))
-    logits = tokens * s.vocab_size
-    est.transient.append(Line("logits + loss", logits * max(c + 8, 12),
-                              f"seq x vocab: fp16 logits, fp32 upcast, log-softmax; backward 3 x fp32 ({max(c + 8, 12)} B each)"))
+    per_logit = max(c + 8, 12)
+    if p.loss_chunk:  # tsplugin.models.chunked_loss: one chunk's logits alive, recomputed in backward
+        rows = min(p.loss_chunk, tokens)
+        loss = Line("logits + loss", rows * s.vocab_size * per_logit,
+                    f"chunked: {rows} positions x vocab at a time (timeseries_chunked_loss: {p.loss_chunk}), {per_logit} B each")
+    else:
+        loss = Line("logits + loss", tokens * s.vocab_size * per_logit,
+                    f"seq x vocab: fp16 logits, fp32 upcast, log-softmax; backward 3 x fp32 ({per_logit} B each)")
+    est.transient.append(loss)
     if p.quant != "none":
         biggest = max(i * o for i, o in s.linear_shapes().values())
         for line in est.transient:  # bitsandbytes dequantises one weight to fp16 for each matmul
             line.bytes += biggest * c
+        if nf4_head:  # ... and the whole lm_head, in every backward through it (MatMul4Bit.backward)
+            loss.bytes += (nf4_head - biggest) * c
+            loss.note += "; + the whole lm_head dequantised to fp16 in backward (bitsandbytes)"
     if p.gpus > 1:  # ZeRO-3 gathers a module's full parameters before using it
         gathered = max(counts["embed_tokens"], counts["lm_head"]) * c
         for line in est.transient:
@@ -241,5 +273,5 @@ def estimate(p: PlanInputs) -> Estimate:
 
 __all__ = [
     "CUDA_CONTEXT_GIB", "Estimate", "GPUS", "GiB", "Line", "OPTIMIZERS", "PlanInputs", "SERIES_PREFIX_TOKENS",
-    "estimate", "get_gpu_memory", "layer_activation_bytes", "optimizer_state_bytes", "register_gpu",
+    "estimate", "get_gpu_memory", "layer_activation_bytes", "nf4_constant_bytes", "optimizer_state_bytes", "register_gpu",
 ]

@@ -1,5 +1,6 @@
 """`tsplugin plan --fit`: settings that make a step fit, each with the recipe key or tsconvert option
-that realises it, plus the savings LLaMA-Factory does not offer (listed, never pretended).
+that realises it, plus the savings LLaMA-Factory does not offer (listed, never pretended), and the
+plugin options that exist but would not lower this step's peak (with the number).
 
 Proposals are tried cheapest-in-quality first and kept only while the step still does not fit.
 """
@@ -12,6 +13,9 @@ from .plan_estimate import GiB, PlanInputs, estimate
 from .plan_shapes import parameter_counts, series_positions
 
 MIN_SERIES_POINTS = 64  # ChatTS authors: shorter series are less reliable
+# Chunk proposed for `timeseries_chunked_loss`: 128 x 152064 x 12 B = 0.22 GiB, about one recomputed layer
+# of a 14B step, and 128-row matmuls still keep the GPU busy.
+LOSS_CHUNK = 128
 
 
 @dataclass
@@ -40,6 +44,12 @@ def propose(p: PlanInputs) -> list[Proposal]:
     props: list[Proposal] = []
     cur = p
     candidates = [
+        # exact (same loss and gradients), so it comes first
+        (lambda q: not q.loss_chunk, f"chunked loss, {LOSS_CHUNK} positions at a time (same loss and gradients)",
+         f"timeseries_chunked_loss: {LOSS_CHUNK}", dict(loss_chunk=LOSS_CHUNK)),
+        # exact too, but costs a CPU lookup + a host-to-device copy of the rows every step
+        (lambda q: not q.offload_embed and q.gpus == 1, "frozen embed_tokens in CPU RAM (same numbers; rows copied per step)",
+         "offload_embed_tokens: true", dict(offload_embed=True)),
         (lambda q: q.optim == "adamw_torch", "8-bit AdamW", "optim: adamw_bnb_8bit", dict(optim="adamw_bnb_8bit")),
         (lambda q: q.quant != "4", "4-bit NF4 decoder", "quantization_bit: 4  (double_quantization: true is the default)", dict(quant="4")),
         (lambda q: not q.gradient_checkpointing, "gradient checkpointing", "remove disable_gradient_checkpointing", dict(gradient_checkpointing=True)),
@@ -49,6 +59,9 @@ def propose(p: PlanInputs) -> list[Proposal]:
          "lora_rank: 8, lora_alpha: 16, lora_target: q_proj,k_proj,v_proj", dict(lora_target="q_proj,k_proj,v_proj", lora_rank=8)),
         (lambda q: not q.offload_checkpoints and q.gradient_checkpointing, "checkpointed hidden states in CPU RAM",
          "use_unsloth_gc: true", dict(offload_checkpoints=True)),
+        # kept only if it lowers the peak: bitsandbytes dequantises the whole lm_head in each backward
+        (lambda q: q.quant == "4" and not q.quantize_lm_head and parameter_counts(q.shape)["lm_head"] > 0,
+         "lm_head in 4 bit", "quantize_lm_head: true", dict(quantize_lm_head=True)),
     ]
     for applies, change, how, fields in candidates:
         if estimate(cur).fits():
@@ -105,19 +118,28 @@ def _longest_text_that_fits(p: PlanInputs) -> int:
     return lo
 
 
+def not_proposed(p: PlanInputs) -> list[tuple[str, float, str]]:
+    """Plugin options that exist but do not lower this step's peak: (key, bytes it would add, why)."""
+    rows = []
+    if p.quant == "4" and not p.quantize_lm_head and parameter_counts(p.shape)["lm_head"]:
+        before, after = estimate(p), estimate(p.but(quantize_lm_head=True))
+        if after.total() >= before.total():
+            saved = before.part("lm_head") + before.part("quantisation constants") - after.part("lm_head") - after.part("quantisation constants")
+            rows.append(("quantize_lm_head: true", after.total() - before.total(),
+                         f"saves {saved / GiB:.2f} GiB of weights, but bitsandbytes dequantises the whole lm_head to fp16 "
+                         "in every backward through it, and that buffer sits on the loss peak"))
+    return rows
+
+
 def not_available(p: PlanInputs) -> list[tuple[str, float, str]]:
     """Savings LLaMA-Factory 0.9.5 (and this plugin) cannot realise: (what, bytes saved, why not)."""
     counts = parameter_counts(p.shape)
-    c, seq, vocab = p.compute_bytes, p.seq() * p.batch_size, p.shape.vocab_size
-    est = estimate(p)
-    loss = est.part("logits + loss")
-    rows = [
-        ("embed_tokens kept off the GPU (CPU lookup)", counts["embed_tokens"] * c,
-         "quantization_device_map: auto is refused in training; no key moves one module to CPU"),
-        ("lm_head in 4 bit", counts["lm_head"] * (c - 0.5 - 1 / 64),
-         "LLaMA-Factory builds the BitsAndBytesConfig itself; transformers always skips lm_head"),
-        ("chunked / fused cross-entropy (logits never materialised)", max(0.0, loss - seq * vocab * c / 8),
-         "enable_liger_kernel does not know model_type chatts/qwen3ts (and needs liger-kernel + triton)"),
+    c = p.compute_bytes
+    rows = []
+    if p.gpus > 1:
+        rows.append(("embed_tokens kept off the GPU (offload_embed_tokens)", counts["embed_tokens"] * c / p.gpus,
+                     "refused under DeepSpeed ZeRO-3, which partitions the embedding itself"))
+    rows += [
         ("ts_encoder in 4/8 bit", counts["ts_encoder"] * (c - 0.5),
          "the plugin never quantises the encoder (it stays full precision by design)"),
     ]
@@ -127,4 +149,4 @@ def not_available(p: PlanInputs) -> list[tuple[str, float, str]]:
     return rows
 
 
-__all__ = ["MIN_SERIES_POINTS", "Proposal", "not_available", "propose", "round_cutoff"]
+__all__ = ["LOSS_CHUNK", "MIN_SERIES_POINTS", "Proposal", "not_available", "not_proposed", "propose", "round_cutoff"]
