@@ -9,6 +9,9 @@ torch.cuda.max_memory_allocated/reserved next to `tsplugin plan` for the same se
 
     python bench/measure_memory.py --model chatts-14b --series-length 5000 --text-tokens 512 --lora-target q_proj,k_proj,v_proj
     python bench/measure_memory.py --model chatts-8b --series-length 5000 --text-tokens 512 --lora-target all
+    # the single-card 2080 Ti recipe (chatts_qlora_2080ti.yaml): chunked loss + embed_tokens in CPU RAM
+    python bench/measure_memory.py --model chatts-14b --lora-target q_proj,k_proj,v_proj --chunked-loss 128 --offload-embed-tokens
+    # add --quantize-lm-head to measure lm_head in NF4 (the planner says it costs more at this peak)
 
 On a machine without CUDA it exits with status 2 and says so.
 """
@@ -19,7 +22,7 @@ import argparse
 import sys
 
 
-def build_4bit_model(preset: str, seed: int = 0, device: str = "cuda", shape=None):
+def build_4bit_model(preset: str, seed: int = 0, device: str = "cuda", shape=None, quantize_lm_head: bool = False):
     """The ChatTS model with real shapes on `device`: decoder linears NF4, everything else fp16, random weights.
     (`shape` overrides the preset: a CPU dry run of this code uses a tiny one.)"""
     import bitsandbytes as bnb
@@ -43,19 +46,23 @@ def build_4bit_model(preset: str, seed: int = 0, device: str = "cuda", shape=Non
     with torch.device("meta"):
         model = model_cls(config)
     targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    for layer in model.model.layers:
-        for parent in (layer.self_attn, layer.mlp):
-            for name, child in list(parent.named_children()):
-                if name in targets and isinstance(child, nn.Linear):
-                    q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                          compute_dtype=torch.float16, compress_statistics=True, quant_type="nf4",
-                                          quant_storage=torch.float16, device="meta")
-                    data = torch.empty(child.out_features, child.in_features, dtype=torch.float16, device=device).normal_(0, 0.02)
-                    q.weight = bnb.nn.Params4bit(data, requires_grad=False, compress_statistics=True, quant_type="nf4",
-                                                 quant_storage=torch.float16).to(device)
-                    if child.bias is not None:
-                        q.bias = nn.Parameter(torch.zeros(child.out_features, dtype=torch.float16, device=device), requires_grad=False)
-                    setattr(parent, name, q)
+    parents = [(parent, name) for layer in model.model.layers for parent in (layer.self_attn, layer.mlp)
+               for name in targets if hasattr(parent, name)]
+    if quantize_lm_head:  # `quantize_lm_head: true`: lm_head in NF4 like the decoder linears
+        parents.append((model, "lm_head"))
+    for parent, name in parents:
+        child = getattr(parent, name)
+        if not isinstance(child, nn.Linear):
+            continue
+        q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                              compute_dtype=torch.float16, compress_statistics=True, quant_type="nf4",
+                              quant_storage=torch.float16, device="meta")
+        data = torch.empty(child.out_features, child.in_features, dtype=torch.float16, device=device).normal_(0, 0.02)
+        q.weight = bnb.nn.Params4bit(data, requires_grad=False, compress_statistics=True, quant_type="nf4",
+                                     quant_storage=torch.float16).to(device)
+        if child.bias is not None:
+            q.bias = nn.Parameter(torch.zeros(child.out_features, dtype=torch.float16, device=device), requires_grad=False)
+        setattr(parent, name, q)
     for module in model.modules():  # everything still on meta: fp16 on cuda
         for name, p in list(module._parameters.items()):
             if p is not None and p.is_meta:
@@ -78,6 +85,9 @@ def main() -> int:
     parser.add_argument("--answer-tokens", type=int, default=64, help="positions with a label (the rest is prompt)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-target", default="all")
+    parser.add_argument("--chunked-loss", type=int, default=0, metavar="N", help="timeseries_chunked_loss: N (0 = transformers' loss)")
+    parser.add_argument("--offload-embed-tokens", action="store_true", help="offload_embed_tokens: true (embedding in CPU RAM)")
+    parser.add_argument("--quantize-lm-head", action="store_true", help="quantize_lm_head: true (lm_head in NF4)")
     args = parser.parse_args()
 
     import torch
@@ -96,7 +106,7 @@ def main() -> int:
     from tsplugin.processing import batch_series, sp_encode
 
     device = torch.cuda.get_device_properties(0)
-    model, shape = build_4bit_model(args.model)
+    model, shape = build_4bit_model(args.model, quantize_lm_head=args.quantize_lm_head)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     model.enable_input_require_grads()
     lora = LoraConfig(r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0,
@@ -106,6 +116,14 @@ def main() -> int:
         if p.requires_grad:
             p.data = p.data.float()  # LLaMA-Factory upcasts trainable parameters to fp32
     model.train()
+    if args.chunked_loss:
+        from tsplugin.models.chunked_loss import set_loss_chunk_size
+
+        set_loss_chunk_size(model, args.chunked_loss)
+    if args.offload_embed_tokens:
+        from tsplugin.models.cpu_embedding import offload_input_embedding
+
+        offload_input_embedding(model)
     loaded = torch.cuda.memory_allocated()
 
     n_ts = series_positions(shape, args.series_length)
@@ -134,9 +152,13 @@ def main() -> int:
     free, total = torch.cuda.mem_get_info()
 
     plan = estimate(PlanInputs(shape, gpu_total_gib=device.total_memory / GiB, series_length=args.series_length,
-                               text_tokens=args.text_tokens, lora_rank=args.lora_rank, lora_target=args.lora_target))
+                               text_tokens=args.text_tokens, lora_rank=args.lora_rank, lora_target=args.lora_target,
+                               loss_chunk=args.chunked_loss, offload_embed=args.offload_embed_tokens,
+                               quantize_lm_head=args.quantize_lm_head))
     print(f"device: {device.name}, {device.total_memory / GiB:.2f} GiB; {args.model}, {seq} positions "
-          f"({args.text_tokens} text + 26 prefix + {n_ts} series), LoRA r{args.lora_rank} on {args.lora_target}")
+          f"({args.text_tokens} text + 26 prefix + {n_ts} series), LoRA r{args.lora_rank} on {args.lora_target}; "
+          f"chunked loss {args.chunked_loss or 'off'}, embed_tokens {'CPU' if args.offload_embed_tokens else 'GPU'}, "
+          f"lm_head {'NF4' if args.quantize_lm_head else 'fp16'}")
     print(f"after load (weights + LoRA): {loaded / GiB:.3f} GiB")
     print(f"max_memory_allocated: {allocated / GiB:.3f} GiB   planner: {plan.allocated() / GiB:.3f} GiB   "
           f"planner/measured: {plan.allocated() / allocated:.3f}")
