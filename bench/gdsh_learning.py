@@ -138,7 +138,7 @@ def predict(model: Path, adapter: Path | None, data: Path, dataset: str, out: Pa
     run_exp(dict(
         model_name_or_path=str(model), stage="sft", do_predict=True, predict_with_generate=True, eval_dataset=dataset,
         dataset_dir=str(data), template="chatts8b_nothink", cutoff_len=512, overwrite_cache=True, output_dir=str(out),
-        overwrite_output_dir=True, report_to="none", per_device_eval_batch_size=16, max_new_tokens=48,
+        overwrite_output_dir=True, report_to="none", per_device_eval_batch_size=16, max_new_tokens=96,  # answers are ~60 tokens
         do_sample=False, bf16=False, disable_tqdm=True, **extra,
     ))
     return out / "generated_predictions.jsonl"
