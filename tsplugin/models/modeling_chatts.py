@@ -157,7 +157,7 @@ class TimeSeriesCausalLMMixin:
                 attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
                 inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
             )
-        return super().forward(
+        return self.language_model_forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -167,6 +167,10 @@ class TimeSeriesCausalLMMixin:
             use_cache=use_cache,
             **kwargs,
         )
+
+    def language_model_forward(self, **kwargs: Any):
+        """The text model's own causal-LM forward, once series are merged (the parent class's here)."""
+        return super(TimeSeriesCausalLMMixin, self).forward(**kwargs)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, timeseries=None, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)

@@ -27,7 +27,6 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from tsplugin.encoders import build_encoder
-from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from tsplugin.models.modeling_chatts import TimeSeriesCausalLMMixin, scatter_ts_features
 from tsplugin.projectors import build_projector
 
@@ -128,37 +127,9 @@ class QwenTSForCausalLM(TimeSeriesCausalLMMixin, QwenTSPreTrainedModel, Generati
         features, _ = self.ts_features(dummy)
         return features.sum().to(like.dtype) * 0.0
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.FloatTensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        timeseries: torch.Tensor | None = None,
-        **kwargs: Any,
-    ):
-        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
-        input_ids, inputs_embeds = self.merge_ts_inputs(input_ids, inputs_embeds, timeseries, past_key_values)
-        chunk = loss_chunk_size(self, labels, kwargs)
-        if chunk:  # training with `timeseries_chunked_loss`: the decoder, then the loss chunk by chunk
-            return forward_with_chunked_loss(
-                self.get_decoder(), self.get_output_embeddings(), chunk, labels, input_ids=input_ids,
-                attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
-                inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
-            )
-        return self.language_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            use_cache=use_cache,
-            **kwargs,
-        )
+    def language_model_forward(self, **kwargs: Any):
+        """The wrapped Qwen causal LM's forward (its loss, caches and attention), once series are merged."""
+        return self.language_model(**kwargs)
 
 
 __all__ = ["QwenTSForCausalLM", "QwenTSPreTrainedModel"]
