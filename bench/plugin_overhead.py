@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from lf_output import lf_output_to
+
 for _key, _value in {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -50,32 +52,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.10
 TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b_nothink"}
 FILLERS = (".", "~", "-", "*")  # tried in order until every twin matches token for token
-
-
-@contextlib.contextmanager
-def lf_output_to(path: Path | None):
-    """Send everything written to fd 1/2 (LLaMA-Factory's examples, logs, progress bars) to `path`;
-    yields a print function that still reaches the terminal. `path=None` leaves output alone."""
-    if path is None:
-        yield print
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(1), "w", buffering=1)
-    with open(path, "a", encoding="utf-8") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield lambda *a, **k: print(*a, **k, file=terminal)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            terminal.close()
 
 
 # ----------------------------------------------------------------------------- data

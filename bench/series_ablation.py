@@ -34,7 +34,6 @@ Seeded and deterministic for a fixed --steps; --minutes caps the wall time of ea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -44,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+from lf_output import lf_output_to
 
 import numpy as np
 
@@ -60,32 +61,6 @@ TEMPLATE = "chatts8b_nothink"
 QUESTION = "A: <ts><ts/>\nB: <ts><ts/>\nOne rises, one falls. Which rises, the first or the second?"
 ANSWERS = ("first", "second")
 CONTROLS = ("trained_shuffled", "text_only")
-
-
-@contextlib.contextmanager
-def lf_output_to(path: Path | None):
-    """Send everything written to fd 1/2 (LLaMA-Factory's examples, logs, progress bars) to `path`;
-    yields a print function that still reaches the terminal. `path=None` leaves output alone."""
-    if path is None:
-        yield print
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(1), "w", buffering=1)
-    with open(path, "a", encoding="utf-8") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield lambda *a, **k: print(*a, **k, file=terminal)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            terminal.close()
 
 
 # ----------------------------------------------------------------------------- data
