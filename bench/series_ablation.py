@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lf_output import lf_output_to
-
 import numpy as np
+
+from lf_output import lf_output_to
 
 for _key, _value in {
     "HF_HUB_OFFLINE": "1",
