@@ -114,7 +114,7 @@ def build_qwen_ts(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from tsplugin.init_model import _generation_config
+    from tsplugin.init_model import save_checkpoint
     from tsplugin.models.qwen_ts import QwenTSConfig, QwenTSForCausalLM
     from tsplugin.projectors import get_projector
     from tsplugin.tokenizer_build import add_ts_tokens
@@ -163,13 +163,7 @@ def build_qwen_ts(
         report = load_encoder(target)
         if getattr(report, "missing", None):
             raise ValueError(f"--encoder-ckpt {encoder_ckpt}: the encoder still lacks {report.missing} after loading ({report})")
-    model = model.to(getattr(torch, dtype))
-    model.config.architectures = [type(model).__name__]
-    model.generation_config = _generation_config(tokenizer, llm)
-
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    model = save_checkpoint(model, tokenizer, out, dtype, llm)
     if verbose:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         print(f"wrote QwenTSForCausalLM (model_type qwen_ts, LLM {text_config.model_type}) to {out}")

@@ -89,6 +89,19 @@ def _generation_config(tokenizer: Any, base: Path | None) -> Any:
     return gen
 
 
+def save_checkpoint(model: Any, tokenizer: Any, out: Path, dtype: str, base: Path | None) -> Any:
+    """Cast, name the architecture, set Qwen stop tokens and write model + tokenizer to `out`."""
+    import torch
+
+    model = model.to(getattr(torch, dtype))
+    model.config.architectures = [type(model).__name__]
+    model.generation_config = _generation_config(tokenizer, base)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model
+
+
 def build_model(
     output_dir: str | Path,
     arch: str | None = None,
@@ -144,13 +157,7 @@ def build_model(
         model, tokenizer = _from_base(base_path, arch, patch_size, position_embedding)
 
     xavier_init_ts_encoder(model.ts_encoder)
-    model = model.to(getattr(torch, dtype))
-    model.config.architectures = [type(model).__name__]
-    model.generation_config = _generation_config(tokenizer, base_path)
-
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    model = save_checkpoint(model, tokenizer, out, dtype, base_path)
     if verbose:
         n_params = sum(p.numel() for p in model.parameters())
         n_ts = sum(p.numel() for p in model.ts_encoder.parameters())
