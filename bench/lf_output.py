@@ -1,4 +1,4 @@
-"""Shared by the benches: keep LLaMA-Factory's chatter in a log file, print only our own lines."""
+"""Shared by the benches: no network, and LLaMA-Factory's chatter in a log file, only our own lines printed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+
+
+def offline() -> None:
+    """Hub, datasets and trackers offline (the benches build everything locally); user settings win."""
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_DISABLED": "true",
+    }.items():
+        os.environ.setdefault(key, value)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ import contextlib
 import cProfile
 import io
 import json
-import os
 import pstats
 import shutil
 import statistics
@@ -37,16 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from lf_output import lf_output_to
+from lf_output import lf_output_to, offline
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "WANDB_DISABLED": "true",
-}.items():
-    os.environ.setdefault(_key, _value)
+offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.10

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -46,16 +45,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lf_output import lf_output_to
+from lf_output import lf_output_to, offline
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "WANDB_DISABLED": "true",
-}.items():
-    os.environ.setdefault(_key, _value)
+offline()
 
 TEMPLATE = "chatts8b_nothink"
 QUESTION = "A: <ts><ts/>\nB: <ts><ts/>\nOne rises, one falls. Which rises, the first or the second?"
