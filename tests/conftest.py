@@ -41,6 +41,53 @@ def dataset_dir() -> Path:
     return ROOT / "dataset_info"
 
 
+def fp_atol(dtype, reduce_size: int, depth: int, scale: float = 1.0) -> float:
+    """Largest difference two float computations of the same value may show when only the summation
+    order differs (another BLAS kernel, batch shape, thread count, CPU).
+
+    Higham's bound for a length-n dot product is gamma_n * sum|a_i * b_i|, gamma_n ~ n * u (u = eps / 2,
+    the unit roundoff); two orders can differ by twice that; `depth` chained reductions (matmuls,
+    attention, norms) add their errors while normalisation keeps activations at `scale` (>= 1). A real
+    bug (a wrong mask, a shifted position) moves outputs by O(scale), orders of magnitude above this.
+    """
+    import torch
+
+    unit_roundoff = torch.finfo(dtype).eps / 2
+    return 2.0 * depth * reduce_size * unit_roundoff * max(float(scale), 1.0)
+
+
+def rounding_sizes(model, tokens: int = 0, backward: bool = False) -> tuple[int, int]:
+    """(longest reduction, depth) of a model for fp_atol: any Linear's input width and the tokens
+    attention sums over; with the backward pass also the output widths (the vocabulary of the loss's
+    softmax, a gradient's sum over outputs). Four chained reductions per decoder layer (attention
+    scores, attention x values, output, MLP) plus encoder and head, twice with the backward pass."""
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    layers = sum(1 for name, _ in model.named_modules() if name.endswith("self_attn"))
+    widths = [m.in_features for m in linears] + ([m.out_features for m in linears] if backward else [])
+    depth = 4 * layers + 2
+    return max(widths + [tokens]), 2 * depth if backward else depth
+
+
+def assert_fp_close(got, want, reduce_size: int | None = None, depth: int | None = None, *, model=None,
+                    tokens: int = 0, backward: bool = False) -> None:
+    """`torch.testing.assert_close` with the tolerance derived from dtype and sizes (see fp_atol):
+    give the sizes, or the model (and the sequence length) to read them from."""
+    import torch
+
+    if model is not None:
+        reduce_size, depth = rounding_sizes(model, tokens, backward)
+    atol = fp_atol(want.dtype, reduce_size, depth, want.abs().max().item() if want.numel() else 1.0)
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="session")
+def fp_close():
+    """The dtype-and-size-derived comparison (assert_fp_close), for tests comparing float paths."""
+    return assert_fp_close
+
+
 def write_dataset(directory: Path, name: str, records: list[dict], columns: dict | None = None, **entry) -> Path:
     """Write records as JSONL plus a dataset_info.json entry; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)

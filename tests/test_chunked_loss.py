@@ -54,12 +54,14 @@ def loss_and_grads(model, inputs, chunk: int, **loss_kwargs):
     return out, grads
 
 
-def assert_same(a, b):
+def assert_same(a, b, model, inputs, fp_close):
+    """Chunking changes only summation orders: equal within the dtype's rounding for these sizes."""
     (out_a, grads_a), (out_b, grads_b) = a, b
-    torch.testing.assert_close(out_a.loss, out_b.loss, atol=1e-5, rtol=1e-5)
+    sizes = dict(model=model, tokens=inputs["input_ids"].numel(), backward=True)
+    fp_close(out_a.loss, out_b.loss, **sizes)
     assert grads_a.keys() == grads_b.keys() and grads_a
     for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4, msg=name)
+        fp_close(grads_a[name], grads_b[name], **sizes)
 
 
 @pytest.fixture(scope="module", params=["tiny_chatts", "tiny_qwen3ts"])
@@ -68,7 +70,7 @@ def tiny(request):
 
 
 @pytest.mark.parametrize("num_items", [None, 37])
-def test_full_model_loss_and_every_gradient_equal_the_stock_loss(tiny, num_items):
+def test_full_model_loss_and_every_gradient_equal_the_stock_loss(tiny, num_items, fp_close):
     torch.manual_seed(0)
     model = load(tiny)
     inputs = batch(model)
@@ -76,12 +78,12 @@ def test_full_model_loss_and_every_gradient_equal_the_stock_loss(tiny, num_items
     stock, chunked = loss_and_grads(model, inputs, 0, **kwargs), loss_and_grads(model, inputs, 3, **kwargs)
     assert stock[0].logits is not None and chunked[0].logits is None
     assert len(stock[1]) == len(list(model.parameters()))  # every parameter, lm_head and ts_encoder included
-    assert_same(stock, chunked)
+    assert_same(stock, chunked, model, inputs, fp_close)
     # a chunk bigger than the supervised rows is one chunk: same numbers
-    assert_same(stock, loss_and_grads(model, inputs, 4096, **kwargs))
+    assert_same(stock, loss_and_grads(model, inputs, 4096, **kwargs), model, inputs, fp_close)
 
 
-def test_under_peft_lora_and_gradient_checkpointing(tiny_chatts):
+def test_under_peft_lora_and_gradient_checkpointing(tiny_chatts, fp_close):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
@@ -93,7 +95,7 @@ def test_under_peft_lora_and_gradient_checkpointing(tiny_chatts):
     inputs = batch(model)
     stock, chunked = loss_and_grads(model, inputs, 0), loss_and_grads(model, inputs, 5)
     assert any("lm_head.lora_A" in n for n in chunked[1])
-    assert_same(stock, chunked)
+    assert_same(stock, chunked, model, inputs, fp_close)
 
 
 def test_eval_and_generation_keep_logits(tiny_chatts):
@@ -167,7 +169,7 @@ def test_set_loss_chunk_size_refuses_other_models_and_negative_sizes(tiny_chatts
         set_loss_chunk_size(load(tiny_chatts), -1)
 
 
-def test_qwen_ts_model_goes_through_the_same_path(tmp_path):
+def test_qwen_ts_model_goes_through_the_same_path(tmp_path, fp_close):
     from test_qwen_ts import make_qwen_base
 
     from tsplugin.build_model import build_qwen_ts
@@ -177,7 +179,7 @@ def test_qwen_ts_model_goes_through_the_same_path(tmp_path):
     torch.manual_seed(0)
     model = load(built)
     inputs = batch(model)
-    assert_same(loss_and_grads(model, inputs, 0), loss_and_grads(model, inputs, 3))
+    assert_same(loss_and_grads(model, inputs, 0), loss_and_grads(model, inputs, 3), model, inputs, fp_close)
 
 
 def test_llamafactory_trains_with_the_same_losses(tiny_qwen3ts, tmp_path):

@@ -288,7 +288,7 @@ ENCODER_VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", list(ENCODER_VARIANTS))
-def test_encoder_matches_loop_reference(variant):
+def test_encoder_matches_loop_reference(variant, fp_close):
     torch.manual_seed(0)
     enc = TimeSeriesEmbedding(ENCODER_VARIANTS[variant]).eval()
     lengths = [37, 16, 1, 100, 8]  # ragged, exact multiples, a single point
@@ -300,7 +300,8 @@ def test_encoder_matches_loop_reference(variant):
         flat, _ = enc(x.reshape(x.shape[0], -1))  # the (S, 2T) interleaved form
     assert counts.tolist() == want_counts.tolist()
     assert got.shape == (sum(want_counts.tolist()), H)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    linears = [m for m in enc.mlp if isinstance(m, torch.nn.Linear)]
+    fp_close(got, want, reduce_size=max(m.in_features for m in linears), depth=len(linears) + 1)
     torch.testing.assert_close(flat, got)
 
 
@@ -330,7 +331,7 @@ SAMPLES = [
 
 @pytest.mark.parametrize("arch", ["chatts", "qwen3ts"])
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_batched_forward_equals_per_sample(tokenizer, arch, side):
+def test_batched_forward_equals_per_sample(tokenizer, arch, side, fp_close):
     model = tiny_model(arch, tokenizer)
     patch = model.config.ts["patch_size"]
     encoded = [encode(tokenizer, text, series, patch) for text, series in SAMPLES]
@@ -353,7 +354,8 @@ def test_batched_forward_equals_per_sample(tokenizer, arch, side):
         ).logits
     for row, (ids, _) in enumerate(encoded):
         cols = slice(width - len(ids), width) if side == "left" else slice(0, len(ids))
-        torch.testing.assert_close(batched[row, cols], singles[row], atol=1e-5, rtol=1e-4)
+        # Batched and single rows differ only in summation order (kernel blocking depends on the batch shape).
+        fp_close(batched[row, cols], singles[row], model=model, tokens=width)
 
 
 def test_series_change_the_output(tokenizer):

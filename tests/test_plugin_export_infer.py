@@ -44,7 +44,7 @@ def _inputs(model_dir):
     return chat, chat.encode("Is there a spike? <ts><ts/>", read_csv_series([CSV]))
 
 
-def test_merged_model_logits_equal_base_plus_adapter(trained):
+def test_merged_model_logits_equal_base_plus_adapter(trained, fp_close):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -57,7 +57,7 @@ def test_merged_model_logits_equal_base_plus_adapter(trained):
         peft_model = PeftModel.from_pretrained(base, adapter).eval()
         adapted_logits = peft_model(**inputs).logits
     assert not torch.allclose(base_logits, adapted_logits, atol=1e-3)  # the adapter changes the model
-    torch.testing.assert_close(merged_logits, adapted_logits, atol=1e-4, rtol=1e-4)
+    fp_close(merged_logits, adapted_logits, model=chat.model, tokens=inputs["input_ids"].shape[1])
 
 
 def test_merged_dir_reloads_without_remote_code_and_answers(trained):

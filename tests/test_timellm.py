@@ -110,7 +110,7 @@ def test_state_dict_holds_no_copy_of_the_vocabulary():
     assert all(p.data_ptr() != llm.embed_tokens.weight.data_ptr() for p in encoder.parameters())
 
 
-def test_padding_invariance_across_a_batch():
+def test_padding_invariance_across_a_batch(fp_close):
     encoder, _ = make()
     lengths = [5, 33, 70, 12]
     together, counts = encoder(batch(lengths))
@@ -119,7 +119,9 @@ def test_padding_invariance_across_a_batch():
     for i, n in enumerate(lengths):
         alone, c = encoder(full[i:i + 1, :n])  # the same series with no batch padding
         assert c.tolist() == [counts[i].item()]
-        torch.testing.assert_close(pieces[i], alone, atol=1e-5, rtol=1e-5)
+        # chained reductions: patch embedding, prototype mapping (over the vocabulary), q/k/v, scores,
+        # attention x values, output projection, RevIN statistics (over the points): 8
+        fp_close(pieces[i], alone, reduce_size=max(VOCAB, D_LLM, max(lengths)), depth=8)
 
 
 def test_unbound_and_wrong_embeddings_are_explained():

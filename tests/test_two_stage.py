@@ -76,7 +76,7 @@ def test_stage1_trains_only_the_projector(stages):
     assert changed == {k for k in before if k.startswith("ts_projector.")}  # every projector tensor, nothing else
 
 
-def test_stage2_lora_starts_from_the_stage1_projector_and_trains_it(stages, tmp_path):
+def test_stage2_lora_starts_from_the_stage1_projector_and_trains_it(stages, tmp_path, fp_close):
     model, stage1 = stages
     out = tmp_path / "stage2"
     args = recipe("qwen_ts_stage2_lora.yaml", model_name_or_path=str(stage1), output_dir=str(out), lora_rank=8, lora_alpha=16)
@@ -111,8 +111,9 @@ def test_stage2_lora_starts_from_the_stage1_projector_and_trains_it(stages, tmp_
     series[..., 0], series[..., 1] = torch.linspace(-2, 2, 80), 1.0
     ids = torch.tensor([[5, 6] + [merged.config.ts_token_start_index] * 7 + [9]])
     with torch.no_grad():
-        assert torch.allclose(merged(input_ids=ids, timeseries=series).logits,
-                              adapted(input_ids=ids, timeseries=series).logits, atol=1e-5)
+        # merged W' = W + BA vs W x + B(A x): the same sums in another order
+        fp_close(merged(input_ids=ids, timeseries=series).logits, adapted(input_ids=ids, timeseries=series).logits,
+                 model=merged, tokens=ids.shape[1])
 
 
 def test_stage2_qlora_quantises_the_llm_not_the_encoder_or_projector(stages, tmp_path):
