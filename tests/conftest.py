@@ -88,6 +88,15 @@ def fp_close():
     return assert_fp_close
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (servers and torchrun rendezvous in tests never use fixed ports)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_dataset(directory: Path, name: str, records: list[dict], columns: dict | None = None, **entry) -> Path:
     """Write records as JSONL plus a dataset_info.json entry; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)

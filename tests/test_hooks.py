@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import yaml
 
-from conftest import ROOT, lf_args, write_dataset
+from conftest import ROOT, free_port, lf_args, write_dataset
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -103,7 +103,7 @@ def test_torchrun_relaunch_registers_the_plugin_in_the_worker(tiny_qwen3ts, tmp_
     recipe.write_text(yaml.safe_dump(args))
     cli = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")  # torchrun, as in an activated venv
-    env = {**os.environ, "PATH": path, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1", "MASTER_PORT": "29531", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PATH": path, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([cli, "train", str(recipe)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
