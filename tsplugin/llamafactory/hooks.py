@@ -85,6 +85,36 @@ def is_ts_model_type(model_type: str | None) -> bool:
     return model_type in COMPOSITE
 
 
+def check_tokenizer_ids(path: str, tokenizer: Any) -> None:
+    """Fail before training when config.json's `<ts>`/`<ts/>` ids are not the tokenizer's."""
+    from tsplugin.profiles import check_ts_token_ids
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return
+    if "ts_token_start_index" not in config and "ts_token_end_index" not in config:
+        return
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<ts>", "<ts/>")}
+    ids = {t: (i if i != tokenizer.unk_token_id else None) for t, i in ids.items()}
+    check_ts_token_ids(config, ids, os.path.join(path, "config.json"), f"the tokenizer in {path}")
+
+
+def apply_profile_override(model: Any, override: str | None) -> None:
+    """The recipe's `timeseries_profile` also decides the encoder's last-patch padding, and is saved with the model."""
+    if not override:
+        return
+    from tsplugin.profiles import CONFIG_KEY, get_profile
+
+    profile = get_profile(override)
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    encoder = getattr(base, "ts_encoder", None)
+    if encoder is not None and hasattr(encoder, "last_patch_padding"):
+        encoder.last_patch_padding = profile.last_patch_padding
+    setattr(base.config, CONFIG_KEY, profile.name)
+
+
 # --- hooks, one per upstream module ------------------------------------------------------------
 
 
@@ -94,6 +124,22 @@ def hook_finetuning_args(module: ModuleType) -> None:
     from tsplugin.llamafactory.options import extend_finetuning_arguments
 
     module.FinetuningArguments = extend_finetuning_arguments(module.FinetuningArguments)
+
+
+def hook_model_args(module: ModuleType) -> None:
+    """`ModelArguments`: add `timeseries_profile` (the encoding-profile override)."""
+    _require(module, "ModelArguments")
+    from tsplugin.llamafactory.options import extend_model_arguments
+
+    module.ModelArguments = extend_model_arguments(module.ModelArguments)
+
+
+def hook_data_args(module: ModuleType) -> None:
+    """`DataArguments`: add `timeseries_cutoff_mode` (ChatTS-Training's cutoff selection on request)."""
+    _require(module, "DataArguments")
+    from tsplugin.llamafactory.options import extend_data_arguments
+
+    module.DataArguments = extend_data_arguments(module.DataArguments)
 
 
 def hook_parser(module: ModuleType) -> None:
@@ -209,7 +255,9 @@ def hook_model_loader(module: ModuleType) -> None:
             if not isinstance(result.get("processor"), TimeSeriesProcessor):
                 path = model_args.model_name_or_path
                 if is_ts_model_type(_local_model_type(path)):
-                    processor = TimeSeriesProcessor.from_pretrained(path)
+                    processor = TimeSeriesProcessor.from_pretrained(path, profile=getattr(model_args, "timeseries_profile", None))
+                    check_tokenizer_ids(path, result["tokenizer"])
+                    logger.info("tsplugin: encoding profile %s (%s)", processor.profile.name, processor.profile_reason)
                     module.patch_processor(processor, result["tokenizer"], model_args)
                     result["processor"] = processor
             return result
@@ -225,6 +273,7 @@ def hook_model_loader(module: ModuleType) -> None:
             is_trainable = kwargs.get("is_trainable", args[0] if args else False)
             if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
                 apply_after_load(model, finetuning_args, is_trainable)
+                apply_profile_override(model, getattr(model_args, "timeseries_profile", None))
             return model
 
         return load_model
@@ -303,6 +352,8 @@ def hook_tuner(module: ModuleType) -> None:
 
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
+    "llamafactory.hparams.model_args": hook_model_args,
+    "llamafactory.hparams.data_args": hook_data_args,
     "llamafactory.data.parser": hook_parser,
     "llamafactory.data.converter": hook_converter,
     "llamafactory.data.mm_plugin": hook_mm_plugin,
