@@ -109,10 +109,10 @@ def apply_profile_override(model: Any, override: str | None) -> None:
 
     profile = get_profile(override)
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    encoder = getattr(base, "ts_encoder", None)
-    if encoder is not None and hasattr(encoder, "last_patch_padding"):
-        encoder.last_patch_padding = profile.last_patch_padding
-    setattr(base.config, CONFIG_KEY, profile.name)
+    if callable(getattr(base, "use_profile", None)):
+        base.use_profile(profile)  # ChatTS architectures: the encoder's last-patch padding too
+    else:
+        setattr(base.config, CONFIG_KEY, profile.name)
 
 
 # --- hooks, one per upstream module ------------------------------------------------------------
@@ -203,7 +203,7 @@ def hook_mm_plugin(module: ModuleType) -> None:
 
 
 def hook_template(module: ModuleType) -> None:
-    """`register_template(...)` for chatts, chatts8b, chatts8b_nothink."""
+    """`register_template(...)` for chatts, chatts8b, chatts8b_think, chatts8b_nothink, qwen_ts, qwen3_ts."""
     _require(module, "register_template", "TEMPLATES", "ReasoningTemplate")
     from llamafactory.data import mm_plugin
 

@@ -84,6 +84,15 @@ class TimeSeriesCausalLMMixin:
         ts = {"use_layer_norm": profile.layer_norm, **self.config.ts}
         self.ts_encoder = TimeSeriesEmbedding(ts, last_patch_padding=profile.last_patch_padding)
 
+    def use_profile(self, profile: Any) -> None:
+        """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
+        from tsplugin.profiles import CONFIG_KEY, get_profile
+
+        profile = get_profile(profile)
+        self.ts_encoder.last_patch_padding = profile.last_patch_padding
+        setattr(self.config, CONFIG_KEY, profile.name)
+        self.ts_profile_reason = f"set to {profile.name}"
+
     def post_init(self) -> None:
         # The parent __init__ calls post_init before `ts_encoder` exists: run it once, afterwards.
         if "ts_encoder" not in self._modules:
