@@ -214,8 +214,41 @@ def hook_template(module: ModuleType) -> None:
 
 
 def hook_data_loader(module: ModuleType) -> None:
-    """`_get_dataset_processor`: drop (and count) records whose series `cutoff_len` cut."""
-    _require(module, "_get_dataset_processor")
+    """`_get_dataset_processor`: drop records whose series `cutoff_len` cut (or ChatTS-Training's selection);
+    `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
+    dataset how many records were kept and dropped, and why."""
+    _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset", "get_dataset_list")
+
+    def make_merged(original):
+        def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
+            from tsplugin.llamafactory.data import tag_sources
+
+            if dataset_names is None or data_args.streaming:
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            attrs = module.get_dataset_list(dataset_names, data_args.dataset_dir)
+            if not any(getattr(attr, "timeseries", None) for attr in attrs):
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            datasets = tag_sources(original(dataset_names, model_args, data_args, training_args, stage, return_dict=True))
+            if return_dict:
+                return datasets
+            return module.merge_dataset(list(datasets.values()), data_args, seed=training_args.seed)
+
+        return _get_merged_dataset
+
+    def make_preprocessed(original):
+        def _get_preprocessed_dataset(dataset, data_args, training_args, *args, **kwargs):
+            from llamafactory.extras import logging as lf_logging
+
+            from tsplugin.llamafactory.data import report_and_filter
+
+            result = original(dataset, data_args, training_args, *args, **kwargs)
+            log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
+            return report_and_filter(dataset, result, data_args.cutoff_len, log)
+
+        return _get_preprocessed_dataset
+
+    _wrap(module, "_get_merged_dataset", make_merged)
+    _wrap(module, "_get_preprocessed_dataset", make_preprocessed)
 
     def make(original):
         def _get_dataset_processor(data_args, stage, template, tokenizer, processor, *args, **kwargs):
