@@ -242,7 +242,7 @@ def tag_sources(datasets: dict[str, Any]) -> dict[str, Any]:
     return tagged
 
 
-def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[str], None]) -> Any:
+def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[str], None], label: str = "dataset") -> Any:
     """Log, per dataset, how many records were kept and dropped and why; return `after` without them."""
     if after is None or not hasattr(after, "column_names") or DROP_COLUMN not in after.column_names:
         return after
@@ -262,7 +262,7 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
     for source in counts_in or sorted(set(kept) | set(dropped)):
         reasons = dropped.get(source, Counter())
         total = counts_in[source] if counts_in else kept[source] + sum(reasons.values())
-        line = f"tsplugin: dataset {source}: kept {kept[source]} of {total} records"
+        line = f"tsplugin: {label} {source}: kept {kept[source]} of {total} records"
         if reasons:
             why = "; ".join(f"{n} {drop_reason_text(r, cutoff_len)}" for r, n in sorted(reasons.items()))
             line += f", dropped {sum(reasons.values())} ({why})"

@@ -243,7 +243,8 @@ def hook_data_loader(module: ModuleType) -> None:
 
             result = original(dataset, data_args, training_args, *args, **kwargs)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
-            return report_and_filter(dataset, result, data_args.cutoff_len, log)
+            label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
+            return report_and_filter(dataset, result, data_args.cutoff_len, log, label)
 
         return _get_preprocessed_dataset
 
