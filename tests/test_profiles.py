@@ -209,3 +209,21 @@ def test_chat_profile_option(tiny_qwen3ts):
     chat = TimeSeriesChat.from_pretrained(tiny_qwen3ts)
     text = chat.tokenizer.decode(chat.encode("Look at <ts><ts/>", [[1.0, 2.0, 3.0]])["input_ids"][0])
     assert "[offset=-2.0000|scaling=1.0000|length=3|max=3.0000|min=1.0000|left=1.0000|right=3.0000]<ts><|im_end|>" in text
+
+
+def test_the_contract_module_stays_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys, tsplugin.processing, tsplugin.profiles; print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def test_init_model_profile_choice():
+    from tsplugin.init_model import init_profile
+
+    assert init_profile("chatts", None) == "chatts-14b-0801" and init_profile("qwen3ts", None) == "chatts-8b"
+    assert init_profile("chatts", "chatts-14b-v1") == "chatts-14b-v1"
+    with pytest.raises(ValueError, match=r"^--profile: unknown time-series profile 'latest'; choose one of: chatts-14b-0801"):
+        init_profile("qwen3ts", "latest")

@@ -101,14 +101,24 @@ def check_tokenizer_ids(path: str, tokenizer: Any) -> None:
     check_ts_token_ids(config, ids, os.path.join(path, "config.json"), f"the tokenizer in {path}")
 
 
-def apply_profile_override(model: Any, override: str | None) -> None:
-    """The recipe's `timeseries_profile` also decides the encoder's last-patch padding, and is saved with the model."""
-    if not override:
-        return
-    from tsplugin.profiles import CONFIG_KEY, get_profile
+def apply_profile(model: Any, model_args: Any) -> None:
+    """The model encodes with the same profile as the processor: resolved from the checkpoint directory
+    (its files, not only config.json) and the recipe's `timeseries_profile`; saved with the model."""
+    from tsplugin.profiles import CONFIG_KEY, resolve_profile
 
-    profile = get_profile(override)
+    path = model_args.model_name_or_path
+    override = getattr(model_args, "timeseries_profile", None)
+    try:
+        with open(os.path.join(path or "", "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if config is None or "ts" not in config:
+        if not override:
+            return
+        config = {"ts": {}}
+    profile, _ = resolve_profile(config, path, override)
     if callable(getattr(base, "use_profile", None)):
         base.use_profile(profile)  # ChatTS architectures: the encoder's last-patch padding too
     else:
@@ -307,7 +317,7 @@ def hook_model_loader(module: ModuleType) -> None:
             is_trainable = kwargs.get("is_trainable", args[0] if args else False)
             if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
                 apply_after_load(model, finetuning_args, is_trainable)
-                apply_profile_override(model, getattr(model_args, "timeseries_profile", None))
+                apply_profile(model, model_args)
             return model
 
         return load_model
