@@ -79,7 +79,9 @@ def test_registry_lists_names_and_refuses_duplicates():
             {"auto_map": {"AutoProcessor": "processing_qwen3_ts.Qwen3TSProcessor"}, "processor_class": "Qwen3TSProcessor"})},
          "chatts-8b", "processor class Qwen3TSProcessor"),
         (CONFIG_14B_V1, {}, "chatts-14b-v1", "model_type qwen2"),
-        (CONFIG_OLD_INIT, {}, "tsfactory-v0", "written by tsplugin before ts_profile existed"),
+        (CONFIG_OLD_INIT, {}, "tsfactory-v0", "no auto_map: so written by tsplugin before ts_profile existed"),
+        ({**CONFIG_OLD_INIT, "architectures": ["Qwen3TSForCausalLM"], "model_type": "qwen3ts", "ts": TS_0801}, {},
+         "tsfactory-v0", "no auto_map: so written by tsplugin before ts_profile existed"),
     ],
 )
 def test_resolve_from_what_the_checkpoint_ships(tmp_path, caplog, config, files, name, reason_part):
@@ -92,9 +94,11 @@ def test_resolve_from_what_the_checkpoint_ships(tmp_path, caplog, config, files,
 
 
 def test_release_is_not_decided_by_model_type_alone():
-    # model_type chatts with a position embedding and no shipped files: 0801 by the ts block, not by the name
-    profile, reason = resolve_profile({"model_type": "chatts", "ts": TS_0801})
-    assert profile.name == "chatts-14b-0801" and "ts.use_position_embedding true" in reason
+    # the first release's model_type, but the current release's ts block and processor: 0801
+    profile, reason = resolve_profile({**CONFIG_14B_0801, "model_type": "qwen2"})
+    assert profile.name == "chatts-14b-0801" and "model_type qwen2 + ts.use_position_embedding true" in reason
+    # model_type chatts, but nothing a release ships: tsplugin's own pre-profile checkpoint
+    assert resolve_profile({"model_type": "chatts", "ts": TS_0801})[0].name == "tsfactory-v0"
 
 
 def test_config_key_and_recipe_override(tmp_path):

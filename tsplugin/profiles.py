@@ -311,6 +311,10 @@ def resolve_profile(
         return TSFACTORY_V0, f"qwen_ts `ts.encoder` block without {CONFIG_KEY} (tsfactory's own architecture, pre-profile prefix)"
 
     ev = CheckpointEvidence.collect(config, model_dir)
+    released = bool(ev.auto_map or ev.processor_files or ev.processor_classes) or ev.model_type == "qwen2"
+    if not released and ev.model_type in ("chatts", "qwen3ts"):
+        # Every release ships auto_map (and later ones processor files); tsplugin never wrote either.
+        return TSFACTORY_V0, f"{ev.describe()}: so written by tsplugin before {CONFIG_KEY} existed"
     names = ev.names()
     qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == "qwen3ts"
     qwen2 = bool(names & set(QWEN2_TS_CLASSES))
@@ -323,11 +327,8 @@ def resolve_profile(
     if qwen2 or ev.model_type in ("chatts", "qwen2"):
         if ev.position_embedding:
             return CHATTS_14B_0801, ev.describe()
-        released_map = bool(ev.auto_map) or ev.model_type == "qwen2"
-        if released_map and not ev.processor_files and "AutoProcessor" not in ev.auto_map:
+        if not ev.processor_files and not ev.processor_classes and "AutoProcessor" not in ev.auto_map:
             return CHATTS_14B_V1, ev.describe()
-        if not ev.auto_map and not ev.processor_files and not ev.processor_classes and ev.model_type == "chatts":
-            return TSFACTORY_V0, f"{ev.describe()}: written by tsplugin before {CONFIG_KEY} existed"
         return _ambiguous(
             CHATTS_14B_V1, ev, "no position embedding (first release) but processor files of a later release", where
         )
