@@ -29,7 +29,7 @@ from tsplugin.models import (
     TimeSeriesEmbedding,
     is_timeseries_model,
 )
-from tsplugin.processing import batch_series, expand_placeholders, sp_encode
+from tsplugin.processing import batch_series, encode_series, expand_placeholders
 from tsplugin.tokenizer_build import build_tokenizer, ts_token_ids
 
 H = 32  # hidden size of the test models
@@ -84,8 +84,8 @@ def tiny_model(arch, tokenizer, ts=TS_0801, seed=0):
     return model.eval()
 
 
-def encode(tokenizer, text, series, patch_size):
-    expanded, feats = expand_placeholders(text, series, patch_size)
+def encode(tokenizer, text, series, patch_size, profile="chatts-14b-0801"):
+    expanded, feats = expand_placeholders(text, series, patch_size, profile=profile)
     return tokenizer.encode(expanded, add_special_tokens=False), feats
 
 
@@ -262,7 +262,8 @@ def reference_encoder(enc, x):
         if n == 0:
             continue
         pc = -(-n // p)
-        vals = list(x[i, :n, 0]) + [x[i, n - 1, 0]] * (pc * p - n)
+        pad = x[i, n - 1, 0] if enc.last_patch_padding == "repeat_last" else torch.zeros(())
+        vals = list(x[i, :n, 0]) + [pad] * (pc * p - n)
         positions = list(range(n)) + [None] * (pc * p - n)
         for k in range(pc):
             v = torch.stack(vals[k * p : (k + 1) * p])
@@ -280,17 +281,20 @@ def reference_encoder(enc, x):
 
 
 ENCODER_VARIANTS = {
-    "plain": TS_PLAIN,
-    "position_embedding": {**TS_0801, "max_sequence_length": 256},
-    "position_idx": {**TS_PLAIN, "patch_size": 4, "use_position_idx": True},
-    "layer_norm": {**TS_PLAIN, "patch_size": 8, "num_layers": 2, "use_layer_norm": True},
+    "plain": (TS_PLAIN, "repeat_last"),
+    "plain_zero_padded": (TS_PLAIN, "zeros"),  # the first ChatTS-14B release
+    "position_embedding": ({**TS_0801, "max_sequence_length": 256}, "repeat_last"),
+    "position_embedding_zero_padded": ({**TS_0801, "max_sequence_length": 256}, "zeros"),
+    "position_idx": ({**TS_PLAIN, "patch_size": 4, "use_position_idx": True}, "repeat_last"),
+    "layer_norm": ({**TS_PLAIN, "patch_size": 8, "num_layers": 2, "use_layer_norm": True}, "repeat_last"),
 }
 
 
 @pytest.mark.parametrize("variant", list(ENCODER_VARIANTS))
 def test_encoder_matches_loop_reference(variant, fp_close):
     torch.manual_seed(0)
-    enc = TimeSeriesEmbedding(ENCODER_VARIANTS[variant]).eval()
+    ts, padding = ENCODER_VARIANTS[variant]
+    enc = TimeSeriesEmbedding(ts, last_patch_padding=padding).eval()
     lengths = [37, 16, 1, 100, 8]  # ragged, exact multiples, a single point
     feats = [torch.stack([torch.randn(n) * 2, torch.ones(n)], 1).numpy() for n in lengths]
     x = batch_series(feats)
@@ -303,6 +307,37 @@ def test_encoder_matches_loop_reference(variant, fp_close):
     linears = [m for m in enc.mlp if isinstance(m, torch.nn.Linear)]
     fp_close(got, want, reduce_size=max(m.in_features for m in linears), depth=len(linears) + 1)
     torch.testing.assert_close(flat, got)
+
+
+def test_last_patch_padding_follows_the_profile():
+    """Zero padding (first 14B release) and last-value padding (0801, 8B) give different last patches only."""
+    torch.manual_seed(0)
+    repeat = TimeSeriesEmbedding(TS_PLAIN, last_patch_padding="repeat_last").eval()
+    zeros = TimeSeriesEmbedding(TS_PLAIN, last_patch_padding="zeros").eval()
+    zeros.load_state_dict(repeat.state_dict())
+    x = batch_series([encode_series([float(i) for i in range(20)])])  # patch 16: one full patch, one of 4 points
+    patches_r, _ = repeat.build_patches(x)
+    patches_z, _ = zeros.build_patches(x)
+    assert patches_r[1].tolist()[4:] == [patches_r[1, 3].item()] * 12 and patches_z[1].tolist()[4:] == [0.0] * 12
+    torch.testing.assert_close(patches_r[0], patches_z[0])
+    with pytest.raises(ValueError, match=r"last_patch_padding 'edge' is not one of \['repeat_last', 'zeros'\]"):
+        TimeSeriesEmbedding(TS_PLAIN, last_patch_padding="edge")
+
+
+@pytest.mark.parametrize(
+    "config,padding,profile",
+    [
+        ({"architectures": ["Qwen2TSForCausalLM"], "model_type": "chatts", "ts_profile": "chatts-14b-v1"}, "zeros", "chatts-14b-v1"),
+        ({"auto_map": {"AutoConfig": "configuration_qwen2.Qwen2TSConfig"}}, "zeros", "chatts-14b-v1"),  # first release's files
+        ({}, "repeat_last", "tsfactory-v0"),  # what tsplugin wrote before profiles
+    ],
+)
+def test_model_encoder_padding_comes_from_the_checkpoint_profile(tokenizer, config, padding, profile):
+    cfg = tiny_config("chatts", tokenizer, ts=TS_PLAIN, **config)
+    model = Qwen2TSForCausalLM(cfg)
+    assert model.ts_encoder.last_patch_padding == padding and model.config.ts_profile == profile
+    model.use_profile("chatts-14b-0801")
+    assert model.ts_encoder.last_patch_padding == "repeat_last" and model.config.ts_profile == "chatts-14b-0801"
 
 
 def test_encoder_input_widths_match_released_shapes():
@@ -381,7 +416,7 @@ def test_count_mismatch_names_both_numbers(tokenizer):
     with pytest.raises(ValueError, match=r"4 <ts> positions but 5 patch embeddings from 1 series"):
         model(input_ids=torch.tensor([dropped]), timeseries=batch_series(feats))
     with pytest.raises(ValueError, match=r"5 <ts> positions but 7 patch embeddings"):
-        model(input_ids=torch.tensor([ids]), timeseries=batch_series(feats + [sp_encode([1.0] * 10)[0]]))
+        model(input_ids=torch.tensor([ids]), timeseries=batch_series(feats + [encode_series([1.0] * 10)]))
 
 
 def test_ts_tokens_without_series_fail_on_prefill(tokenizer):

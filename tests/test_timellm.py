@@ -11,7 +11,7 @@ from torch import nn
 
 from tsplugin.encoders import encoder_num_positions, get_encoder
 from tsplugin.encoders.timellm import TimeLLMEncoder
-from tsplugin.processing import batch_series, sp_encode
+from tsplugin.processing import batch_series, encode_series
 
 VOCAB, D_LLM = 50, 24
 BLOCK = {"name": "timellm", "context_window": 40, "patch_len": 8, "stride": 4, "d_model": 16, "num_heads": 2,
@@ -40,7 +40,7 @@ def make(seed=0, **overrides):
 
 def batch(lengths, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return batch_series([sp_encode(torch.randn(n, generator=g).cumsum(0).numpy())[0] for n in lengths])
+    return batch_series([encode_series(torch.randn(n, generator=g).cumsum(0).numpy()) for n in lengths])
 
 
 def expected_count(n):

@@ -20,6 +20,8 @@ from types import ModuleType
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
+        "llamafactory.hparams.model_args",
+        "llamafactory.hparams.data_args",
         "llamafactory.data.parser",
         "llamafactory.data.converter",
         "llamafactory.data.mm_plugin",

@@ -2,7 +2,7 @@
 
 Prompts are built with LLaMA-Factory's own template and the plugin's placeholder expansion, so a
 question is encoded exactly as training encoded it (same chat format, same `<ts>` positions, same
-value-preserving prefix).
+value-preserving prefix in the checkpoint's encoding profile, tsplugin.profiles).
 
     from tsplugin.chat import TimeSeriesChat
     chat = TimeSeriesChat.from_pretrained("runs/quickstart/merged", template="chatts8b_nothink")
@@ -16,13 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+# Architecture defaults, for profiles that leave the template open (tsfactory's own qwen_ts models).
 DEFAULT_TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b", "qwen_ts": "qwen_ts"}
 # qwen_ts wraps any Qwen: its template follows the decoder (text_config.model_type).
 QWEN_TS_TEMPLATES = {"qwen2": "qwen_ts", "qwen2_moe": "qwen_ts", "qwen3": "qwen3_ts", "qwen3_moe": "qwen3_ts"}
 
 
-def default_template(config: Any) -> str | None:
-    """The template a model of this config was trained with, unless the user says otherwise."""
+def default_template(config: Any, profile: Any = None) -> str | None:
+    """The template a model of this config was trained with, unless the user says otherwise.
+
+    The encoding profile's (the release's) template first, then the architecture's.
+    """
+    if profile is not None and getattr(profile, "default_template", None):
+        return profile.default_template
     model_type = getattr(config, "model_type", None)
     if model_type == "qwen_ts":
         return QWEN_TS_TEMPLATES.get(getattr(getattr(config, "text_config", None), "model_type", None), DEFAULT_TEMPLATES[model_type])
@@ -40,8 +46,14 @@ class TimeSeriesChat:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, template: str | None = None, device: str = "cpu", dtype: str = "auto"
+        cls,
+        model_dir: str | Path,
+        template: str | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        profile: str | None = None,
     ) -> "TimeSeriesChat":
+        """Load model, tokenizer, processor and template; `profile` overrides the detected encoding profile."""
         import tsplugin._bootstrap  # noqa: F401  (hooks, also when run without the .pth)
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
@@ -55,10 +67,12 @@ class TimeSeriesChat:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
-        name = template or default_template(model.config)
+        processor = TimeSeriesProcessor.from_pretrained(model_dir, profile=profile)
+        if callable(getattr(model, "use_profile", None)):
+            model.use_profile(processor.profile)  # one decision for prefix and padding (directory files included)
+        name = template or default_template(model.config, processor.profile)
         if name is None:
             raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")
-        processor = TimeSeriesProcessor.from_pretrained(model_dir)
         processor.tokenizer = tokenizer
         lf_template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
         return cls(model, tokenizer, processor, lf_template)
@@ -129,7 +143,7 @@ def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: st
 
 def run(args: argparse.Namespace) -> int:
     series = read_csv_series(args.csv, args.value_col)
-    chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device)
+    chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device, profile=args.profile)
     answer = chat.ask(args.question, series, system=args.system, max_new_tokens=args.max_new_tokens)
     print(answer)
     return 0
@@ -148,6 +162,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--value-col", default="value", help="value column name (default: value)")
     parser.add_argument("--template", default=None, help="LLaMA-Factory template used in training")
     parser.add_argument("--system", default=None, help="system prompt (default: the template's)")
+    parser.add_argument("--profile", default=None,
+                        help="encoding profile (prefix format, last-patch padding) instead of the detected one; "
+                        "`tsplugin inspect MODEL` shows the detected one")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.set_defaults(func=run)

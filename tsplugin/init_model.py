@@ -9,6 +9,8 @@ Two ways:
 
 The `ts` block follows the released checkpoints: chatts = ChatTS-14B first release (patch 16, 5
 layers, no position embedding); qwen3ts = ChatTS-8B (patch 8, position embedding, 8192 points).
+The encoding profile (config.json `ts_profile`: prefix format, last-patch padding, template) is the
+current release's for both (chatts-14b-0801, chatts-8b) unless `--profile` names another.
 Builds are deterministic: the same arguments and seed give byte-identical safetensors.
 """
 
@@ -57,6 +59,13 @@ def ts_block(arch: str, hidden_size: int, patch_size: int | None = None, positio
         ts.setdefault("embedding_dim", 16)
         ts.setdefault("max_sequence_length", 8192)
     return ts
+
+
+def init_profile(arch: str, profile: str | None) -> str:
+    """The `ts_profile` a new checkpoint gets: `profile` if given (checked), else the architecture's current one."""
+    from tsplugin.profiles import INIT_MODEL_PROFILES, get_profile
+
+    return get_profile(profile or INIT_MODEL_PROFILES[arch], "--profile").name
 
 
 def xavier_init_ts_encoder(encoder: Any) -> None:
@@ -112,10 +121,13 @@ def build_model(
     base: str | Path | None = None,
     dtype: str = "float32",
     verbose: bool = False,
+    profile: str | None = None,
 ) -> Path:
     """Write a ChatTS-architecture checkpoint to `output_dir` and return its path.
 
     `arch` defaults to chatts, or to the architecture matching `base` (qwen2 -> chatts, qwen3 -> qwen3ts).
+    `profile` (written as config.json `ts_profile`) defaults to the current release's for the architecture
+    (`tsplugin.profiles.INIT_MODEL_PROFILES`).
     """
     import torch
 
@@ -149,12 +161,13 @@ def build_model(
             ts=ts_block(arch, sizes["hidden_size"], patch_size, position_embedding),
             ts_token_start_index=start_id,
             ts_token_end_index=end_id,
+            ts_profile=init_profile(arch, profile),
             **sizes,
             **extra,
         )
         model = model_cls(config)
     else:
-        model, tokenizer = _from_base(base_path, arch, patch_size, position_embedding)
+        model, tokenizer = _from_base(base_path, arch, patch_size, position_embedding, profile)
 
     xavier_init_ts_encoder(model.ts_encoder)
     model = save_checkpoint(model, tokenizer, out, dtype, base_path)
@@ -164,12 +177,15 @@ def build_model(
         print(f"wrote {type(model).__name__} (model_type {model.config.model_type}) to {out}")
         print(f"  parameters: {n_params:,} (ts_encoder {n_ts:,}); dtype {dtype}; vocab {model.config.vocab_size}")
         print(f"  <ts> id {model.config.ts_token_start_index}, <ts/> id {model.config.ts_token_end_index}, ts block {model.config.ts}")
+        print(f"  encoding profile {model.config.ts_profile} (config.json ts_profile)")
         for f in sorted(out.iterdir()):
             print(f"  {f.name} ({f.stat().st_size:,} bytes)")
     return out
 
 
-def _from_base(base: Path, arch: str | None, patch_size: int | None, position_embedding: bool | None) -> tuple[Any, Any]:
+def _from_base(
+    base: Path, arch: str | None, patch_size: int | None, position_embedding: bool | None, profile: str | None = None
+) -> tuple[Any, Any]:
     """Load a Qwen2/Qwen3 checkpoint into the matching ChatTS class; add the ts tokens."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -199,6 +215,7 @@ def _from_base(base: Path, arch: str | None, patch_size: int | None, position_em
         ts=ts_block(wanted, base_config.hidden_size, patch_size, position_embedding),
         ts_token_start_index=start_id,
         ts_token_end_index=end_id,
+        ts_profile=init_profile(wanted, profile),
     )
     model, info = model_cls.from_pretrained(base, config=config, output_loading_info=True)
     unexpected = list(info.get("unexpected_keys", []))
@@ -229,6 +246,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     parser.add_argument("--base", type=Path, default=None, help="local Qwen2/Qwen3 checkpoint to build on (keeps its weights)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the written weights (default float32)")
+    parser.add_argument("--profile", default=None,
+                        help="encoding profile written as config.json ts_profile (prefix format, last-patch padding, "
+                        "template); default: chatts-14b-0801 for chatts, chatts-8b for qwen3ts")
     parser.set_defaults(func=run)
     return parser
 
@@ -248,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
             base=args.base,
             dtype=args.dtype,
             verbose=True,
+            profile=args.profile,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"tsplugin init-model: {err}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 Design choices:
 - "sp" (value-preserving) encoding, as in ChatTS: centre on the mean, shrink only when the centred
-  series leaves [-3, 3), and tell the model the offset/scale in a text prefix.
+  series leaves [-3, 3), and tell the model the offset/scale in a text prefix whose format is the
+  checkpoint's release's (`tsplugin.profiles`: `TSProfile`, `resolve_profile`, `format_prefix`).
 - A placeholder `<ts><ts/>` (or `<ts></ts>`) becomes the prefix + exactly ceil(L / patch_size)
   `<ts>` tokens; the model overwrites those positions with the encoder's patch embeddings.
 - Encoder input per series is an (L, 2) float32 array `[value, 1.0]`; a batch is zero padded to
@@ -16,46 +17,45 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tsplugin.profiles import (
+    CONFIG_KEY,
+    PROFILES,
+    RECIPE_KEY,
+    TSProfile,
+    check_ts_token_ids,
+    format_prefix,
+    get_profile,
+    profile_names,
+    register_profile,
+    resolve_profile,
+    sp_stats,
+    tokenizer_file_token_ids,
+)
+
 DEFAULT_TS_TOKEN = "<ts>"
 DEFAULT_TS_END_TOKEN = "<ts/>"
-# Values whose centred magnitude reaches this are scaled down so that max |y| == SP_LIMIT.
-SP_LIMIT = 3.0
 
 
-def sp_encode(values: Iterable[float] | np.ndarray) -> tuple[np.ndarray, str]:
-    """Value-preserving encoding of one series.
-
-    Returns ``(features, prefix)``: features is an (L, 2) float32 array of ``[value, 1.0]`` rows and
-    prefix is ``"[Value Offset: {-m:.4f}|Value Scaling: {s:.4f}]"``.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"a time series must be 1-D, got shape {tuple(x.shape)}")
-    if x.size == 0:
-        raise ValueError("a time series has length 0; every <ts><ts/> placeholder needs at least one value")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"time series has {int(bad.sum())} non-finite value(s) (first at index {first}: {x[first]}); "
-            "remove or interpolate NaN/inf before encoding (tsconvert does this when converting)"
-        )
-    mean = float(x.mean())
-    y = x - mean
-    scale = 1.0
-    peak = float(np.abs(y).max())
-    if peak >= SP_LIMIT:
-        scale = peak / SP_LIMIT
-        y = y / scale
+def encode_series(values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Encoder input of one series: an (L, 2) float32 array of ``[y, 1.0]`` rows (y = sp-encoded value)."""
+    x, offset, scale = sp_stats(values)
     features = np.empty((x.size, 2), dtype=np.float32)
-    features[:, 0] = y
+    features[:, 0] = (x + offset) / scale
     features[:, 1] = 1.0
-    prefix = f"[Value Offset: {-mean:.4f}|Value Scaling: {scale:.4f}]"
-    return features, prefix
+    return features
+
+
+def sp_encode(values: Iterable[float] | np.ndarray, profile: str | TSProfile) -> tuple[np.ndarray, str]:
+    """Value-preserving encoding of one series: ``(features, prefix)``.
+
+    features: (L, 2) float32 ``[value, 1.0]`` rows; prefix: what `profile`'s release writes before the
+    series (`format_prefix`).
+    """
+    return encode_series(values), format_prefix(values, profile)
 
 
 def num_patches(length: int, patch_size: int) -> int:
@@ -102,8 +102,10 @@ def expand_placeholders(
     patch_size: int | Callable[[int], int],
     ts_token: str = DEFAULT_TS_TOKEN,
     ts_end_token: str = DEFAULT_TS_END_TOKEN,
+    *,
+    profile: str | TSProfile,
 ) -> tuple[str, list[np.ndarray]]:
-    """Replace the i-th placeholder with series i's sp prefix + `ts_token` * num_patches.
+    """Replace the i-th placeholder with series i's prefix (as `profile`'s release writes it) + `ts_token` * num_patches.
 
     `patch_size` is a patch size (ceil(L / patch_size) positions) or a function length -> positions
     (encoders with other rules, e.g. PatchTST's fixed window). Returns the expanded text and the
@@ -121,13 +123,22 @@ def expand_placeholders(
     pieces: list[str] = []
     for i, values in enumerate(series_list):
         try:
-            features, prefix = sp_encode(values)
+            features, prefix = sp_encode(values, profile)
         except ValueError as err:
             raise ValueError(f"time series {i}: {err}") from None
         features_list.append(features)
         pieces.append(prefix + ts_token * positions(features.shape[0]))
     it = iter(pieces)
     return pattern.sub(lambda _m: next(it), text), features_list
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    """A config object as a dict (transformers configs: `to_dict()`; anything else: its attributes)."""
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    names = [n for n in dir(config) if not n.startswith("_")]
+    return {n: getattr(config, n) for n in names if not callable(getattr(config, n))}
 
 
 class TimeSeriesProcessor:
@@ -143,6 +154,9 @@ class TimeSeriesProcessor:
         ts_token: str = DEFAULT_TS_TOKEN,
         ts_end_token: str = DEFAULT_TS_END_TOKEN,
         encoder: dict[str, Any] | None = None,
+        *,
+        profile: str | TSProfile,
+        profile_reason: str = "given",
     ):
         if encoder is None and (patch_size is None or int(patch_size) <= 0):
             raise ValueError(f"patch_size must be positive, got {patch_size}")
@@ -150,32 +164,48 @@ class TimeSeriesProcessor:
         self.encoder = dict(encoder) if encoder is not None else None
         self.ts_token = ts_token
         self.ts_end_token = ts_end_token
+        self.profile = get_profile(profile)
+        self.profile_reason = profile_reason
 
     def __repr__(self) -> str:
         rule = f"encoder={self.encoder.get('name')!r}" if self.encoder is not None else f"patch_size={self.patch_size}"
-        return f"TimeSeriesProcessor({rule}, ts_token={self.ts_token!r}, ts_end_token={self.ts_end_token!r})"
+        return (
+            f"TimeSeriesProcessor({rule}, profile={self.profile.name!r}, ts_token={self.ts_token!r}, "
+            f"ts_end_token={self.ts_end_token!r})"
+        )
 
     @classmethod
-    def from_config(cls, config: Any, **kwargs: Any) -> "TimeSeriesProcessor":
-        """Build from a model config (object with a `ts` dict, or a plain config dict)."""
-        ts = config.get("ts") if isinstance(config, dict) else getattr(config, "ts", None)
-        if isinstance(ts, dict) and isinstance(ts.get("encoder"), dict):  # qwen_ts: registry encoder
-            return cls(None, encoder=ts["encoder"], **kwargs)
-        if not isinstance(ts, dict) or "patch_size" not in ts:
+    def from_config(
+        cls, config: Any, model_dir: str | os.PathLike | None = None, profile: str | None = None, **kwargs: Any
+    ) -> "TimeSeriesProcessor":
+        """Build from a model config (a config object or a plain config dict).
+
+        The encoding profile comes from `resolve_profile(config, model_dir, profile)`: `profile` (the
+        recipe's `timeseries_profile`) wins over config.json `ts_profile`, then what the checkpoint ships.
+        """
+        data = config if isinstance(config, Mapping) else _config_dict(config)
+        ts = data.get("ts")
+        if not isinstance(ts, Mapping) or not (isinstance(ts.get("encoder"), Mapping) or "patch_size" in ts):
             raise ValueError(
                 "model config has no `ts` block with a patch_size; is this a time-series model "
                 "(model_type chatts/qwen3ts/qwen_ts)? Build one with `tsplugin init-model` or `tsplugin build-model`."
             )
+        resolved, reason = resolve_profile(data, model_dir, profile)
+        kwargs.update(profile=resolved, profile_reason=reason)
+        if isinstance(ts.get("encoder"), Mapping):  # qwen_ts: registry encoder
+            return cls(None, encoder=dict(ts["encoder"]), **kwargs)
         return cls(ts["patch_size"], **kwargs)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike, **kwargs: Any) -> "TimeSeriesProcessor":
-        """Build from a checkpoint directory (reads its config.json; no model weights are loaded)."""
+    def from_pretrained(
+        cls, model_dir: str | os.PathLike, profile: str | None = None, **kwargs: Any
+    ) -> "TimeSeriesProcessor":
+        """Build from a checkpoint directory (reads its config.json and file names; no weights, no shipped code)."""
         path = os.path.join(os.fspath(model_dir), "config.json")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} not found: pass a local model directory containing config.json")
         with open(path, encoding="utf-8") as f:
-            return cls.from_config(json.load(f), **kwargs)
+            return cls.from_config(json.load(f), model_dir=model_dir, profile=profile, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> list[str]:
         """Nothing to write: the patch size lives in config.json, the tokens in the tokenizer.
@@ -186,7 +216,11 @@ class TimeSeriesProcessor:
         return []
 
     def encode(self, values: Iterable[float]) -> tuple[np.ndarray, str]:
-        return sp_encode(values)
+        return sp_encode(values, self.profile)
+
+    def prefix(self, values: Iterable[float]) -> str:
+        """The text written before a series' `<ts>` positions (this checkpoint's profile)."""
+        return format_prefix(values, self.profile)
 
     def num_patches(self, length: int) -> int:
         """`<ts>` positions a series of `length` points costs with this model's encoder."""
@@ -200,7 +234,9 @@ class TimeSeriesProcessor:
         return count_placeholders(text, self.ts_token, self.ts_end_token)
 
     def expand(self, text: str, series_list: Sequence[Any]) -> tuple[str, list[np.ndarray]]:
-        return expand_placeholders(text, series_list, self.num_patches, self.ts_token, self.ts_end_token)
+        return expand_placeholders(
+            text, series_list, self.num_patches, self.ts_token, self.ts_end_token, profile=self.profile
+        )
 
     def batch(self, features_list: Sequence[np.ndarray]) -> "torch.Tensor":  # noqa: F821
         return batch_series(features_list)
@@ -212,12 +248,25 @@ class TimeSeriesProcessor:
 
 
 __all__ = [
+    "CONFIG_KEY",
     "DEFAULT_TS_END_TOKEN",
     "DEFAULT_TS_TOKEN",
+    "PROFILES",
+    "RECIPE_KEY",
+    "TSProfile",
     "TimeSeriesProcessor",
     "batch_series",
+    "check_ts_token_ids",
     "count_placeholders",
+    "encode_series",
     "expand_placeholders",
+    "format_prefix",
+    "get_profile",
     "num_patches",
+    "profile_names",
+    "register_profile",
+    "resolve_profile",
     "sp_encode",
+    "sp_stats",
+    "tokenizer_file_token_ids",
 ]

@@ -85,6 +85,46 @@ def is_ts_model_type(model_type: str | None) -> bool:
     return model_type in COMPOSITE
 
 
+def check_tokenizer_ids(path: str, tokenizer: Any) -> None:
+    """Fail before training when config.json's `<ts>`/`<ts/>` ids are not the tokenizer's."""
+    from tsplugin.profiles import check_ts_token_ids
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return
+    if "ts_token_start_index" not in config and "ts_token_end_index" not in config:
+        return
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<ts>", "<ts/>")}
+    ids = {t: (i if i != tokenizer.unk_token_id else None) for t, i in ids.items()}
+    check_ts_token_ids(config, ids, os.path.join(path, "config.json"), f"the tokenizer in {path}")
+
+
+def apply_profile(model: Any, model_args: Any) -> None:
+    """The model encodes with the same profile as the processor: resolved from the checkpoint directory
+    (its files, not only config.json) and the recipe's `timeseries_profile`; saved with the model."""
+    from tsplugin.profiles import CONFIG_KEY, resolve_profile
+
+    path = model_args.model_name_or_path
+    override = getattr(model_args, "timeseries_profile", None)
+    try:
+        with open(os.path.join(path or "", "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if config is None or "ts" not in config:
+        if not override:
+            return
+        config = {"ts": {}}
+    profile, _ = resolve_profile(config, path, override)
+    if callable(getattr(base, "use_profile", None)):
+        base.use_profile(profile)  # ChatTS architectures: the encoder's last-patch padding too
+    else:
+        setattr(base.config, CONFIG_KEY, profile.name)
+
+
 # --- hooks, one per upstream module ------------------------------------------------------------
 
 
@@ -94,6 +134,22 @@ def hook_finetuning_args(module: ModuleType) -> None:
     from tsplugin.llamafactory.options import extend_finetuning_arguments
 
     module.FinetuningArguments = extend_finetuning_arguments(module.FinetuningArguments)
+
+
+def hook_model_args(module: ModuleType) -> None:
+    """`ModelArguments`: add `timeseries_profile` (the encoding-profile override)."""
+    _require(module, "ModelArguments")
+    from tsplugin.llamafactory.options import extend_model_arguments
+
+    module.ModelArguments = extend_model_arguments(module.ModelArguments)
+
+
+def hook_data_args(module: ModuleType) -> None:
+    """`DataArguments`: add `timeseries_cutoff_mode` (ChatTS-Training's cutoff selection on request)."""
+    _require(module, "DataArguments")
+    from tsplugin.llamafactory.options import extend_data_arguments
+
+    module.DataArguments = extend_data_arguments(module.DataArguments)
 
 
 def hook_parser(module: ModuleType) -> None:
@@ -157,7 +213,7 @@ def hook_mm_plugin(module: ModuleType) -> None:
 
 
 def hook_template(module: ModuleType) -> None:
-    """`register_template(...)` for chatts, chatts8b, chatts8b_nothink."""
+    """`register_template(...)` for chatts, chatts8b, chatts8b_think, chatts8b_nothink, qwen_ts, qwen3_ts."""
     _require(module, "register_template", "TEMPLATES", "ReasoningTemplate")
     from llamafactory.data import mm_plugin
 
@@ -168,8 +224,42 @@ def hook_template(module: ModuleType) -> None:
 
 
 def hook_data_loader(module: ModuleType) -> None:
-    """`_get_dataset_processor`: drop (and count) records whose series `cutoff_len` cut."""
-    _require(module, "_get_dataset_processor")
+    """`_get_dataset_processor`: drop records whose series `cutoff_len` cut (or ChatTS-Training's selection);
+    `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
+    dataset how many records were kept and dropped, and why."""
+    _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset", "get_dataset_list")
+
+    def make_merged(original):
+        def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
+            from tsplugin.llamafactory.data import tag_sources
+
+            if dataset_names is None or data_args.streaming:
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            attrs = module.get_dataset_list(dataset_names, data_args.dataset_dir)
+            if not any(getattr(attr, "timeseries", None) for attr in attrs):
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            datasets = tag_sources(original(dataset_names, model_args, data_args, training_args, stage, return_dict=True))
+            if return_dict:
+                return datasets
+            return module.merge_dataset(list(datasets.values()), data_args, seed=training_args.seed)
+
+        return _get_merged_dataset
+
+    def make_preprocessed(original):
+        def _get_preprocessed_dataset(dataset, data_args, training_args, *args, **kwargs):
+            from llamafactory.extras import logging as lf_logging
+
+            from tsplugin.llamafactory.data import report_and_filter
+
+            result = original(dataset, data_args, training_args, *args, **kwargs)
+            log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
+            label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
+            return report_and_filter(dataset, result, data_args.cutoff_len, log, label)
+
+        return _get_preprocessed_dataset
+
+    _wrap(module, "_get_merged_dataset", make_merged)
+    _wrap(module, "_get_preprocessed_dataset", make_preprocessed)
 
     def make(original):
         def _get_dataset_processor(data_args, stage, template, tokenizer, processor, *args, **kwargs):
@@ -209,7 +299,9 @@ def hook_model_loader(module: ModuleType) -> None:
             if not isinstance(result.get("processor"), TimeSeriesProcessor):
                 path = model_args.model_name_or_path
                 if is_ts_model_type(_local_model_type(path)):
-                    processor = TimeSeriesProcessor.from_pretrained(path)
+                    processor = TimeSeriesProcessor.from_pretrained(path, profile=getattr(model_args, "timeseries_profile", None))
+                    check_tokenizer_ids(path, result["tokenizer"])
+                    logger.info("tsplugin: encoding profile %s (%s)", processor.profile.name, processor.profile_reason)
                     module.patch_processor(processor, result["tokenizer"], model_args)
                     result["processor"] = processor
             return result
@@ -225,6 +317,7 @@ def hook_model_loader(module: ModuleType) -> None:
             is_trainable = kwargs.get("is_trainable", args[0] if args else False)
             if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
                 apply_after_load(model, finetuning_args, is_trainable)
+                apply_profile(model, model_args)
             return model
 
         return load_model
@@ -303,6 +396,8 @@ def hook_tuner(module: ModuleType) -> None:
 
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
+    "llamafactory.hparams.model_args": hook_model_args,
+    "llamafactory.hparams.data_args": hook_data_args,
     "llamafactory.data.parser": hook_parser,
     "llamafactory.data.converter": hook_converter,
     "llamafactory.data.mm_plugin": hook_mm_plugin,

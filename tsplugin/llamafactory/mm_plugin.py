@@ -3,8 +3,8 @@
 LLaMA-Factory's data path knows images, videos and audios. A time-series dataset's series travel
 in the audio slot (`_audios` / `audios`) from the dataset converter to the collator: the processors
 and the collator pass that slot through untouched, and a template that uses this plugin takes no
-audio. Each `<ts><ts/>` in a message becomes the value-preserving prefix plus one `<ts>` token per
-patch; `get_mm_inputs` turns the batch's series into the `timeseries` tensor the model takes.
+audio. Each `<ts><ts/>` in a message becomes the value-preserving prefix (in the format of the
+checkpoint's encoding profile, tsplugin.profiles) plus one `<ts>` token per patch; `get_mm_inputs` turns the batch's series into the `timeseries` tensor the model takes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.processing import batch_series, sp_encode
+from tsplugin.processing import batch_series, encode_series
 from tsplugin.series import PLACEHOLDER_PATTERN, count_placeholders
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ class TimeSeriesPlugin(BasePlugin):
 
         def expand(_match) -> str:
             values = next(remaining)
-            _, prefix = sp_encode(values)
-            return prefix + self.ts_token * ts_processor.num_patches(len(values))
+            return ts_processor.prefix(values) + self.ts_token * ts_processor.num_patches(len(values))
 
         for message in messages:
             message["content"] = PLACEHOLDER_PATTERN.sub(expand, message["content"])
@@ -119,7 +118,7 @@ class TimeSeriesPlugin(BasePlugin):
                 )
             start += count
 
-        features = [sp_encode(s)[0] for s in audios]
+        features = [encode_series(s) for s in audios]
         return {"timeseries": batch_series(features)}
 
     def expected_positions(self, series: Sequence[Sequence[float]], processor: Any) -> int:

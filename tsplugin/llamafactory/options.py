@@ -16,6 +16,10 @@ Training that does not blow up (`tsplugin.stability`, attached by the `llamafact
 - `timeseries_nan_guard: true`: skip updates whose loss or gradients are non-finite, log the rows of the
   offending batch, stop (non-zero exit) after `nan_guard_max_bad_steps` (default 3) bad steps in a row;
 - `grad_spike_factor: 10.0`: warn when grad_norm exceeds this many times its running median.
+
+Checkpoint encoding and data selection (ModelArguments / DataArguments, same mechanism):
+- `timeseries_profile: chatts-14b-0801`: the encoding profile (tsplugin.profiles) instead of the detected one;
+- `timeseries_cutoff_mode: chatts_training`: ChatTS-Training's `cutoff_len` selection (tsplugin.llamafactory.data).
 """
 
 import dataclasses
@@ -108,6 +112,73 @@ def extend_finetuning_arguments(base: type) -> type:
     FinetuningArguments.__module__ = base.__module__
     FinetuningArguments.__qualname__ = base.__qualname__
     return FinetuningArguments
+
+
+CUTOFF_MODES = ("expanded", "chatts_training")
+
+
+def _rename_like(cls: type, base: type) -> type:
+    cls.__tsplugin__ = True
+    cls.__module__ = base.__module__
+    cls.__qualname__ = base.__qualname__
+    return cls
+
+
+def extend_model_arguments(base: type) -> type:
+    """Subclass LLaMA-Factory's ModelArguments with `timeseries_profile` (idempotent).
+
+    It lives on ModelArguments because `load_tokenizer(model_args)` builds the time-series processor,
+    which writes the prefix; train, export and chat recipes all parse ModelArguments.
+    """
+    if getattr(base, "__tsplugin__", False):
+        return base
+
+    @dataclasses.dataclass
+    class ModelArguments(base):  # same name: LLaMA-Factory prints and pickles it by name
+        timeseries_profile: Optional[str] = dataclasses.field(
+            default=None,
+            metadata={
+                "help": "Time-series models: the encoding profile (prefix format, last-patch padding, template "
+                "default) instead of the one detected from the checkpoint (see `tsplugin inspect MODEL`). "
+                "Overrides config.json `ts_profile`. Choices: tsplugin.profiles.PROFILES."
+            },
+        )
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.timeseries_profile is not None:
+                from tsplugin.profiles import RECIPE_KEY, get_profile
+
+                get_profile(self.timeseries_profile, f"recipe `{RECIPE_KEY}`")
+
+    return _rename_like(ModelArguments, base)
+
+
+def extend_data_arguments(base: type) -> type:
+    """Subclass LLaMA-Factory's DataArguments with `timeseries_cutoff_mode` (idempotent)."""
+    if getattr(base, "__tsplugin__", False):
+        return base
+
+    @dataclasses.dataclass
+    class DataArguments(base):  # same name: LLaMA-Factory prints and pickles it by name
+        timeseries_cutoff_mode: str = dataclasses.field(
+            default="expanded",
+            metadata={
+                "help": "Which records `cutoff_len` keeps in time-series datasets. `expanded` (default): count every "
+                "<ts> position a series expands to, drop a record only when the cut goes through a series. "
+                "`chatts_training`: ChatTS-Training's selection, for comparing runs: count 2 tokens per series "
+                "(unexpanded ids) and drop every record with series that is cut."
+            },
+        )
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.timeseries_cutoff_mode not in CUTOFF_MODES:
+                raise ValueError(
+                    f"`timeseries_cutoff_mode: {self.timeseries_cutoff_mode}` is unknown; choose one of {list(CUTOFF_MODES)}."
+                )
+
+    return _rename_like(DataArguments, base)
 
 
 def encoder_param_groups(model: Any, learning_rate: float, encoder_lr: float, weight_decay: float) -> "list[dict]":

@@ -2,13 +2,15 @@
 
 | name | model | chat format |
 |---|---|---|
-| `chatts` | ChatTS-14B and other Qwen2.5 backbones (`model_type: chatts`) | Qwen ChatML, as ChatTS-Training names it |
-| `chatts8b` | ChatTS-8B and other Qwen3 backbones (`model_type: qwen3ts`) | Qwen3 ChatML with thinking tags |
-| `chatts8b_nothink` | the same, thinking disabled | Qwen3 ChatML |
+| `chatts` | ChatTS-14B (`model_type: chatts`) | ChatML; system "You are a helpful assistant." unless given; no think block |
+| `chatts8b` | ChatTS-8B (`model_type: qwen3ts`) | the same as `chatts`: ChatTS-Training trains 8B with its `chatts` template and ChatTS's README prompts 8B that way |
+| `chatts8b_think` | Qwen3 thinking, on explicit request | ChatML, no default system; an answer without `<think>` gets an empty think block, with loss (LLaMA-Factory's ReasoningTemplate) |
+| `chatts8b_nothink` | Qwen3 ChatML without a default system turn | ChatML, no system unless given, no think block |
 | `qwen_ts` | your own Qwen2/Qwen2.5 + encoder (`model_type: qwen_ts`) | Qwen2.5 ChatML |
 | `qwen3_ts` | your own Qwen3 + encoder (`model_type: qwen_ts`) | Qwen3 ChatML, no thinking |
 
-All use the `timeseries` multimodal plugin: `<ts><ts/>` in the text is one series.
+All stop on `<|im_end|>` (replacing the tokenizer's eos) and use the `timeseries` multimodal plugin:
+`<ts><ts/>` in the text is one series.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ CHATML_ASSISTANT = "{{content}}<|im_end|>\n"
 CHATML_SYSTEM = "<|im_start|>system\n{{content}}<|im_end|>\n"
 CHATML_OBSERVATION = "<|im_start|>user\n<tool_response>\n{{content}}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
 
+CHATTS_SYSTEM = "You are a helpful assistant."  # ChatTS-Training `chatts` default_system, ChatTS README prompt
+
 # name -> (default system prompt, reasoning template?)
 TEMPLATES: dict[str, tuple[str, bool]] = {
-    "chatts": ("You are a helpful assistant.", False),
-    "chatts8b": ("", True),
+    "chatts": (CHATTS_SYSTEM, False),
+    "chatts8b": (CHATTS_SYSTEM, False),
+    "chatts8b_think": ("", True),
     "chatts8b_nothink": ("", False),
     "qwen_ts": ("You are a helpful assistant.", False),
     "qwen3_ts": ("", False),

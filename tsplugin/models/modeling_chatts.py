@@ -75,7 +75,23 @@ class TimeSeriesCausalLMMixin:
     def _add_ts_encoder(self) -> None:
         if not isinstance(getattr(self.config, "ts", None), dict):
             raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
-        self.ts_encoder = TimeSeriesEmbedding(self.config.ts)
+        from tsplugin.profiles import CONFIG_KEY, resolve_profile
+
+        profile, reason = resolve_profile(self.config.to_dict())
+        # Kept in the config, so every save (checkpoint, export) names the profile it was built with.
+        setattr(self.config, CONFIG_KEY, profile.name)
+        self.ts_profile_reason = reason
+        ts = {"use_layer_norm": profile.layer_norm, **self.config.ts}
+        self.ts_encoder = TimeSeriesEmbedding(ts, last_patch_padding=profile.last_patch_padding)
+
+    def use_profile(self, profile: Any) -> None:
+        """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
+        from tsplugin.profiles import CONFIG_KEY, get_profile
+
+        profile = get_profile(profile)
+        self.ts_encoder.last_patch_padding = profile.last_patch_padding
+        setattr(self.config, CONFIG_KEY, profile.name)
+        self.ts_profile_reason = f"set to {profile.name}"
 
     def post_init(self) -> None:
         # The parent __init__ calls post_init before `ts_encoder` exists: run it once, afterwards.

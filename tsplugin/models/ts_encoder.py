@@ -3,8 +3,11 @@
 Design choices:
 - Parameter names and shapes are those of the released ChatTS checkpoints (`mlp.{0,2,4,..}`,
   `position_embedding`), so their weights load with no missing/unexpected keys.
-- Vectorised over series: one gather builds every patch of the batch (no Python loop over series);
-  the last patch of a series is padded by repeating its last value, as ChatTS does.
+- Vectorised over series: one gather builds every patch of the batch (no Python loop over series).
+- The last, partial patch is padded as the checkpoint's release does (`last_patch_padding`, from its
+  encoding profile, tsplugin.profiles): "repeat_last" (ChatTS-14B 0801, ChatTS-8B) repeats the last
+  value, "zeros" (the first ChatTS-14B release) writes 0. With a position embedding, padded points take
+  index `max_sequence_length` (the spare row of the table).
 - Each series' length comes from its mask column (feature -1): real points carry 1.0, padding 0.0,
   and real points form a prefix of the row (what `tsplugin.processing.batch_series` produces).
 """
@@ -15,6 +18,8 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from tsplugin.profiles import PADDINGS
 
 # Defaults of the optional keys of a `ts` config block (as in the released checkpoints).
 TS_DEFAULTS: dict[str, Any] = {
@@ -42,8 +47,11 @@ def ts_input_size(ts: Mapping[str, Any]) -> int:
 class TimeSeriesEmbedding(nn.Module):
     """MLP patch encoder. forward(x (S, T, F) or (S, T*F)) -> (features (P, hidden), patch_cnt (S,))."""
 
-    def __init__(self, ts: Mapping[str, Any]):
+    def __init__(self, ts: Mapping[str, Any], last_patch_padding: str = "repeat_last"):
         super().__init__()
+        if last_patch_padding not in PADDINGS:
+            raise ValueError(f"last_patch_padding {last_patch_padding!r} is not one of {list(PADDINGS)}")
+        self.last_patch_padding = last_patch_padding
         missing = [k for k in TS_REQUIRED if k not in ts]
         if missing:
             raise ValueError(f"`ts` config block lacks {missing}; it needs at least {list(TS_REQUIRED)}")
@@ -98,6 +106,8 @@ class TimeSeriesEmbedding(nn.Module):
         gather_idx = torch.minimum(t.unsqueeze(0), last.unsqueeze(1))  # (S, Tp)
         values = x[..., 0].gather(1, gather_idx)  # (S, Tp)
         valid = t.unsqueeze(0) < lengths.unsqueeze(1)  # (S, Tp) real point?
+        if self.last_patch_padding == "zeros":
+            values = values.masked_fill(~valid, 0.0)
         keep = torch.arange(max_patches, device=x.device).unsqueeze(0) < patch_cnt.unsqueeze(1)  # (S, Pmax)
 
         values = values.reshape(n_series, max_patches, p)[keep]  # (P, p)
