@@ -31,6 +31,8 @@ WATCHED = frozenset(
         "llamafactory.train.trainer_utils",
         "llamafactory.train.tuner",
         "llamafactory.chat.hf_engine",
+        "llamafactory.api.protocol",
+        "llamafactory.api.chat",
     }
 )
 
