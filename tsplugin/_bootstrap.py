@@ -33,6 +33,7 @@ WATCHED = frozenset(
         "llamafactory.chat.hf_engine",
         "llamafactory.api.protocol",
         "llamafactory.api.chat",
+        "llamafactory.chat.chat_model",
     }
 )
 

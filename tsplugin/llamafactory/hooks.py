@@ -429,6 +429,22 @@ def hook_api_chat(module: ModuleType) -> None:
     _wrap(module, "create_stream_chat_completion_response", make_create_stream)
 
 
+def hook_chat_model(module: ModuleType) -> None:
+    """`run_chat` (`llamafactory-cli chat`): series inline (`<ts>[1, 2]<ts/>`) or `/csv PATH [COLUMN]`
+    for time-series templates; other templates keep the stock loop (tsplugin.llamafactory.cli_chat)."""
+    _require(module, "run_chat", "ChatModel")
+
+    def make(original):
+        def run_chat():
+            from tsplugin.llamafactory.cli_chat import run_chat as run_series_chat
+
+            return run_series_chat(original)
+
+        return run_chat
+
+    _wrap(module, "run_chat", make)
+
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.data.parser": hook_parser,
@@ -444,6 +460,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.chat.hf_engine": hook_hf_engine,
     "llamafactory.api.protocol": hook_api_protocol,
     "llamafactory.api.chat": hook_api_chat,
+    "llamafactory.chat.chat_model": hook_chat_model,
 }
 
 
