@@ -52,7 +52,8 @@ def server(recipe):
     """`llamafactory-cli api recipe.yaml` on 127.0.0.1:<free port>; stopped at the end of the module."""
     port = _free_port()
     log = recipe.parent / "api.log"
-    env = {**os.environ, "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_VERBOSE": "0", "TSPLUGIN_MAX_POINTS": "6000"}
+    env = {**os.environ, "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_VERBOSE": "0", "TSPLUGIN_MAX_POINTS": "6000",
+           "TSPLUGIN_MAX_SERIES": "4"}
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", str(recipe)], stdout=out, stderr=subprocess.STDOUT,
                                 cwd=recipe.parent, env=env)
@@ -171,6 +172,12 @@ BAD = [
      "messages[0].content[1]: expected {\"data\": [numbers]}"),
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [0.0] * 6001}], 413,
      "messages[0].content[1]: the series has 6001 points, more than this server's limit of 6000"),
+    ([{"type": "text", "text": "<ts><ts/>" * 5}] + [{"timeseries": [1.0]}] * 5, 413,
+     "more than 4 series in one request (this server's `timeseries_max_series`)"),
+    ([{"role": "system", "content": "Read <ts><ts/>."}, {"role": "user", "content": "hi"}], 400,
+     "messages[0]: the system prompt holds <ts><ts/> placeholders"),
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0]}]},
+      {"role": "user", "content": "and?"}], 400, "messages[1]: series parts are only allowed in user messages, not assistant"),
 ]
 
 
