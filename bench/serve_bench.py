@@ -91,7 +91,7 @@ def start_server(recipe: Path, log: Path):
         except openai.APIConnectionError:
             if time.monotonic() > deadline:
                 proc.terminate()
-                raise SystemExit(f"server did not come up; see {log}")
+                raise SystemExit(f"server did not come up; see {log}") from None
             time.sleep(0.5)
 
 
@@ -117,7 +117,7 @@ def bench_api(client, series_msg, text_msg, args) -> dict:
             n = args.clients * args.per_client
             start = time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
-                list(pool.map(lambda _: call(msg), range(n)))
+                list(pool.map(lambda _, m=msg: call(m), range(n)))
             throughput.setdefault(kind, []).append(n / (time.perf_counter() - start))
     return {
         kind: dict(
