@@ -32,6 +32,10 @@ WATCHED = frozenset(
         "llamafactory.model.model_utils.quantization",
         "llamafactory.train.trainer_utils",
         "llamafactory.train.tuner",
+        "llamafactory.chat.hf_engine",
+        "llamafactory.api.protocol",
+        "llamafactory.api.chat",
+        "llamafactory.chat.chat_model",
     }
 )
 

@@ -394,6 +394,150 @@ def hook_tuner(module: ModuleType) -> None:
         _wrap(module, stage, make)
 
 
+def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
+    original = cls.__dict__[name]
+    original = original.__func__ if isinstance(original, staticmethod) else original
+    if getattr(original, "__tsplugin__", False):
+        return
+    wrapped = functools.wraps(original)(make(original))
+    wrapped.__tsplugin__ = True
+    setattr(cls, name, staticmethod(wrapped) if static else wrapped)
+
+
+def hook_hf_engine(module: ModuleType) -> None:
+    """`HuggingfaceEngine`: series for a conversation in the audio slot (see tsplugin.llamafactory.engine).
+
+    `__init__` resolves the request limits; `chat` / `stream_chat` check the series against the
+    placeholders before generating; `_process_args` hands them to the `timeseries` plugin through a
+    per-request template copy instead of LLaMA-Factory's audio path (which would prefix `<audio>`)."""
+    _require(module, "HuggingfaceEngine")
+    cls = module.HuggingfaceEngine
+    missing = [n for n in ("__init__", "chat", "stream_chat", "_process_args") if n not in cls.__dict__]
+    if missing or not isinstance(cls.__dict__["_process_args"], staticmethod):
+        raise ImportError(
+            f"tsfactory: llamafactory.chat.hf_engine.HuggingfaceEngine changed shape ({missing or '_process_args'}). "
+            f"Install {SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+    from tsplugin.llamafactory import engine as ts_engine
+
+    def make_init(original):
+        def __init__(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs):
+            original(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs)
+            self.timeseries_limits = ts_engine.SeriesLimits.resolve(finetuning_args, getattr(self.model, "config", None))
+
+        return __init__
+
+    def checked(self, messages, system, audios):
+        if not ts_engine.is_timeseries_template(self.template):
+            return audios
+        return ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system) or None
+
+    def make_chat(original):
+        async def chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
+            audios = checked(self, messages, system, audios)
+            return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
+
+        return chat
+
+    def make_stream_chat(original):
+        async def stream_chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
+            audios = checked(self, messages, system, audios)
+            async for piece in original(self, messages, system, tools, images, videos, audios, **input_kwargs):
+                yield piece
+
+        return stream_chat
+
+    def make_process_args(original):
+        def _process_args(model, tokenizer, processor, template, generating_args, messages, system=None, tools=None,
+                          images=None, videos=None, audios=None, input_kwargs=None):
+            if audios and ts_engine.is_timeseries_template(template):
+                series = ts_engine.check_conversation(messages, audios, ts_engine.UNLIMITED, system)
+                template, audios = ts_engine.bind_series(template, series), None
+            return original(model, tokenizer, processor, template, generating_args, messages, system, tools,
+                            images, videos, audios, {} if input_kwargs is None else input_kwargs)
+
+        return _process_args
+
+    _wrap_method(cls, "__init__", make_init)
+    _wrap_method(cls, "chat", make_chat)
+    _wrap_method(cls, "stream_chat", make_stream_chat)
+    _wrap_method(cls, "_process_args", make_process_args, static=True)
+
+
+def hook_api_protocol(module: ModuleType) -> None:
+    """`MultimodalInputItem` / `ChatMessage` / `ChatCompletionRequest`: subclasses that accept series
+    parts (`{"type": "timeseries", ...}` and ChatTS's `{"timeseries": [...]}`), see api_series."""
+    _require(module, "MultimodalInputItem", "ChatMessage", "ChatCompletionRequest")
+    from tsplugin.llamafactory.api_series import extend_protocol
+
+    extend_protocol(module)
+
+
+def hook_api_chat(module: ModuleType) -> None:
+    """`create_chat_completion_response` / `create_stream_chat_completion_response`: check the request's
+    series before anything is generated or streamed (4xx JSON error); `_process_request`: the series
+    go to the engine in the audio slot."""
+    _require(module, "_process_request", "create_chat_completion_response", "create_stream_chat_completion_response",
+             "HTTPException")
+    from tsplugin.llamafactory.api_series import prepare_request, series_of
+    from tsplugin.llamafactory.engine import TimeSeriesInputError
+
+    def prepared(request, chat_model):
+        try:
+            return prepare_request(request, chat_model)
+        except TimeSeriesInputError as err:
+            raise module.HTTPException(status_code=err.status, detail=str(err)) from None
+
+    def make_process_request(original):
+        def _process_request(request):
+            messages, system, tools, images, videos, audios = original(request)
+            series = series_of(request)
+            if series:
+                if audios:
+                    raise module.HTTPException(status_code=400, detail="a request cannot mix audio_url and timeseries parts.")
+                audios = series
+            return messages, system, tools, images, videos, audios
+
+        return _process_request
+
+    def make_create(original):
+        async def create_chat_completion_response(request, chat_model):
+            request = prepared(request, chat_model)
+            try:
+                return await original(request, chat_model)
+            except TimeSeriesInputError as err:  # the engine's own check (e.g. roles the API did not see)
+                raise module.HTTPException(status_code=err.status, detail=str(err)) from None
+
+        return create_chat_completion_response
+
+    def make_create_stream(original):
+        # Not a generator: the check runs when the route calls it, before the 200 and the first chunk.
+        def create_stream_chat_completion_response(request, chat_model):
+            return original(prepared(request, chat_model), chat_model)
+
+        return create_stream_chat_completion_response
+
+    _wrap(module, "_process_request", make_process_request)
+    _wrap(module, "create_chat_completion_response", make_create)
+    _wrap(module, "create_stream_chat_completion_response", make_create_stream)
+
+
+def hook_chat_model(module: ModuleType) -> None:
+    """`run_chat` (`llamafactory-cli chat`): series inline (`<ts>[1, 2]<ts/>`) or `/csv PATH [COLUMN]`
+    for time-series templates; other templates keep the stock loop (tsplugin.llamafactory.cli_chat)."""
+    _require(module, "run_chat", "ChatModel")
+
+    def make(original):
+        def run_chat():
+            from tsplugin.llamafactory.cli_chat import run_chat as run_series_chat
+
+            return run_series_chat(original)
+
+        return run_chat
+
+    _wrap(module, "run_chat", make)
+
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.hparams.model_args": hook_model_args,
@@ -408,6 +552,10 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.model.model_utils.quantization": hook_quantization,
     "llamafactory.train.trainer_utils": hook_trainer_utils,
     "llamafactory.train.tuner": hook_tuner,
+    "llamafactory.chat.hf_engine": hook_hf_engine,
+    "llamafactory.api.protocol": hook_api_protocol,
+    "llamafactory.api.chat": hook_api_chat,
+    "llamafactory.chat.chat_model": hook_chat_model,
 }
 
 
