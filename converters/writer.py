@@ -57,6 +57,7 @@ class StagedFile:
         self.path = Path(path)
         self.tmp: str | None = None
         self.fd = -1
+        self.fh: IO[bytes] | None = None
         try:
             self.fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{_TEMP_TAG}-{os.getpid()}-", suffix=".tmp",
                                                  dir=self.path.parent)
@@ -64,7 +65,7 @@ class StagedFile:
         except OSError as exc:
             self.discard()
             raise _output_error(self.path, exc) from None
-        self.fh: IO[bytes] | None = os.fdopen(self.fd, "wb", closefd=False)
+        self.fh = os.fdopen(self.fd, "wb", closefd=False)
 
     def write(self, data: bytes) -> None:
         try:
