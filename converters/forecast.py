@@ -238,13 +238,14 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
             "points each). Lower --seq-len/--pred-len or use a longer series"
         )
     borders = split_borders(n_rows)
-    scaling = fit_scaling(values, names, borders["train"][1], notes)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing columns are refused just below
+        scaling = fit_scaling(values, names, borders["train"][1], notes)
     mean = np.array([scaling[n]["mean"] for n in names])
     std = np.array([scaling[n]["std"] for n in names])
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = (values - mean) / std if opts.normalize else values
     for j, var in enumerate(names):
-        problem = check_encodable(scaled[:, j]) or check_encodable(values[:, j])
+        problem = check_encodable(values[:, j]) or check_encodable(scaled[:, j])
         if problem is not None:
             raise InputError(f"{opts.csv}: column {var!r} data {problem.message()}. Fix the value or rescale the column")
     col = {n: j for j, n in enumerate(names)}

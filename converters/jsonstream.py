@@ -1,14 +1,16 @@
 """Stream records out of a JSON array or a JSONL file, each with its original text.
 
 Design choices:
-- The stdlib parser decodes every record, so a file reads exactly as it always did (NaN/Infinity
-  literals, integers of any size within Python's digit limit). This module only finds where each
-  element of the top-level array starts and ends: one C regex pass over the bytes that skips strings
-  whole and counts brackets on a stack. A record may be any size (nothing is decided from a partial
-  buffer), and each record keeps its exact source text, so rejected records are written back
+- The stdlib parser decodes every record (``raw_decode`` over a sliding text window), so a file
+  reads exactly as it always did (NaN/Infinity literals, integers of any size within Python's digit
+  limit), and each record keeps its exact source text: rejected records are written back
   byte-faithful (``compact_text``).
-- ijson (yajl) was measured and not used: it refuses the NaN/Infinity literals the stdlib accepts
-  (files that converted before would stop converting) and gives no source text per record.
+- A record may be any size: an unterminated string is never taken as an error before the end of
+  the file, and each retry first reads at least as much again as is buffered (geometric growth, so
+  retries cost a constant factor however large the record).
+- ijson (yajl2_c) was measured (bench/json_reader_bench.py) and not used: it refuses the NaN/Infinity
+  literals the stdlib accepts (files that converted before would stop converting) and gives no
+  source text per record, which byte-faithful rejects need.
 - A broken file structure stops the run (InputError with line and column). A problem that only one
   record's content causes (nesting deeper than the parser allows, an integer over Python's digit
   limit) comes back in ``RawRecord.error`` so that record is rejected and the run goes on.
@@ -26,9 +28,6 @@ from .errors import InputError
 
 _CHUNK = 1 << 20
 _WS = b" \t\r\n"
-# A complete string, an unfinished string running to the end of the buffer, or one structural byte.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:(?P<close>")|\\?\Z)|[\[\]{},]', re.S)
-_CLOSER = {ord("]"): ord("["), ord("}"): ord("{")}
 _TEXT_WS = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")|[ \t\r\n]+', re.S)
 
 
@@ -66,10 +65,40 @@ def iter_raw_records(path: Path) -> Iterator[RawRecord]:
         if first == b"":
             raise InputError(f"{path.name}: file is empty. Expected a JSON array or JSON Lines.")
         fh.seek(0)
-        if first == b"[":
-            yield from _iter_array(_Scanner(fh, path.name))
+        if first == b"[" and not _lines_of_arrays(fh, path):
+            text_fh = open(path, encoding="utf-8-sig")
+            with text_fh:
+                try:
+                    yield from _iter_array(text_fh, path.name)
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"{path.name}: invalid UTF-8 near byte {exc.start} of a read block. Re-save the file as UTF-8."
+                    ) from None
         else:
             yield from _iter_jsonl(path, path.name)
+
+
+def _lines_of_arrays(fh: IO[bytes], path: Path) -> bool:
+    """A .jsonl/.ndjson file whose first line is a whole JSON value and which has more lines is JSON
+    Lines even though it starts with '[' (its records are then arrays, rejected one by one). Leaves
+    ``fh`` at the start."""
+    try:
+        if path.suffix.lower() not in (".jsonl", ".ndjson"):
+            return False
+        first = b""
+        while not first.strip():
+            first = fh.readline()
+            if not first:
+                return False
+        try:
+            json.loads(first.decode("utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        except (RecursionError, ValueError):
+            pass  # a whole value that only the record's own limits refuse
+        return any(line.strip() for line in iter(fh.readline, b""))
+    finally:
+        fh.seek(0)
 
 
 def compact_text(text: str) -> str:
@@ -84,10 +113,8 @@ def _parse(text: str) -> tuple[Any, tuple[str, str] | None]:
         return json.loads(text), None
     except json.JSONDecodeError:
         raise
-    except RecursionError:
-        return None, ("unparseable_record", "nested deeper than the JSON parser allows. Flatten the record")
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        return None, ("unparseable_record", f"cannot be parsed: {str(exc).splitlines()[0]}. Fix the record (quote huge numbers as strings)")
+    except (RecursionError, ValueError) as exc:  # too deep, or an integer with more digits than Python converts
+        return _parse_error(exc)
 
 
 def _iter_jsonl(path: Path, name: str) -> Iterator[RawRecord]:
@@ -116,136 +143,154 @@ def _iter_jsonl(path: Path, name: str) -> Iterator[RawRecord]:
             raise InputError(f"{name}: line {lineno + 1}: not UTF-8 text. Re-save the file as UTF-8.") from None
 
 
-class _Scanner:
-    """A byte window over the file that remembers the line and column of its first byte."""
+class _Buffer:
+    """Text window over the file that remembers how many lines/chars were discarded before it."""
 
-    def __init__(self, fh: IO[bytes], name: str) -> None:
+    def __init__(self, fh: IO[str], name: str) -> None:
         self.fh, self.name = fh, name
-        self.buf = bytearray()
+        self.text = ""
+        self.pos = 0
         self.eof = False
-        self.line = 1  # line of buf[0]
-        self.col = 0   # characters before buf[0] on that line
+        self.line_base = 1  # line number of text[0]
+        self.col_base = 0   # chars on that line before text[0]
 
-    def more(self) -> bool:
+    def fill(self) -> bool:
+        """Read more: at least as much as is still unconsumed, so retries over a growing record
+        cost a constant factor in total (geometric growth), whatever the record's size."""
         if self.eof:
             return False
-        chunk = self.fh.read(_CHUNK)
+        chunk = self.fh.read(max(_CHUNK, len(self.text) - self.pos))
         if not chunk:
             self.eof = True
             return False
-        self.buf += chunk
+        self.text += chunk
         return True
 
-    def drop(self, n: int) -> None:
-        """Forget buf[:n] (always cut at an ASCII byte), keeping line/column bookkeeping."""
-        dropped = bytes(self.buf[:n])
-        nl = dropped.count(b"\n")
-        if nl:
-            self.line += nl
-            self.col = len(dropped[dropped.rfind(b"\n") + 1:].decode("utf-8", "replace"))
+    def compact(self) -> None:
+        """Drop consumed text, keeping line/column bookkeeping."""
+        if self.pos < _CHUNK:
+            return
+        dropped = self.text[: self.pos]
+        newlines = dropped.count("\n")
+        if newlines:
+            self.line_base += newlines
+            self.col_base = len(dropped) - dropped.rfind("\n") - 1
         else:
-            self.col += len(dropped.decode("utf-8", "replace"))
-        del self.buf[:n]
+            self.col_base += len(dropped)
+        self.text = self.text[self.pos:]
+        self.pos = 0
 
-    def where(self, pos: int) -> tuple[int, int]:
-        """(line, 1-based column) of buf[pos]."""
-        before = bytes(self.buf[:pos])
-        nl = before.count(b"\n")
-        if nl:
-            return self.line + nl, len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
-        return self.line, self.col + len(before.decode("utf-8", "replace")) + 1
+    def where(self, pos: int) -> str:
+        before = self.text[:pos]
+        nl = before.count("\n")
+        col = len(before) - before.rfind("\n") if nl else self.col_base + len(before) + 1
+        return f"line {self.line_base + nl} column {col}"
 
     def fail(self, pos: int, what: str) -> InputError:
-        line, col = self.where(pos)
-        return InputError(f"{self.name}: line {line} column {col}: {what}")
+        return InputError(f"{self.name}: {self.where(pos)}: {what}")
 
-    def decode(self, start: int, end: int) -> str:
-        try:
-            return bytes(self.buf[start:end]).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self.fail(start + exc.start, "invalid UTF-8. Re-save the file as UTF-8.") from None
-
-    def record(self, start: int, end: int) -> RawRecord:
-        """Parse buf[start:end] (one element, whitespace around it allowed) or raise its error with position."""
-        raw = bytes(self.buf[start:end])
-        lead = len(raw) - len(raw.lstrip(_WS))
-        start += lead
-        text = self.decode(start, end).rstrip(" \t\r\n")
-        if not text:
-            raise self.fail(start if start < end else end, "invalid JSON: Expecting value. Fix the file at that position.")
-        try:
-            value, error = _parse(text)
-        except json.JSONDecodeError as exc:
-            line, col = self.where(start)
-            if exc.lineno > 1:
-                line, col = line + exc.lineno - 1, exc.colno
-            else:
-                col = col + exc.colno - 1
-            raise InputError(f"{self.name}: line {line} column {col}: invalid JSON: {exc.msg}. Fix the file at that position.") from None
-        if error is not None:
-            line, _ = self.where(start)
-            error = (error[0], f"line {line}: {error[1]}")
-        return RawRecord(text, value, error)
+    def skip_ws(self) -> str:
+        """Advance past whitespace and return the next char ('' at end of file)."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in _TEXT_WS_CHARS:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.fill():
+                return ""
 
 
-def _iter_array(sc: _Scanner) -> Iterator[RawRecord]:
-    while b"[" not in sc.buf and sc.more():
-        pass
-    if sc.buf.startswith(b"\xef\xbb\xbf"):
-        del sc.buf[:3]  # not a character of the first line
-    pos = sc.buf.index(b"[") + 1  # only whitespace comes before it
-    seg = pos       # start of the current element's text (just after '[' or ',')
-    stack: list[int] = []
-    count = 0
+_TEXT_WS_CHARS = " \t\r\n"
+# Near the end of the buffer a decode error may only mean "read more"; further back it is final.
+_TAIL = 64
+_STR_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
+_SCALAR = re.compile(r"[^\s,\]]+")
+
+
+def _final(exc: json.JSONDecodeError, buf: _Buffer) -> bool:
+    if buf.eof:
+        return True
+    if exc.msg.startswith("Unterminated string"):
+        return False  # the string may go on in the next block, however long it is
+    return exc.pos < len(buf.text) - _TAIL
+
+
+def _iter_array(fh: IO[str], name: str) -> Iterator[RawRecord]:
+    decoder = json.JSONDecoder()
+    buf = _Buffer(fh, name)
+    buf.fill()
+    buf.skip_ws()
+    buf.pos += 1  # the '['
+    if buf.skip_ws() == "]":
+        buf.pos += 1
+        _expect_end(buf)
+        return
     while True:
-        m = _TOKEN.search(sc.buf, pos)
-        if m is None or (m.group()[0] == 0x22 and m.group("close") is None):
-            # Nothing structural left, or a string that continues in the next block.
-            resume = len(sc.buf) if m is None else m.start()
-            if sc.more():
-                pos = resume
-                continue
-            if stack or bytes(sc.buf[seg:]).strip(_WS):
-                sc.record(seg, len(sc.buf))  # raises the parser's own error with its position
-                raise sc.fail(len(sc.buf), "file ends inside the JSON array (missing ']'). The file is truncated: re-export it.")
-            raise sc.fail(len(sc.buf), "file ends inside the JSON array. The file is truncated: re-export it.")
-        tok = m.group()[0]
-        pos = m.end()
-        if tok == 0x22:
+        buf.compact()
+        if buf.skip_ws() == "":
+            raise buf.fail(buf.pos, "file ends inside the JSON array. The file is truncated: re-export it.")
+        start = buf.pos
+        error = None
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf.text, start)
+                break
+            except json.JSONDecodeError as exc:
+                if _final(exc, buf) or not buf.fill():
+                    raise buf.fail(exc.pos, f"invalid JSON: {exc.msg}. Fix the file at that position.") from None
+            except (RecursionError, ValueError) as exc:  # deeper than the parser goes, or an integer over the digit limit
+                value, end = None, _skip_value(buf, start)
+                line = buf.where(start).split(" column")[0]
+                _, error = _parse_error(exc)
+                error = (error[0], f"{line}: {error[1]}")
+                break
+        # A number at the very end of the buffer may continue in the next block.
+        if end == len(buf.text) and not buf.eof and buf.fill():
             continue
-        if tok in (0x5B, 0x7B):  # [ {
-            stack.append(tok)
+        yield RawRecord(buf.text[start:end], value, error)
+        buf.pos = end
+        nxt = buf.skip_ws()
+        if nxt == ",":
+            buf.pos += 1
             continue
-        if tok in _CLOSER and stack:
-            if stack.pop() != _CLOSER[tok]:
-                sc.record(seg, m.end())  # mismatched bracket: the parser names the position
-                raise sc.fail(m.start(), "invalid JSON: mismatched bracket. Fix the file at that position.")
-            continue
-        if stack:  # a ',' inside a record
-            continue
-        # A ',' or the closing ']' of the top-level array ends one element.
-        if tok == 0x7D:
-            raise sc.fail(m.start(), "invalid JSON: expected ',' or ']' after a record, found '}'. Fix the file at that position.")
-        if tok == 0x5D and count == 0 and not bytes(sc.buf[seg:m.start()]).strip(_WS):
-            _expect_end(sc, m.end())
+        if nxt == "]":
+            buf.pos += 1
+            _expect_end(buf)
             return
-        yield sc.record(seg, m.start())
-        count += 1
-        if tok == 0x5D:
-            _expect_end(sc, m.end())
-            return
-        seg = pos
-        if seg >= _CHUNK:  # forget what was consumed, in large steps (a bytearray shift is a copy)
-            sc.drop(seg)
-            pos = seg = 0
+        if nxt == "":
+            raise buf.fail(buf.pos, "file ends inside the JSON array (missing ']'). The file is truncated: re-export it.")
+        raise buf.fail(buf.pos, f"invalid JSON: expected ',' or ']' after a record, found {nxt!r}. Fix the file at that position.")
 
 
-def _expect_end(sc: _Scanner, pos: int) -> None:
+def _parse_error(exc: BaseException) -> tuple[None, tuple[str, str]]:
+    if isinstance(exc, RecursionError):
+        return None, ("unparseable_record", "nested deeper than the JSON parser allows. Flatten the record")
+    return None, ("unparseable_record", f"cannot be parsed: {str(exc).splitlines()[0]}. Fix the record (quote huge numbers as strings)")
+
+
+def _skip_value(buf: _Buffer, start: int) -> int:
+    """End of the value at ``start`` found by counting brackets outside strings (for the records the
+    parser itself cannot finish). Rare, so simple: rescans after each block read."""
     while True:
-        rest = bytes(sc.buf[pos:])
-        stripped = rest.lstrip(_WS)
-        if stripped:
-            raise sc.fail(pos + len(rest) - len(stripped), "extra data after the JSON array. Remove it.")
-        pos = len(sc.buf)
-        if not sc.more():
-            return
+        if buf.text[start] not in "[{":
+            m = _SCALAR.match(buf.text, start)
+            end = m.end() if m else start
+            if end < len(buf.text) or not buf.fill():
+                return end
+            continue
+        depth = 0
+        for m in _STR_TOKEN.finditer(buf.text, start):
+            tok = m.group()
+            if tok in "[{":
+                depth += 1
+            elif tok in "]}":
+                depth -= 1
+                if depth == 0:
+                    return m.end()
+        if not buf.fill():
+            raise buf.fail(len(buf.text), "file ends inside a record. The file is truncated: re-export it.")
+
+
+def _expect_end(buf: _Buffer) -> None:
+    if buf.skip_ws() != "":
+        raise buf.fail(buf.pos, "extra data after the JSON array. Remove it.")
