@@ -99,7 +99,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(records=st.lists(_record_text(), min_size=1, max_size=8), csvs=st.lists(_csv, min_size=5, max_size=5),
        array=st.booleans(), full_disk=st.booleans())

@@ -333,3 +333,16 @@ def test_forecast_refuses_values_that_overflow(tmp_path, capsys):
     assert main(["forecast", str(ett), "--seq-len", "8", "--pred-len", "2", "-o", str(tmp_path / "f"), "-q"]) == 2
     assert "column 'OT' data point" in capsys.readouterr().err
     assert not (tmp_path / "f").exists() or list((tmp_path / "f").iterdir()) == []
+
+
+def test_cli_choices_and_defaults_match_their_definitions():
+    from converters import cli
+    from converters.encodable import DEFAULT_DTYPE
+    from converters.numbers import NUMBER_FORMATS
+    from converters.safeio import DEFAULT_MAX_CSV_BYTES
+
+    assert sorted(cli.NUMBER_FORMAT_CHOICES) == sorted(["auto", *NUMBER_FORMATS.names()])
+    assert sorted(cli.DTYPE_CHOICES) == sorted(DTYPE_MAX)
+    convert = cli.build_parser()._subparsers._group_actions[0].choices["convert"]  # argparse has no public accessor
+    defaults = {a.dest: a.default for a in convert._actions}
+    assert defaults["dtype"] == DEFAULT_DTYPE and defaults["max_csv_bytes"] == DEFAULT_MAX_CSV_BYTES
