@@ -26,6 +26,7 @@ DUPLICATE_CHOICES = ("first", "last", "reject")
 FORMAT_CHOICES = ("chatts", "sharegpt")
 INPUT_FORMAT_CHOICES = ("alpaca", "auto", "openai", "sharegpt")
 FEATURE_CHOICES = ("M", "MS", "S")
+MISPLACED_CHOICES = ("reject", "move")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +75,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="cap series length (default: keep whole)")
     p.add_argument("--downsample", choices=DOWNSAMPLE_CHOICES, default="lttb",
                    help="how --max-length caps: lttb or minmax keep spikes (point indices change), window keeps the first N (default: lttb)")
+    p.add_argument("--misplaced-placeholders", dest="misplaced", choices=MISPLACED_CHOICES, default="reject",
+                   help="<image> in a system prompt or an answer: reject the record, or move it to the user turn (system: start "
+                        "of the first one; answer: end of the one before it; order kept) (default: reject)")
     p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -187,7 +191,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
         output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
-        series=series, workers=workers, progress=not args.quiet,
+        series=series, workers=workers, progress=not args.quiet, misplaced=args.misplaced,
     )
     report = convert(opts)
     name = args.name or args.input.stem

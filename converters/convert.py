@@ -17,17 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tsplugin.placeholders import (
+    IMAGE,
+    IMAGE_TOKEN,
+    PLACEHOLDER,
+    SYSTEM,
+    PlaceholderError,
+    has_ts_tokens,
+    misplaced,
+    move_to_user_turns,
+)
+
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
 from .jsonstream import iter_records
 from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
-from .records import IMAGE_TOKEN, Sample, parse_record
+from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many
 from .writer import AtomicFile, update_dataset_info, write_bytes_atomic
 
-TS_PLACEHOLDER = "<ts><ts/>"
+TS_PLACEHOLDER = PLACEHOLDER
+MISPLACED_CHOICES = ("reject", "move")  # <image> outside user turns (tsplugin.placeholders); cli.py lists them too
 
 
 @dataclass
@@ -44,6 +56,7 @@ class ConvertOptions:
     series: SeriesOptions = field(default_factory=SeriesOptions)
     workers: int = 1
     progress: bool = False
+    misplaced: str = "reject"
 
 
 class _Slot:
@@ -98,6 +111,7 @@ class _Pending:
     images: list[str] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
     reject: tuple[str, str] | None = None
+    moved: int = 0
 
 
 class _Inline:
@@ -182,9 +196,9 @@ def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, batcher
     try:
         sample = parse_record(record, opts.input_format)
         texts = [t for _, t in sample.turns] + [sample.system]
-        if any("<ts>" in t or "<ts/>" in t for t in texts):
+        if any(has_ts_tokens(t) for t in texts):
             raise RejectError("ts_token_in_text", "the text already contains <ts> or <ts/>. Remove them: tsconvert places one <ts><ts/> per series")
-        n_ph = sum(t.count(IMAGE_TOKEN) for t in texts)
+        n_ph = sum(IMAGE.count(t) for t in texts)
         n_img = len(sample.images)
         if n_ph != n_img:
             raise RejectError(
@@ -192,6 +206,15 @@ def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, batcher
                 f"{n_ph} <image> placeholder{'s' if n_ph != 1 else ''} but {n_img} image{'s' if n_img != 1 else ''}. "
                 "Fix the record so each image has one <image> in the text",
             )
+        if opts.misplaced == "move":
+            try:
+                system, turns, p.moved = move_to_user_turns(sample.system, sample.turns, IMAGE)
+            except PlaceholderError as err:
+                raise RejectError(err.code, str(err)) from None
+            sample = Sample(system, turns, sample.images)
+        problem = misplaced([(SYSTEM, sample.system), *sample.turns], IMAGE, fix=" or pass --misplaced-placeholders move")
+        if problem is not None:
+            raise RejectError(problem.code, problem.message)
         p.sample = sample
         jobs = []
         for image in sample.images:
@@ -229,6 +252,8 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))
     except RejectError as err:
         return err.reject.code, err.reject.message
+    if p.moved:
+        report.notes["placeholders_moved"] += p.moved
     if not results:
         report.notes["records_without_series"] += 1  # text-only record: kept, with "timeseries": []
     for res in results:
@@ -263,6 +288,7 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         "min_length": s.min_length,
         "max_length": s.max_length,
         "downsample": s.downsample if s.max_length else None,
+        **({"misplaced_placeholders": opts.misplaced} if opts.misplaced != "reject" else {}),
     }
 
 

@@ -127,9 +127,12 @@ def test_validate_flags_each_problem(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "v.jsonl: record 1 (line 2): 2 <ts><ts/> placeholders but 1 series. Make them equal.",
-        "v.jsonl: record 2 (line 3): series 0 point 1 is 'x', not a finite number. Repair or drop the point.",
-        "v.jsonl: record 3 (line 4): series 0 is empty. Give a non-empty list of numbers.",
-        "v.jsonl: record 4 (line 5): series 0 point 0 is nan, not a finite number. Repair or drop the point.",
+        "v.jsonl: record 2 (line 3): series 0: value 1 is 'x' (a string), not a number. Clean the data (`tsconvert` "
+        "reads historian strings and repairs gaps) and convert again.",
+        "v.jsonl: record 3 (line 4): series 0: no values. Give a non-empty list of numbers, or drop the series and its "
+        "placeholder.",
+        "v.jsonl: record 4 (line 5): series 0: value 0 is nan, not a finite number. Clean the data (`tsconvert` "
+        "interpolates NaN runs) and convert again.",
     ]
     rep = json.loads(report.read_text())
     assert rep["input"] == 5 and rep["valid"] == 1 and rep["rejected"] == 4

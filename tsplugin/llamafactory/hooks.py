@@ -114,9 +114,10 @@ def hook_parser(module: ModuleType) -> None:
 
 
 def hook_converter(module: ModuleType) -> None:
-    """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record."""
+    """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record
+    (placeholders, values, magnitudes for the training dtype)."""
     _require(module, "get_dataset_converter", "align_dataset")
-    from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned
+    from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned, training_dtype
 
     def make_get(original):
         def get_dataset_converter(name, dataset_attr, data_args):
@@ -138,7 +139,7 @@ def hook_converter(module: ModuleType) -> None:
             aligned = original(dataset, dataset_attr, data_args, training_args)
             column = getattr(dataset_attr, "timeseries", None)
             if column is not None:
-                check_aligned(aligned, str(dataset_attr), column)
+                check_aligned(aligned, str(dataset_attr), column, training_dtype(training_args))
             return aligned
 
         return align_dataset

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.processing import batch_series, sp_encode
-from tsplugin.series import PLACEHOLDER_PATTERN, count_placeholders
+from tsplugin.placeholders import check_messages, count_placeholders
+from tsplugin.processing import batch_series, expand_placeholders, sp_encode
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
@@ -65,26 +65,22 @@ class TimeSeriesPlugin(BasePlugin):
     ) -> list[dict[str, str]]:
         self._validate_input(processor, images, videos, audios)
         series = list(audios)
-        found = sum(count_placeholders(m["content"]) for m in messages)
-        if found != len(series):
-            raise ValueError(
-                f"{found} <ts><ts/> placeholders but {len(series)} series in a record: {messages}. "
-                "Each series needs exactly one placeholder, in order."
-            )
+        try:  # placeholders only in user turns, none stray, one per series (tsplugin.placeholders)
+            check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
+        except ValueError as err:
+            raise ValueError(f"{err}. In a record: {str(messages)[:300]}") from None
         if not series:
             return messages
 
         ts_processor = ts_processor_of(processor)
-        remaining = iter(series)
         messages = deepcopy(messages)
-
-        def expand(_match) -> str:
-            values = next(remaining)
-            _, prefix = sp_encode(values)
-            return prefix + self.ts_token * ts_processor.num_patches(len(values))
-
+        start = 0
         for message in messages:
-            message["content"] = PLACEHOLDER_PATTERN.sub(expand, message["content"])
+            count = count_placeholders(message["content"], self.ts_token, self.ts_end_token)
+            message["content"], _ = expand_placeholders(
+                message["content"], series[start : start + count], ts_processor.num_patches, self.ts_token, self.ts_end_token
+            )
+            start += count
         return messages
 
     def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
