@@ -106,11 +106,15 @@ def misplaced(turns: Sequence[tuple[str, str]], placeholder: Placeholder = TS, f
     for turn, (role, text) in enumerate(turns):
         found = placeholder.count(text) if role not in PLACEHOLDER_ROLES else 0
         if found:
+            why = (
+                "the system prompt is never expanded into series positions"
+                if role == SYSTEM
+                else "in an answer it would be expanded too, teaching the model to write series tokens"
+            )
             return PlaceholderProblem(
                 "placeholder_outside_user",
                 f"{_plural(found, placeholder.name + ' placeholder')} in {_where(role, turn)}; a series may only "
-                f"stand in a user turn (the system prompt is not expanded, and one in an answer would teach the model "
-                f"to write series tokens). Move it into the user message that asks about the series{fix}",
+                f"stand in a user turn ({why}). Move it into the user message that asks about the series{fix}",
             )
     return None
 

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsplugin.placeholders import SYSTEM, placeholder_problem
-from tsplugin.series_values import series_problem
+from tsplugin.series_values import series_problem, show_value
 
 logger = logging.getLogger("tsplugin")
 
 SERIES_SLOT = "_audios"
+
+
+class TimeSeriesDataError(ValueError):
+    """A record that cannot train; the message names the dataset file, the record and the fix."""
 
 
 @dataclass
@@ -49,7 +53,33 @@ def check_series(series: Any, where: str, dtype: str = "float32") -> None:
     """Raise a ValueError naming `where` unless `series` can train in `dtype` (tsplugin.series_values)."""
     problem = series_problem(series, dtype)
     if problem is not None:
-        raise ValueError(f"{where}: {problem.message}.")
+        raise TimeSeriesDataError(f"{where}: {problem.message}.")
+
+
+def first_bad_record(paths: list[str], column: str, dtype: str = "float32") -> str | None:
+    """The first record of local JSON/JSONL `paths` that a loader cannot read as a time-series row
+    (not UTF-8, not JSON, a series holding a string, null or an unencodable number), as a message
+    naming file, record and fix; None when every record reads."""
+    from tsplugin.jsonl import FileEncodingError, read_any
+
+    for path in paths:
+        if not str(path).endswith((".json", ".jsonl")):
+            continue
+        try:
+            for line in read_any(path):
+                where = f"{path}: record {line.index}" + (f" (line {line.lineno})" if line.lineno else "")
+                if not line.ok:
+                    return f"{where}: {line.message}."
+                series = line.record.get(column) if isinstance(line.record, dict) else None
+                for k, values in enumerate(series if isinstance(series, list) else []):
+                    problem = series_problem(values, dtype)
+                    if problem is not None:
+                        return f"{where}: series {k}: {problem.message}."
+        except FileEncodingError as err:
+            return f"{err}."
+        except OSError:
+            continue
+    return None
 
 
 def training_dtype(training_args: Any) -> str:
@@ -69,9 +99,17 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = "fl
     rows = dataset.select_columns(names)
     for index, row in enumerate(rows):
         series = row[SERIES_SLOT] or []
+        for k, values in enumerate(series):
+            if not isinstance(values, (list, tuple)):
+                raise TimeSeriesDataError(
+                    f"{dataset_name}: record {index}: column '{column}' must be a list of series (lists of numbers), "
+                    f"but its element {k} is {show_value(values)}. If the file does hold lists there, the JSON loader "
+                    "(datasets) read the column in another shape because some series holds true/false or a number "
+                    "beyond float64: `tsconvert validate FILE` names those records."
+                )
         problem = placeholder_problem(_turns(row), len(series), what=f"series in column '{column}'")
         if problem is not None:
-            raise ValueError(
+            raise TimeSeriesDataError(
                 f"{dataset_name}: record {index}: {problem.message} (`tsconvert validate FILE` lists every such record)."
             )
         for k, values in enumerate(series):
