@@ -74,9 +74,10 @@ def parse_line(text: str) -> tuple[Any, tuple[str, str] | None]:
              "in half). Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`"),
         )
     try:
-        return json.loads(text), None
-    except json.JSONDecodeError as exc:
-        return None, ("invalid_json", f"column {exc.colno}: {exc.msg}")
+        return json.loads(text.rstrip("\r\n")), None
+    except json.JSONDecodeError as exc:  # its msg ends with " at" / " starting at": the column says where
+        msg = exc.msg.removesuffix(" at").removesuffix(" starting")
+        return None, ("invalid_json", f"column {exc.colno}: {msg}. Fix the JSON or drop the line")
     except RecursionError:
         return None, ("invalid_json", "nested deeper than JSON readers allow (about 1000 levels); no record needs that. Fix or drop the line")
     except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion: value has N digits"
