@@ -2,18 +2,31 @@
 
 ``tsconvert gdsh.json --csv-dir DIR`` is short for ``tsconvert convert gdsh.json --csv-dir DIR``.
 Heavy imports (pyarrow, matplotlib) happen inside the sub-commands so --help stays fast.
-Exit codes: 0 ok, 1 rejected records with --strict or an invalid file for validate, 2 unusable input.
+Exit codes (listed in --help, one definition in EXIT_CODES): see below. No traceback for any of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, OutputError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+EXIT_CODES = (
+    (EXIT_OK, "success"),
+    (EXIT_REJECTED, "--strict and some records were rejected (validate: the file has invalid records)"),
+    (EXIT_USAGE, "usage error or unusable input: bad option, missing --csv-dir, unreadable top-level JSON, "
+                 "an output that would overwrite an input; nothing was written"),
+    (EXIT_OUTPUT, "the outputs could not be written (read-only folder, full disk, permissions); nothing was changed"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); nothing was changed"),
+    (EXIT_TERMINATED, "terminated (SIGTERM); nothing was changed"),
+)
+EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES)
 
 COMMANDS = ("convert", "validate", "preview", "forecast")
 
@@ -27,6 +40,17 @@ FORMAT_CHOICES = ("chatts", "sharegpt")
 INPUT_FORMAT_CHOICES = ("alpaca", "auto", "openai", "sharegpt")
 FEATURE_CHOICES = ("M", "MS", "S")
 MISPLACED_CHOICES = ("reject", "move")
+NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
+DTYPE_CHOICES = ("bf16", "fp16", "fp32")
+DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every staged output is discarded on the way out."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,18 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
             "into ChatTS JSONL for LLaMA-Factory, losing nothing: every record is converted or listed in "
             "NAME.rejects.jsonl with the reason. 'tsconvert FILE ...' is short for 'tsconvert convert FILE ...'."
         ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tsconvert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview,forecast}")
     _add_convert(sub.add_parser("convert", help="JSON/JSONL + CSV folder -> NAME.jsonl, rejects, report, dataset_info.json entry",
-                                description="Convert multimodal records whose images are time-series plots into ChatTS JSONL."))
+                                description="Convert multimodal records whose images are time-series plots into ChatTS JSONL.",
+                                epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     _add_validate(sub.add_parser("validate", help="check an existing ChatTS JSONL (placeholders vs series, numbers, lengths)",
                                  description="Check an existing ChatTS JSONL file; exit 1 if any record is invalid."))
     _add_preview(sub.add_parser("preview", help="render chosen records' series to PNG (with the answer's anomaly span)",
                                 description="Plot the series of chosen records of a ChatTS JSONL so a person can eyeball them."))
     _add_forecast(sub.add_parser("forecast", help="ETT-style CSV (date + variables) -> sliding-window train/val/test JSONL for forecasting",
                                  description="Cut a date + variables CSV into forecasting windows (chronological 70/10/20 split, "
-                                             "train-only z-scoring) as ChatTS JSONL: the answer is the future values as text."))
+                                             "train-only z-scoring) as ChatTS JSONL: the answer is the future values as text.",
+                                 epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
@@ -78,6 +106,16 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--misplaced-placeholders", dest="misplaced", choices=MISPLACED_CHOICES, default="reject",
                    help="<image> in a system prompt or an answer: reject the record, or move it to the user turn (system: start "
                         "of the first one; answer: end of the one before it; order kept) (default: reject)")
+    p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
+                   help="how numbers are written in the CSVs: plain 1234.5, thousands-comma 1,234.5, decimal-comma 1.234,5; "
+                        "auto detects it per file and rejects a file mixing them (default: auto)")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
+                   help="dtype the model encodes series in: reject series whose centred values (value - mean) exceed its range "
+                        "(fp16 65504, fp32/bf16 ~3.4e38) or overflow; fp16 for encoders that normalise in half precision (default: fp32)")
+    p.add_argument("--max-csv-bytes", type=int, default=DEFAULT_MAX_CSV_MB << 20,
+                   help=f"reject a CSV larger than this many bytes (default: {DEFAULT_MAX_CSV_MB} MiB)")
+    p.add_argument("--allow-hard-links", action="store_true",
+                   help="read CSVs that have several hard links (refused by default: a hard link may be a file outside --csv-dir)")
     p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -112,6 +150,8 @@ def _add_forecast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missing", choices=MISSING_CHOICES, default="interpolate",
                    help="non-numeric/empty/NaN cells: interpolate linearly, drop the rows, or stop with an error (default: interpolate)")
     p.add_argument("--max-missing", type=float, default=0.5, help="stop when more than this fraction of rows is missing (default: 0.5)")
+    p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
+                   help="plain 1234.5, thousands-comma 1,234.5 or decimal-comma 1.234,5; auto detects it (default: auto)")
     p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--name", help="writes NAME_train/_val/_test.jsonl and their dataset_info.json entries (default: CSV stem)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
@@ -124,7 +164,7 @@ def _run_forecast(args: argparse.Namespace) -> int:
         csv=args.csv, seq_len=args.seq_len, pred_len=args.pred_len, out_dir=args.out_dir, name=args.name,
         features=args.features, target=args.target, date_col=args.date_col, stride=args.stride,
         max_windows_per_split=args.max_windows_per_split, precision=args.precision, normalize=args.normalize,
-        missing=args.missing, max_missing=args.max_missing,
+        missing=args.missing, max_missing=args.max_missing, number_format=args.number_format,
     )
     report = convert_forecast(opts)
     if not args.quiet:
@@ -148,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    previous = _install_sigterm()
     try:
         if args.command == "convert":
             return _run_convert(args)
@@ -163,7 +204,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_preview(args.file, args.records, args.out_dir)
     except InputError as exc:
         print(f"tsconvert: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OutputError as exc:
+        print(f"tsconvert: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except KeyboardInterrupt:
+        print("tsconvert: interrupted; no output was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        print("tsconvert: terminated; no output was changed", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        _restore_sigterm(previous)
+
+
+def _install_sigterm() -> object:
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
+
+
+def _restore_sigterm(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -174,6 +238,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"--max-length {args.max_length} must be >= --min-length {args.min_length} >= 1")
     if not 0 <= args.max_missing <= 1:
         raise InputError(f"--max-missing {args.max_missing}: must be a fraction between 0 and 1")
+    if args.max_csv_bytes < 1:
+        raise InputError(f"--max-csv-bytes {args.max_csv_bytes}: must be at least 1")
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:
         raise InputError(f"--workers {workers}: must be at least 1")
@@ -187,6 +253,10 @@ def _run_convert(args: argparse.Namespace) -> int:
         min_length=args.min_length,
         max_length=args.max_length,
         downsample=args.downsample,
+        number_format=args.number_format,
+        dtype=args.dtype,
+        max_csv_bytes=args.max_csv_bytes,
+        allow_hard_links=args.allow_hard_links,
     )
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
@@ -205,8 +275,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     if args.strict and report.n_rejected:
         print(f"tsconvert: --strict: {report.n_rejected} record(s) rejected, see {args.out_dir / (name + '.rejects.jsonl')}",
               file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_REJECTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
 """The conversion pipeline: stream records, resolve each image to a CSV, load CSVs in a worker
 pool with a bounded window of records in flight, and write results in input order.
 
-Outputs (all atomic): NAME.jsonl, NAME.rejects.jsonl (reason, message, original record),
-NAME.report.json, and the NAME entry of dataset_info.json.
+Outputs, written as one set (all appear or nothing changes, see writer.py): NAME.jsonl,
+NAME.rejects.jsonl (reason, message, the record's original JSON text), NAME.report.json, and the
+NAME entry of dataset_info.json. An output that is also the input is refused before reading.
+Everything one record or one CSV can cause becomes a rejection; only problems of the whole run
+(arguments, an unreadable top-level JSON file, the output folder or disk) stop it.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sys
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,15 +30,22 @@ from tsplugin.placeholders import (
     move_to_user_turns,
 )
 
+from .encodable import DEFAULT_DTYPE
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
-from .jsonstream import iter_records
+from .jsonstream import RawRecord, compact_text, iter_raw_records
 from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
 from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many
-from .writer import AtomicFile, update_dataset_info, write_bytes_atomic
+from .workers import start_pool
+from .writer import OutputSet, refuse_overwriting_inputs
+
+# The records of the input, each with its source text (a module attribute so tests can watch it).
+iter_records = iter_raw_records
+# What a record's data can make JSON encoding or text handling raise (a lone surrogate, a huge int).
+_DATA_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, UnicodeError)
 
 TS_PLACEHOLDER = PLACEHOLDER
 MISPLACED_CHOICES = ("reject", "move")  # <image> outside user turns (tsplugin.placeholders); cli.py lists them too
@@ -83,12 +92,12 @@ class _Batcher:
 
     def __init__(self, executor: Any, opts: SeriesOptions, size: int) -> None:
         self.executor, self.opts, self.size = executor, opts, size
-        self.jobs: list[tuple[str, str]] = []
+        self.jobs: list[tuple[str, str, str]] = []
         self.slots: list[_Slot] = []
 
-    def add(self, path: str, shown: str) -> _Slot:
+    def add(self, root: str, rel: str, shown: str) -> _Slot:
         slot = _Slot()
-        self.jobs.append((path, shown))
+        self.jobs.append((root, rel, shown))
         self.slots.append(slot)
         if len(self.jobs) >= self.size:
             self.flush()
@@ -106,7 +115,7 @@ class _Batcher:
 @dataclass
 class _Pending:
     index: int
-    record: Any
+    record: RawRecord
     sample: Sample | None = None
     images: list[str] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
@@ -126,35 +135,31 @@ class _Inline:
         pass
 
 
+def output_names(name: str) -> list[str]:
+    """The files one conversion writes (dataset_info.json last)."""
+    return [f"{name}.jsonl", f"{name}.rejects.jsonl", f"{name}.report.json", "dataset_info.json"]
+
+
 def convert(opts: ConvertOptions) -> Report:
     """Run one conversion and return its report (also written to NAME.report.json)."""
     name = opts.name or opts.input.stem
     src = opts.input.name
+    refuse_overwriting_inputs([opts.out_dir / n for n in output_names(name)], [opts.input])
     csv_dir = opts.csv_dir.resolve()
     if not csv_dir.is_dir():
         raise InputError(f"--csv-dir {opts.csv_dir}: not a directory. Pass the folder holding the CSV files")
     check_pattern(opts.csv_pattern)
     fmt = get_output_format(opts.output_format)
     report = Report(source=src, options=_options_for_report(opts))
-    out_dir = opts.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     has_system = False
 
-    executor: Any = _Inline()
-    if opts.workers > 1:
-        # forkserver: workers start from a clean process (no fork of a threaded parent) that has
-        # already imported the CSV stack once, instead of each worker importing it (spawn).
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["converters.series"])
-        else:  # Windows
-            ctx = multiprocessing.get_context("spawn")
-        executor = ProcessPoolExecutor(opts.workers, mp_context=ctx)
-    batcher = _Batcher(executor, opts.series, size=1 if opts.workers == 1 else 8)
-    window = max(8, opts.workers * 32)  # records in flight; bounds memory, must exceed the batch size
-    bar = _progress(opts.progress)
-    try:
-        with AtomicFile(out_dir / f"{name}.jsonl") as out, AtomicFile(out_dir / f"{name}.rejects.jsonl") as rej:
+    with OutputSet(opts.out_dir) as outputs:
+        out, rej, rep = (outputs.open(n) for n in output_names(name)[:3])
+        executor: Any = _Inline() if opts.workers == 1 else start_pool(opts.workers)
+        batcher = _Batcher(executor, opts.series, size=1 if opts.workers == 1 else 8)
+        window = max(8, opts.workers * 32)  # records in flight; bounds memory, must exceed the batch size
+        bar = _progress(opts.progress)
+        try:
 
             def finish(p: _Pending) -> None:
                 nonlocal has_system
@@ -163,8 +168,7 @@ def convert(opts: ConvertOptions) -> Report:
                 if isinstance(line, tuple):
                     code, msg = line
                     report.rejected[code] += 1
-                    full = f"{src}: record {p.index}: {msg}."
-                    rej.write(dumps({"index": p.index, "reason": code, "message": full, "record": p.record}) + b"\n")
+                    rej.write(_reject_line(p, code, f"{src}: record {p.index}: {msg}."))
                 else:
                     report.converted += 1
                     has_system = has_system or bool(p.sample and p.sample.system)
@@ -181,20 +185,33 @@ def convert(opts: ConvertOptions) -> Report:
             batcher.flush()
             while pending:
                 finish(pending.popleft())
-    finally:
-        executor.shutdown(cancel_futures=True)
-        if bar is not None:
-            bar.close()
-    write_bytes_atomic(out_dir / f"{name}.report.json", _report_bytes(report))
-    update_dataset_info(out_dir / "dataset_info.json", name, fmt.entry(f"{name}.jsonl", has_system))
+        finally:
+            executor.shutdown(cancel_futures=True)
+            if bar is not None:
+                bar.close()
+        rep.write(_report_bytes(report))
+        outputs.commit({name: fmt.entry(f"{name}.jsonl", has_system)})
     return report
 
 
-def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, batcher: _Batcher) -> _Pending:
+def _reject_line(p: _Pending, code: str, message: str) -> bytes:
+    """``{"index", "reason", "message", "record"}`` with the record's own JSON text (NaN literals,
+    huge integers and escapes exactly as written; only whitespace between tokens is dropped)."""
+    try:
+        head = dumps({"index": p.index, "reason": code, "message": message})
+    except _DATA_ERRORS:  # a message quoting a lone surrogate from the record
+        head = json.dumps({"index": p.index, "reason": code, "message": message}, separators=(",", ":")).encode("utf-8")
+    return head[:-1] + b',"record":' + compact_text(p.record.text).encode("utf-8", "surrogatepass") + b"}\n"
+
+
+def _start(index: int, record: RawRecord, opts: ConvertOptions, csv_dir: Path, batcher: _Batcher) -> _Pending:
     """Parse the record, check placeholders, resolve CSV paths and submit the CSV jobs."""
     p = _Pending(index, record)
+    if record.error is not None:
+        p.reject = record.error
+        return p
     try:
-        sample = parse_record(record, opts.input_format)
+        sample = parse_record(record.value, opts.input_format)
         texts = [t for _, t in sample.turns] + [sample.system]
         if any(has_ts_tokens(t) for t in texts):
             raise RejectError("ts_token_in_text", "the text already contains <ts> or <ts/>. Remove them: tsconvert places one <ts><ts/> per series")
@@ -219,19 +236,19 @@ def _start(index: int, record: Any, opts: ConvertOptions, csv_dir: Path, batcher
         jobs = []
         for image in sample.images:
             path = resolve_csv(image, csv_dir, opts.csv_pattern)
-            jobs.append((str(path), _shown(path, csv_dir)))
+            rel = path.relative_to(csv_dir).as_posix()
+            jobs.append((str(csv_dir), rel, rel))
         p.images = sample.images
-        p.slots = [batcher.add(path, shown) for path, shown in jobs]
+        p.slots = [batcher.add(*job) for job in jobs]
     except RejectError as err:
         p.reject = (err.reject.code, err.reject.message)
+    except (*_DATA_ERRORS, KeyError, AttributeError) as exc:  # anything else this record's content caused
+        p.reject = ("invalid_record", f"cannot be read ({type(exc).__name__}: {_short(exc)}). Fix the record")
     return p
 
 
-def _shown(path: Path, csv_dir: Path) -> str:
-    try:
-        return str(path.relative_to(csv_dir))
-    except ValueError:
-        return str(path)
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> bytes | tuple[str, str]:
@@ -245,13 +262,19 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         res = slot.result()
         if isinstance(res, tuple):
             code, msg = res
+            if code == "path_outside_csv_dir":  # about the record's image path, worded as before the check moved here
+                return code, msg
             img = pure_image_path(p.images[k]).name
             return code, f"image {k + 1} of {len(p.slots)} ({img}): {msg}"
         results.append(res)
     try:
         fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))
+        line = record_line(fields, [e for res in results for e in res.encoded])
     except RejectError as err:
         return err.reject.code, err.reject.message
+    except _DATA_ERRORS as exc:
+        return "unencodable_text", (f"its text cannot be written as UTF-8 JSON ({_short(exc)}); a lone surrogate "
+                                    "such as \\ud800 is the usual cause. Fix the text of the record")
     if p.moved:
         report.notes["placeholders_moved"] += p.moved
     if not results:
@@ -261,7 +284,7 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         report.notes.update(res.notes)
         for n in res.lengths:
             report.lengths.add(n)
-    return record_line(fields, [e for res in results for e in res.encoded])
+    return line
 
 
 def _with_ts(sample: Sample, per_image: int) -> Sample:
@@ -289,6 +312,8 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         "max_length": s.max_length,
         "downsample": s.downsample if s.max_length else None,
         **({"misplaced_placeholders": opts.misplaced} if opts.misplaced != "reject" else {}),
+        **({"number_format": s.number_format} if s.number_format != "auto" else {}),
+        **({"dtype": s.dtype} if s.dtype != DEFAULT_DTYPE else {}),
     }
 
 

@@ -7,6 +7,7 @@ cleaning step decides what to do with them) and the timestamps as int64 when the
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +17,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import RejectError
+from .numbers import choose_number_format, get_number_format, parse_cells
+from .safeio import ReadLimits, read_named_file
 
 ENCODINGS = ("utf-8", "gbk")
 DELIMITERS = (",", ";", "\t")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 NULL_TEXT = ["", "NaN", "nan", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None", "none"]
 
 
@@ -56,44 +60,60 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: str) -> RawSeries:
-    """Read ``path``; ``shown`` is how the file is named in messages (relative to --csv-dir)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise RejectError(
-            "missing_csv", f"{shown} not found in --csv-dir. Put the CSV there or pass --csv-pattern matching your file names"
-        ) from None
-    except OSError as exc:
-        raise RejectError("unreadable_csv", f"{shown}: cannot read: {exc.strerror}") from None
+def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: str, *, data: bytes | None = None,
+                number_format: str = "auto", limits: ReadLimits | None = None) -> RawSeries:
+    """Read one CSV; ``shown`` is how the file is named in messages (relative to --csv-dir).
+
+    ``data`` is the file's bytes when the caller already read them (tsconvert reads inside --csv-dir
+    with :func:`converters.safeio.read_confined`); otherwise ``path`` is a file the user named and is
+    read with :func:`converters.safeio.read_named_file` (regular file only, never blocking, size limit).
+    """
+    if data is None:
+        data = read_named_file(path, shown, limits or ReadLimits())
+    get_number_format(number_format)  # unknown names list the valid ones
     text, enc = _decode(data, shown)
-    end = text.find("\n")
-    header_line = (text if end < 0 else text[:end]).rstrip("\r")
+    header_line = _LINE_END.split(text, 1)[0]  # CR, LF or CRLF, like the CSV parser
     if not header_line.strip():
         raise RejectError("empty_series", f"{shown} is empty (no header line). Export the series with a header such as timestamp,value")
     delim = _sniff_delimiter(header_line)
     header = next(csv.reader([header_line], delimiter=delim))
-    by_norm = {}
-    for raw in header:
-        by_norm.setdefault(norm_name(raw), raw)
+    by_norm: dict[str, list[int]] = {}
+    for i, raw_name in enumerate(header):
+        by_norm.setdefault(norm_name(raw_name), []).append(i)
     wanted = []
     for col in value_cols:
-        raw = by_norm.get(norm_name(col))
-        if raw is None:
-            cols = ", ".join(repr(h.strip()) for h in header)
+        found = by_norm.get(norm_name(col))
+        if found is None:
             raise RejectError(
                 "missing_value_column",
-                f"{shown} has no column {col!r} (columns: {cols}). Pass --value-col with one of them",
+                f"{shown} has no column {col!r} (columns: {_list_columns(header)}). Pass --value-col with one of them",
             )
-        wanted.append(raw)
-    time_raw = by_norm.get(norm_name(time_col)) if time_col else None
+        if len(found) > 1:
+            raise _ambiguous(shown, col, found, header, "--value-col")
+        wanted.append(header[found[0]])
+    time_raw = None
+    if time_col and norm_name(time_col) in by_norm:
+        found = by_norm[norm_name(time_col)]
+        if len(found) > 1:
+            raise _ambiguous(shown, time_col, found, header, "--time-col")
+        time_raw = header[found[0]]
     if enc != "utf-8" or data.startswith(b"\xef\xbb\xbf"):
         data = text.encode("utf-8")
     include = wanted + ([time_raw] if time_raw is not None and time_raw not in wanted else [])
-    table = _read_table(data, delim, include, wanted, shown)
+    as_text = number_format not in ("auto", "plain")
+    table = _read_table(data, delim, include, wanted, shown, as_text)
     raw = RawSeries(values=[], times=None)
-    for col in wanted:
-        raw.values.append(_to_float(table.column(col), raw.missing))
+    cols = {c: table.column(c) for c in wanted}
+    if any(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in cols.values()):
+        strings = {c: _strings(col) for c, col in cols.items()}
+        fmt = choose_number_format(strings, number_format, shown)
+        if fmt != "plain":
+            raw.notes.append(f"number_format_{fmt.replace('-', '_')}")
+        for col in wanted:
+            raw.values.append(_strings_to_float(strings[col], fmt, raw.missing))
+    else:
+        for col in wanted:
+            raw.values.append(_to_float(cols[col], raw.missing))
     if time_raw is not None:
         raw.times = _to_times(table.column(time_raw), raw.notes)
     elif time_col:
@@ -101,11 +121,34 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     return raw
 
 
-def _read_table(data: bytes, delim: str, include: list[str], wanted: list[str], shown: str) -> pa.Table:
+def _list_columns(header: list[str], limit: int = 20, width: int = 40) -> str:
+    """The header's names for a message, bounded (a binary file's first line can be anything)."""
+    names = [repr(h.strip() if len(h.strip()) <= width else h.strip()[:width] + "...") for h in header[:limit]]
+    more = f", ... ({len(header) - limit} more)" if len(header) > limit else ""
+    return ", ".join(names) + more
+
+
+def _ambiguous(shown: str, col: str, found: list[int], header: list[str], option: str) -> RejectError:
+    where = ", ".join(f"{i + 1} ({header[i].strip()!r})" for i in found)
+    return RejectError(
+        "ambiguous_column",
+        f"{shown}: {len(found)} columns match {col!r}: columns {where}. Rename one in the CSV so {option} names exactly one",
+    )
+
+
+def _strings(col: pa.ChunkedArray) -> list[str | None]:
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.to_pylist()
+    return [None if v is None else repr(v) for v in col.to_pylist()]
+
+
+def _read_table(data: bytes, delim: str, include: list[str], wanted: list[str], shown: str, as_text: bool = False) -> pa.Table:
     # 256 KiB blocks: a ~140 KB series file is one block; pyarrow's 1 MiB default costs ~30% more CPU here.
     read = pacsv.ReadOptions(use_threads=False, block_size=1 << 18)
     parse = pacsv.ParseOptions(delimiter=delim, newlines_in_values=False)
     try:
+        if as_text:  # an explicit --number-format: every cell goes through its parser
+            raise pa.ArrowInvalid("conversion error (number format given)")
         conv = pacsv.ConvertOptions(
             include_columns=include,
             column_types={c: pa.float64() for c in wanted},
@@ -129,12 +172,6 @@ def _short(exc: Exception) -> str:
 
 
 def _to_float(col: pa.ChunkedArray, missing: dict[str, int]) -> np.ndarray:
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        strings = col.to_pylist()
-        out = np.empty(len(strings), dtype=np.float64)
-        for i, s in enumerate(strings):
-            out[i] = _parse_cell(s, missing)
-        return out
     nulls = col.null_count
     arr = _numpy(col, np.float64, np.nan)
     if nulls:
@@ -163,22 +200,8 @@ def _numpy(col: pa.ChunkedArray, dtype: type, fill: float | None = None) -> np.n
     return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
 
 
-def _parse_cell(s: str | None, missing: dict[str, int]) -> float:
-    if s is None or s.strip() in NULL_TEXT:
-        missing["empty_or_nan"] = missing.get("empty_or_nan", 0) + 1
-        return np.nan
-    try:
-        if "_" in s:  # float() accepts "1_0"; a CSV number does not
-            raise ValueError(s)
-        v = float(s)
-    except ValueError:
-        missing["non_numeric"] = missing.get("non_numeric", 0) + 1
-        return np.nan
-    if not np.isfinite(v):
-        key = "infinite" if np.isinf(v) else "empty_or_nan"
-        missing[key] = missing.get(key, 0) + 1
-        return np.nan
-    return v
+def _strings_to_float(strings: list[str | None], fmt: str, missing: dict[str, int]) -> np.ndarray:
+    return parse_cells(strings, fmt, missing, NULL_TEXT)
 
 
 def _to_times(col: pa.ChunkedArray, notes: list[str]) -> np.ndarray | None:

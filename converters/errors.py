@@ -1,4 +1,4 @@
-"""Error types: a fatal input error (stops the run, exit 2) and a per-record rejection (the record
+"""Error types: a fatal input error (stops the run, exit 2), an output error (exit 3) and a per-record rejection (the record
 goes to NAME.rejects.jsonl with a reason code and a message that names the file, record and fix)."""
 
 from __future__ import annotations
@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 
 class InputError(Exception):
-    """The whole input cannot be processed (malformed JSON, missing --csv-dir, bad option)."""
+    """The whole input cannot be processed (malformed JSON, missing --csv-dir, bad option): exit 2."""
+
+
+class OutputError(Exception):
+    """The outputs cannot be written (read-only folder, full disk); nothing was changed: exit 3."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from tsplugin.placeholders import PLACEHOLDER
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
 from .registry import Registry
-from .writer import AtomicFile, update_dataset_info, write_bytes_atomic
+from .encodable import check_encodable
+from .writer import OutputSet, refuse_overwriting_inputs
 
 TS_PLACEHOLDER = PLACEHOLDER
 SPLITS = ("train", "val", "test")
@@ -66,6 +67,7 @@ class ForecastOptions:
     normalize: bool = True
     missing: str = "interpolate"
     max_missing: float = 0.5
+    number_format: str = "auto"
 
     def check(self) -> None:
         """Option errors say which option and what is allowed."""
@@ -129,20 +131,28 @@ def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Cou
     return out
 
 
-def read_header(path: Path) -> list[str]:
-    """Column names of the CSV's first line (same encodings and delimiters as tsconvert)."""
-    from .csvread import _decode, _sniff_delimiter  # the reader's own rules, so both commands agree
+def read_csv_bytes(path: Path) -> bytes:
+    """The CSV's bytes: a regular file only (a FIFO or device is refused, never waited on)."""
+    from .safeio import ReadLimits, read_named_file
 
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{path}: no such file. Pass the path of an ETT-style CSV (a date column + one column per variable)")
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file. Pass the path of an ETT-style CSV (a date column + one column per variable)") from None
+        return read_named_file(path, str(path), ReadLimits())
+    except RejectError as err:
+        raise InputError(err.reject.message) from None
+
+
+def read_header(path: Path, data: bytes | None = None) -> list[str]:
+    """Column names of the CSV's first line (same encodings, delimiters and line ends as tsconvert)."""
+    from .csvread import _LINE_END, _decode, _sniff_delimiter  # the reader's own rules, so both commands agree
+
+    head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
     try:
         text, _ = _decode(head, str(path))
     except RejectError as err:
         raise InputError(err.reject.message) from None
-    line = text.split("\n", 1)[0].rstrip("\r")
+    line = _LINE_END.split(text, 1)[0]
     if not line.strip():
         raise InputError(f"{path} is empty (no header line). Export it with a header such as date,HUFL,...,OT")
     return [c.replace("\ufeff", "").strip() for c in next(csv.reader(io.StringIO(line), delimiter=_sniff_delimiter(line)))]
@@ -153,7 +163,8 @@ def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple
     from .cleaning import clean
     from .csvread import norm_name, read_series
 
-    header = read_header(opts.csv)
+    data = read_csv_bytes(opts.csv)
+    header = read_header(opts.csv, data)
     cols = ", ".join(repr(c) for c in header)
     if norm_name(opts.date_col) not in {norm_name(c) for c in header}:
         raise InputError(f"{opts.csv} has no date column {opts.date_col!r} (columns: {cols}). Pass --date-col with the name of its time column")
@@ -168,7 +179,7 @@ def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple
     inputs, targets = FEATURE_MODES.get(opts.features)(variables, target)
     wanted = list(dict.fromkeys(inputs + targets))
     try:
-        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv))
+        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv), data=data, number_format=opts.number_format)
         for kind, n in raw.missing.items():
             repairs[f"missing_{kind}"] += n
         notes.update(raw.notes)
@@ -213,6 +224,10 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
     """Write NAME_{train,val,test}.jsonl, NAME.scaling.json, NAME.report.json and the dataset_info.json
     entries; returns the report."""
     opts.check()
+    name = opts.name or opts.csv.stem
+    out = opts.out_dir
+    files = [f"{name}_{split}.jsonl" for split in SPLITS] + [f"{name}.scaling.json", f"{name}.report.json", "dataset_info.json"]
+    refuse_overwriting_inputs([out / f for f in files], [opts.csv])
     repairs: Counter = Counter()
     notes: Counter = Counter()
     names, values, inputs, targets = load_table(opts, repairs, notes)
@@ -225,50 +240,64 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
             "points each). Lower --seq-len/--pred-len or use a longer series"
         )
     borders = split_borders(n_rows)
-    scaling = fit_scaling(values, names, borders["train"][1], notes)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing columns are refused just below
+        scaling = fit_scaling(values, names, borders["train"][1], notes)
     mean = np.array([scaling[n]["mean"] for n in names])
     std = np.array([scaling[n]["std"] for n in names])
-    scaled = (values - mean) / std if opts.normalize else values
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (values - mean) / std if opts.normalize else values
+    for j, var in enumerate(names):
+        problem = check_encodable(values[:, j]) or check_encodable(scaled[:, j])
+        if problem is not None:
+            raise InputError(f"{opts.csv}: column {var!r} data {problem.message()}. Fix the value or rescale the column")
     col = {n: j for j, n in enumerate(names)}
     prompt = build_prompt(inputs, targets, opts)
-    name = opts.name or opts.csv.stem
-    out = opts.out_dir
     windows: dict[str, Any] = {}
+    outputs = OutputSet(out)
+    try:
+        _write_forecast(outputs, opts, name, borders, scaled, scaling, col, prompt, inputs, targets, windows)
+        scaling_doc = {"normalized": opts.normalize, "fit_rows": list(borders["train"]), "method": "z-score, train rows only, ddof 0",
+                       "variables": scaling}
+        outputs.open(f"{name}.scaling.json").write(dumps(scaling_doc) + b"\n")
+        report = {
+            "source": str(opts.csv), "rows": n_rows, "features": opts.features, "inputs": inputs, "targets": targets,
+            "seq_len": opts.seq_len, "pred_len": opts.pred_len, "stride": opts.stride,
+            "borders": {k: list(v) for k, v in borders.items()}, "windows": windows,
+            "repairs": dict(sorted(repairs.items())), "notes": dict(sorted(notes.items())),
+            "options": {"date_col": opts.date_col, "precision": opts.precision, "normalize": opts.normalize,
+                        "max_windows_per_split": opts.max_windows_per_split, "missing": opts.missing, "max_missing": opts.max_missing},
+        }
+        outputs.open(f"{name}.report.json").write(dumps(report) + b"\n")
+        columns = {"prompt": "input", "response": "output", "timeseries": "timeseries"}
+        outputs.commit({f"{name}_{split}": {"file_name": f"{name}_{split}.jsonl", "columns": columns} for split in SPLITS})
+    finally:
+        outputs.abort()
+    return report
+
+
+def _write_forecast(outputs: OutputSet, opts: ForecastOptions, name: str, borders: dict[str, tuple[int, int]], scaled: np.ndarray,
+                    scaling: dict[str, dict[str, float]], col: dict[str, int], prompt: str, inputs: list[str], targets: list[str],
+                    windows: dict[str, Any]) -> None:
+    """Stage NAME_{train,val,test}.jsonl (nothing is visible before OutputSet.commit)."""
     for split in SPLITS:
         available = window_starts(borders[split], opts.seq_len, opts.pred_len, opts.stride)
         starts = cap_evenly(available, opts.max_windows_per_split)
-        with AtomicFile(out / f"{name}_{split}.jsonl") as fh:
-            for s in starts:
-                t0 = s + opts.seq_len
-                future = {t: scaled[t0:t0 + opts.pred_len, col[t]] for t in targets}
-                fields = {
-                    "input": prompt,
-                    "output": build_answer(future, opts.precision),
-                    "window_start": s,
-                    "variables": inputs,
-                    "targets": targets,
-                    "normalized": opts.normalize,
-                    "scaling": {n: scaling[n] for n in dict.fromkeys(inputs + targets)},
-                }
-                fh.write(record_line(fields, [dumps_series(scaled[s:t0, col[v]]) for v in inputs]))
+        fh = outputs.open(f"{name}_{split}.jsonl")
+        for s in starts:
+            t0 = s + opts.seq_len
+            future = {t: scaled[t0:t0 + opts.pred_len, col[t]] for t in targets}
+            fields = {
+                "input": prompt,
+                "output": build_answer(future, opts.precision),
+                "window_start": s,
+                "variables": inputs,
+                "targets": targets,
+                "normalized": opts.normalize,
+                "scaling": {n: scaling[n] for n in dict.fromkeys(inputs + targets)},
+            }
+            fh.write(record_line(fields, [dumps_series(scaled[s:t0, col[v]]) for v in inputs]))
         windows[split] = {"available": len(available), "written": len(starts),
                           "first_start": starts[0] if starts else None, "last_start": starts[-1] if starts else None}
-    scaling_doc = {"normalized": opts.normalize, "fit_rows": list(borders["train"]), "method": "z-score, train rows only, ddof 0",
-                   "variables": scaling}
-    write_bytes_atomic(out / f"{name}.scaling.json", dumps(scaling_doc) + b"\n")
-    report = {
-        "source": str(opts.csv), "rows": n_rows, "features": opts.features, "inputs": inputs, "targets": targets,
-        "seq_len": opts.seq_len, "pred_len": opts.pred_len, "stride": opts.stride,
-        "borders": {k: list(v) for k, v in borders.items()}, "windows": windows,
-        "repairs": dict(sorted(repairs.items())), "notes": dict(sorted(notes.items())),
-        "options": {"date_col": opts.date_col, "precision": opts.precision, "normalize": opts.normalize,
-                    "max_windows_per_split": opts.max_windows_per_split, "missing": opts.missing, "max_missing": opts.max_missing},
-    }
-    write_bytes_atomic(out / f"{name}.report.json", dumps(report) + b"\n")
-    columns = {"prompt": "input", "response": "output", "timeseries": "timeseries"}
-    for split in SPLITS:
-        update_dataset_info(out / "dataset_info.json", f"{name}_{split}", {"file_name": f"{name}_{split}.jsonl", "columns": columns})
-    return report
 
 
 def summary(report: dict[str, Any]) -> str:

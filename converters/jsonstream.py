@@ -1,77 +1,153 @@
-"""Stream records out of a JSON array or a JSONL file without holding the whole file.
+"""Stream records out of a JSON array or a JSONL file, each with its original text.
 
-A JSON array is decoded one element at a time with ``json.JSONDecoder.raw_decode`` over a sliding
-text buffer; JSONL is read line by line. Malformed input raises :class:`InputError` with the
-line and column of the problem, never a traceback.
+Design choices:
+- The stdlib parser decodes every record (``raw_decode`` over a sliding text window), so a file
+  reads exactly as it always did (NaN/Infinity literals, integers of any size within Python's digit
+  limit), and each record keeps its exact source text: rejected records are written back
+  byte-faithful (``compact_text``).
+- A record may be any size: an unterminated string is never taken as an error before the end of
+  the file, and each retry first reads at least as much again as is buffered (geometric growth, so
+  retries cost a constant factor however large the record).
+- ijson (yajl2_c) was measured (bench/json_reader_bench.py) and not used: it refuses the NaN/Infinity
+  literals the stdlib accepts (files that converted before would stop converting) and gives no
+  source text per record, which byte-faithful rejects need.
+- A broken file structure stops the run (InputError with line and column). A problem that only one
+  record's content causes (nesting deeper than the parser allows, an integer over Python's digit
+  limit) comes back in ``RawRecord.error`` so that record is rejected and the run goes on.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import IO, Any, Iterator
 
 from .errors import InputError
 
 _CHUNK = 1 << 20
-# A decode error this far before the end of the buffer cannot be fixed by reading more text.
-_FINAL_ERROR_MARGIN = 8 << 20
-_WS = " \t\r\n"
+_WS = b" \t\r\n"
+_TEXT_WS = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")|[ \t\r\n]+', re.S)
+
+
+@dataclass
+class RawRecord:
+    """One top-level record: its source text and the parsed value, or why it cannot be parsed."""
+
+    text: str
+    value: Any = None
+    error: tuple[str, str] | None = None  # (reason code, message) when only this record is unreadable
 
 
 def iter_records(path: Path) -> Iterator[Any]:
-    """Yield each top-level record of ``path`` (JSON array or JSONL), in order."""
+    """Yield each top-level record of ``path`` (JSON array or JSONL) as a Python value, in order."""
+    for rec in iter_raw_records(path):
+        if rec.error is not None:
+            raise InputError(f"{path.name}: {rec.error[1]}")
+        yield rec.value
+
+
+def iter_raw_records(path: Path) -> Iterator[RawRecord]:
+    """Yield a :class:`RawRecord` per top-level record of ``path``, in order."""
     try:
-        fh = open(path, encoding="utf-8-sig")
+        fh = open(path, "rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot open input: {exc.strerror}. Check the path.") from None
     with fh:
-        try:
-            first = _peek_non_ws(fh)
-        except UnicodeDecodeError:
-            raise InputError(f"{path.name}: not UTF-8 text. Re-save the file as UTF-8.") from None
-        if first == "":
+        block = fh.read(_CHUNK)
+        if block.startswith(b"\xef\xbb\xbf"):
+            block = block[3:]
+        first = block.lstrip(_WS)[:1]
+        while not first and block:  # a whitespace-only block: look further
+            block = fh.read(_CHUNK)
+            first = block.lstrip(_WS)[:1]
+        if first == b"":
             raise InputError(f"{path.name}: file is empty. Expected a JSON array or JSON Lines.")
+        fh.seek(0)
+        if first == b"[" and not _lines_of_arrays(fh, path):
+            text_fh = open(path, encoding="utf-8-sig")
+            with text_fh:
+                try:
+                    yield from _iter_array(text_fh, path.name)
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"{path.name}: invalid UTF-8 near byte {exc.start} of a read block. Re-save the file as UTF-8."
+                    ) from None
+        else:
+            yield from _iter_jsonl(path, path.name)
+
+
+def _lines_of_arrays(fh: IO[bytes], path: Path) -> bool:
+    """A .jsonl/.ndjson file whose first line is a whole JSON value and which has more lines is JSON
+    Lines even though it starts with '[' (its records are then arrays, rejected one by one). Leaves
+    ``fh`` at the start."""
+    try:
+        if path.suffix.lower() not in (".jsonl", ".ndjson"):
+            return False
+        first = b""
+        while not first.strip():
+            first = fh.readline()
+            if not first:
+                return False
         try:
-            if first == "[":
-                yield from _iter_array(fh, path.name)
-            else:
-                yield from _iter_jsonl(fh, path.name)
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{path.name}: invalid UTF-8 near byte {exc.start} of a read block. Re-save the file as UTF-8."
-            ) from None
+            json.loads(first.decode("utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        except (RecursionError, ValueError):
+            pass  # a whole value that only the record's own limits refuse
+        return any(line.strip() for line in iter(fh.readline, b""))
+    finally:
+        fh.seek(0)
 
 
-def _peek_non_ws(fh: TextIO) -> str:
-    while True:
-        ch = fh.read(1)
-        if ch == "" or ch not in _WS:
-            fh.seek(0)  # utf-8-sig drops the BOM again after seeking back to the start
-            return ch
+def compact_text(text: str) -> str:
+    """The record's source text without the whitespace between tokens (one JSONL line): every
+    string, number and literal (NaN, a 100-digit integer, an escape) stays exactly as written."""
+    return _TEXT_WS.sub(lambda m: m.group(1) or "", text)
 
 
-def _iter_jsonl(fh: TextIO, name: str) -> Iterator[Any]:
-    for lineno, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
+def _parse(text: str) -> tuple[Any, tuple[str, str] | None]:
+    """json.loads one record; JSONDecodeError propagates (the file is broken), other failures are the record's."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, ValueError) as exc:  # too deep, or an integer with more digits than Python converts
+        return _parse_error(exc)
+
+
+def _iter_jsonl(path: Path, name: str) -> Iterator[RawRecord]:
+    # Text mode with universal newlines, as before: CR, LF and CRLF all end a line.
+    with open(path, encoding="utf-8-sig") as fh:
+        lineno = 0
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            hint = ""
-            if lineno == 1 and line.strip() == "{":
-                hint = " (a single JSON object is not supported: give a JSON array of records or JSON Lines)"
-            raise InputError(
-                f"{name}: line {lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}. "
-                "Fix that line (JSON Lines needs one complete record per line)."
-            ) from None
+            for lineno, line in enumerate(fh, start=1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    value, error = _parse(text)
+                except json.JSONDecodeError as exc:
+                    hint = ""
+                    if lineno == 1 and text == "{":
+                        hint = " (a single JSON object is not supported: give a JSON array of records or JSON Lines)"
+                    raise InputError(
+                        f"{name}: line {lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}. "
+                        "Fix that line (JSON Lines needs one complete record per line)."
+                    ) from None
+                if error is not None:
+                    error = (error[0], f"line {lineno}: {error[1]}")
+                yield RawRecord(text, value, error)
+        except UnicodeDecodeError:
+            raise InputError(f"{name}: line {lineno + 1}: not UTF-8 text. Re-save the file as UTF-8.") from None
 
 
 class _Buffer:
     """Text window over the file that remembers how many lines/chars were discarded before it."""
 
-    def __init__(self, fh: TextIO) -> None:
-        self.fh = fh
+    def __init__(self, fh: IO[str], name: str) -> None:
+        self.fh, self.name = fh, name
         self.text = ""
         self.pos = 0
         self.eof = False
@@ -79,9 +155,11 @@ class _Buffer:
         self.col_base = 0   # chars on that line before text[0]
 
     def fill(self) -> bool:
+        """Read more: at least as much as is still unconsumed, so retries over a growing record
+        cost a constant factor in total (geometric growth), whatever the record's size."""
         if self.eof:
             return False
-        chunk = self.fh.read(_CHUNK)
+        chunk = self.fh.read(max(_CHUNK, len(self.text) - self.pos))
         if not chunk:
             self.eof = True
             return False
@@ -99,22 +177,22 @@ class _Buffer:
             self.col_base = len(dropped) - dropped.rfind("\n") - 1
         else:
             self.col_base += len(dropped)
-        self.text = self.text[self.pos :]
+        self.text = self.text[self.pos:]
         self.pos = 0
 
     def where(self, pos: int) -> str:
         before = self.text[:pos]
         nl = before.count("\n")
-        if nl:
-            col = len(before) - before.rfind("\n")
-        else:
-            col = self.col_base + len(before) + 1
+        col = len(before) - before.rfind("\n") if nl else self.col_base + len(before) + 1
         return f"line {self.line_base + nl} column {col}"
+
+    def fail(self, pos: int, what: str) -> InputError:
+        return InputError(f"{self.name}: {self.where(pos)}: {what}")
 
     def skip_ws(self) -> str:
         """Advance past whitespace and return the next char ('' at end of file)."""
         while True:
-            while self.pos < len(self.text) and self.text[self.pos] in _WS:
+            while self.pos < len(self.text) and self.text[self.pos] in _TEXT_WS_CHARS:
                 self.pos += 1
             if self.pos < len(self.text):
                 return self.text[self.pos]
@@ -122,51 +200,97 @@ class _Buffer:
                 return ""
 
 
-def _iter_array(fh: TextIO, name: str) -> Iterator[Any]:
+_TEXT_WS_CHARS = " \t\r\n"
+# Near the end of the buffer a decode error may only mean "read more"; further back it is final.
+_TAIL = 64
+_STR_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
+_SCALAR = re.compile(r"[^\s,\]]+")
+
+
+def _final(exc: json.JSONDecodeError, buf: _Buffer) -> bool:
+    if buf.eof:
+        return True
+    if exc.msg.startswith("Unterminated string"):
+        return False  # the string may go on in the next block, however long it is
+    return exc.pos < len(buf.text) - _TAIL
+
+
+def _iter_array(fh: IO[str], name: str) -> Iterator[RawRecord]:
     decoder = json.JSONDecoder()
-    buf = _Buffer(fh)
+    buf = _Buffer(fh, name)
     buf.fill()
     buf.skip_ws()
     buf.pos += 1  # the '['
     if buf.skip_ws() == "]":
         buf.pos += 1
-        _expect_end(buf, name)
+        _expect_end(buf)
         return
     while True:
         buf.compact()
         if buf.skip_ws() == "":
-            raise InputError(f"{name}: {buf.where(buf.pos)}: file ends inside the JSON array. The file is truncated: re-export it.")
+            raise buf.fail(buf.pos, "file ends inside the JSON array. The file is truncated: re-export it.")
+        start = buf.pos
+        error = None
         while True:
             try:
-                value, end = decoder.raw_decode(buf.text, buf.pos)
+                value, end = decoder.raw_decode(buf.text, start)
                 break
             except json.JSONDecodeError as exc:
-                final = buf.eof or len(buf.text) - exc.pos > _FINAL_ERROR_MARGIN
-                if final or not buf.fill():
-                    raise InputError(
-                        f"{name}: {buf.where(exc.pos)}: invalid JSON: {exc.msg}. Fix the file at that position."
-                    ) from None
-        # A number at the very end of the buffer may continue in the next chunk.
+                if _final(exc, buf) or not buf.fill():
+                    raise buf.fail(exc.pos, f"invalid JSON: {exc.msg}. Fix the file at that position.") from None
+            except (RecursionError, ValueError) as exc:  # deeper than the parser goes, or an integer over the digit limit
+                value, end = None, _skip_value(buf, start)
+                line = buf.where(start).split(" column")[0]
+                _, error = _parse_error(exc)
+                error = (error[0], f"{line}: {error[1]}")
+                break
+        # A number at the very end of the buffer may continue in the next block.
         if end == len(buf.text) and not buf.eof and buf.fill():
             continue
+        yield RawRecord(buf.text[start:end], value, error)
         buf.pos = end
-        yield value
         nxt = buf.skip_ws()
         if nxt == ",":
             buf.pos += 1
             continue
         if nxt == "]":
             buf.pos += 1
-            _expect_end(buf, name)
+            _expect_end(buf)
             return
         if nxt == "":
-            raise InputError(f"{name}: {buf.where(buf.pos)}: file ends inside the JSON array (missing ']'). The file is truncated: re-export it.")
-        raise InputError(
-            f"{name}: {buf.where(buf.pos)}: invalid JSON: expected ',' or ']' after a record, found {nxt!r}. Fix the file at that position."
-        )
+            raise buf.fail(buf.pos, "file ends inside the JSON array (missing ']'). The file is truncated: re-export it.")
+        raise buf.fail(buf.pos, f"invalid JSON: expected ',' or ']' after a record, found {nxt!r}. Fix the file at that position.")
 
 
-def _expect_end(buf: _Buffer, name: str) -> None:
-    nxt = buf.skip_ws()
-    if nxt != "":
-        raise InputError(f"{name}: {buf.where(buf.pos)}: extra data after the JSON array. Remove it.")
+def _parse_error(exc: BaseException) -> tuple[None, tuple[str, str]]:
+    if isinstance(exc, RecursionError):
+        return None, ("unparseable_record", "nested deeper than the JSON parser allows. Flatten the record")
+    return None, ("unparseable_record", f"cannot be parsed: {str(exc).splitlines()[0]}. Fix the record (quote huge numbers as strings)")
+
+
+def _skip_value(buf: _Buffer, start: int) -> int:
+    """End of the value at ``start`` found by counting brackets outside strings (for the records the
+    parser itself cannot finish). Rare, so simple: rescans after each block read."""
+    while True:
+        if buf.text[start] not in "[{":
+            m = _SCALAR.match(buf.text, start)
+            end = m.end() if m else start
+            if end < len(buf.text) or not buf.fill():
+                return end
+            continue
+        depth = 0
+        for m in _STR_TOKEN.finditer(buf.text, start):
+            tok = m.group()
+            if tok in "[{":
+                depth += 1
+            elif tok in "]}":
+                depth -= 1
+                if depth == 0:
+                    return m.end()
+        if not buf.fill():
+            raise buf.fail(len(buf.text), "file ends inside a record. The file is truncated: re-export it.")
+
+
+def _expect_end(buf: _Buffer) -> None:
+    if buf.skip_ws() != "":
+        raise buf.fail(buf.pos, "extra data after the JSON array. Remove it.")

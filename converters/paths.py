@@ -2,12 +2,13 @@
 
 Image paths are usually absolute paths from another machine (POSIX or Windows); only their name
 matters: ``/home/u/x.PV.jpg`` and ``C:\\data\\x.PV.png`` both map to ``CSV_DIR/x.PV.csv`` with the
-default pattern. The resolved CSV path (after following symlinks) must stay inside --csv-dir.
+default pattern. The CSV path must stay inside --csv-dir: here lexically (no '..', not absolute);
+the read itself (safeio.read_confined) walks the path one component at a time without following a
+link out of --csv-dir, so a path swapped for a symlink after this check is still refused.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -48,10 +49,13 @@ def pure_image_path(image: str) -> PurePath:
 
 
 def resolve_csv(image: str, csv_dir: Path, pattern: str = DEFAULT_PATTERN) -> Path:
-    """Return the CSV path for ``image``; RejectError(path_outside_csv_dir) when it would leave csv_dir.
-
-    ``csv_dir`` must already be resolved (``Path.resolve()``).
-    """
+    """Return the CSV path for ``image`` (not opened, links not followed); RejectError(path_outside_csv_dir)
+    when the pattern would leave csv_dir. ``csv_dir`` must already be resolved (``Path.resolve()``)."""
+    if "\x00" in image:
+        raise RejectError(
+            "invalid_image_path",
+            f"image path {image!r} contains a NUL byte, which no file name can. Fix the image path",
+        )
     p = pure_image_path(image)
     stem = p.stem if p.suffix.lower() in IMAGE_EXTENSIONS else p.name
     fields = {"stem": stem, "name": p.name, "parent": p.parent.name}
@@ -70,13 +74,4 @@ def resolve_csv(image: str, csv_dir: Path, pattern: str = DEFAULT_PATTERN) -> Pa
             "path_outside_csv_dir",
             f"CSV path {rel!r} for image {image!r} leaves --csv-dir. Only files inside --csv-dir are read: fix the image path or --csv-pattern",
         )
-    candidate = csv_dir.joinpath(*rel_p.parts)
-    if len(rel_p.parts) == 1 and not os.path.islink(candidate):
-        return candidate  # fast path: a plain file (or nothing) directly inside csv_dir
-    real = Path(os.path.realpath(candidate))
-    if real != csv_dir and csv_dir not in real.parents:
-        raise RejectError(
-            "path_outside_csv_dir",
-            f"{candidate.relative_to(csv_dir)} is a link to {real}, outside --csv-dir. Copy the file into --csv-dir instead of linking",
-        )
-    return real
+    return csv_dir.joinpath(*rel_p.parts)

@@ -13,8 +13,10 @@ from pathlib import Path
 from .cleaning import clean
 from .csvread import read_series
 from .downsample import get_downsampler
+from .encodable import DEFAULT_DTYPE, check_encodable
 from .errors import RejectError
 from .jsonenc import dumps_series
+from .safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
 
 @dataclass(frozen=True)
 class SeriesOptions:
@@ -29,6 +31,10 @@ class SeriesOptions:
     min_length: int = 16
     max_length: int | None = None
     downsample: str = "lttb"
+    number_format: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
+    allow_hard_links: bool = False
 
 @dataclass
 class SeriesResult:
@@ -39,20 +45,29 @@ class SeriesResult:
     repairs: Counter
     notes: Counter
 
-def load_series(path: str, shown: str, opts: SeriesOptions) -> SeriesResult | tuple[str, str]:
-    """Worker entry point: a SeriesResult, or ``(reason_code, message)`` when the CSV is unusable."""
+def load_series(root: str, rel: str, shown: str, opts: SeriesOptions) -> SeriesResult | tuple[str, str]:
+    """Worker entry point for the CSV ``rel`` (a '/'-separated path) under the directory ``root``: a
+    SeriesResult, or ``(reason_code, message)`` when the CSV is unusable. Never raises for one file:
+    an unexpected failure becomes a ``csv_error`` rejection naming the exception."""
     try:
-        return _load(Path(path), shown, opts)
+        return _load(Path(root), rel, shown, opts)
     except RejectError as err:
         return err.reject.code, err.reject.message
+    except Exception as exc:  # one file must never stop the run
+        detail = " ".join(str(exc).split())[:200]
+        return "csv_error", (f"{shown}: could not be read ({type(exc).__name__}: {detail}). "
+                             "Check that it is a CSV with a header line; report a bug if it is")
 
-def load_many(jobs: list[tuple[str, str]], opts: SeriesOptions) -> list[SeriesResult | tuple[str, str]]:
-    """A batch of (path, shown) jobs in one task (less IPC per CSV)."""
-    return [load_series(path, shown, opts) for path, shown in jobs]
+
+def load_many(jobs: list[tuple[str, str, str]], opts: SeriesOptions) -> list[SeriesResult | tuple[str, str]]:
+    """A batch of (root, rel, shown) jobs in one task (less IPC per CSV)."""
+    return [load_series(root, rel, shown, opts) for root, rel, shown in jobs]
 
 
-def _load(path: Path, shown: str, opts: SeriesOptions) -> SeriesResult:
-    raw = read_series(path, list(opts.value_cols), opts.time_col, shown)
+def _load(root: Path, rel: str, shown: str, opts: SeriesOptions) -> SeriesResult:
+    limits = ReadLimits(opts.max_csv_bytes, opts.allow_hard_links)
+    data = read_confined(root, rel.split("/"), shown, limits)
+    raw = read_series(root / rel, list(opts.value_cols), opts.time_col, shown, data=data, number_format=opts.number_format)
     repairs: Counter = Counter()
     notes: Counter = Counter(raw.notes)
     for kind, n in raw.missing.items():
@@ -63,7 +78,7 @@ def _load(path: Path, shown: str, opts: SeriesOptions) -> SeriesResult:
         unsorted=opts.unsorted, duplicates=opts.duplicates, counts=repairs,
     )
     encoded, lengths = [], []
-    for v in values:
+    for col, v in zip(opts.value_cols, values):
         if len(v) < opts.min_length:
             raise RejectError(
                 "series_too_short",
@@ -74,6 +89,13 @@ def _load(path: Path, shown: str, opts: SeriesOptions) -> SeriesResult:
         if opts.max_length is not None and len(v) > opts.max_length:
             v = get_downsampler(opts.downsample)(v, opts.max_length)
             notes[f"downsampled_{opts.downsample}"] += 1
+        problem = check_encodable(v, opts.dtype)
+        if problem is not None:
+            raise RejectError(
+                "value_out_of_range",
+                f"{shown}: column {col!r} {problem.message()}: the model cannot encode it in {opts.dtype}. "
+                "Fix the value, or rescale the column (e.g. divide by 1e6) so the values fit",
+            )
         encoded.append(dumps_series(v))
         lengths.append(int(len(v)))
     return SeriesResult(encoded, lengths, repairs, notes)

@@ -13,15 +13,15 @@ from typing import Any
 
 from tsplugin.jsonl import FileEncodingError, read_records
 from tsplugin.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
-from tsplugin.series_values import series_problem
+from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError
 from .report import Report
 from .writer import write_bytes_atomic
 
 TS_PLACEHOLDER = PLACEHOLDER
-# fp16 is the narrowest dtype a ChatTS model trains in: a record valid here trains in any of them.
-VALIDATE_DTYPE = "float16"
+# The dtype training checks with (tsplugin.series_values): validate answers as training will.
+VALIDATE_DTYPE = TRAINING_CHECK_DTYPE
 _ROLES = {"user": USER, "human": USER, "assistant": "assistant", "gpt": "assistant", "system": SYSTEM}
 
 

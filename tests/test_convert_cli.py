@@ -69,7 +69,7 @@ def test_convert_subcommand_alias_and_default_name(tmp_path):
     assert "gdsh" in json.loads((tmp_path / "dataset_info.json").read_text())
 
 
-def test_crash_while_replacing_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+def test_crash_while_replacing_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, capsys):
     assert _convert(tmp_path, "-q") == 0
     before = (tmp_path / "gdsh_sample.jsonl").read_bytes()
     real_replace = os.replace
@@ -80,8 +80,8 @@ def test_crash_while_replacing_keeps_old_file_and_leaves_no_temp(tmp_path, monke
         return real_replace(src, dst)
 
     monkeypatch.setattr(writer.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
-        _convert(tmp_path, "-q", "--value-col", "VALUE")
+    assert _convert(tmp_path, "-q", "--value-col", "VALUE") == cli.EXIT_OUTPUT  # an I/O error: exit 3, no traceback
+    assert "disk full (simulated)" in capsys.readouterr().err
     assert (tmp_path / "gdsh_sample.jsonl").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -120,7 +120,7 @@ def test_malformed_jsonl_reports_line(tmp_path, capsys):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"messages": []}\n{"messages": [1,}\n', encoding="utf-8")
     (tmp_path / "csv").mkdir()
-    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path), "-q"]) == 2
+    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
     assert capsys.readouterr().err == (
         "tsconvert: error: bad.jsonl: line 2 column 17: invalid JSON: Expecting value. "
         "Fix that line (JSON Lines needs one complete record per line).\n"

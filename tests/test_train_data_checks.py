@@ -11,7 +11,7 @@ import pytest
 from conftest import lf_args, run_lf, write_dataset
 from convert_helpers import run
 
-from tsplugin.series_values import DTYPE_MAX, series_problem
+from tsplugin.series_values import series_problem
 
 
 def _record(values, text="Look: <ts><ts/>. Odd?") -> dict:
@@ -34,9 +34,8 @@ def _train_error(model, tmp_path, records, name="bad") -> str:
         # datasets cannot load a file whose series mix numbers and strings: the record is found by a rescan
         (GOOD[:3] + ["2.5"] + GOOD[4:], "bad.jsonl: record 1 (line 2): series 0: value 3 is '2.5' (a string), not a number."),
         (GOOD[:5] + [True] + GOOD[6:], "bad.jsonl: record 1 (line 2): series 0: value 5 is True (bool), not a number."),
-        ([1e308] * 40, "bad.jsonl: record 1: series 0: value 0 is 1e+308: the value encoding (mean subtracted, scaled to [-3, 3]) "
-                       "overflows float64"),
-        ([1.7e308, -1.7e308, 1.7e308], "bad.jsonl: record 1: series 0: value 0 is 1.7e+308: the value encoding"),
+        ([1e308] * 40, "bad.jsonl: record 1: series 0: value 0 is 1e+308: the series' mean overflows float64"),
+        ([1.7e308, -1.7e308, 1.7e308], "bad.jsonl: record 1: series 0: value 1 is -1.7e+308: subtracting the mean"),
     ],
     ids=["string", "bool", "1e308", "inf_after_mean"],
 )
@@ -76,26 +75,28 @@ def test_the_check_is_the_encoding_training_runs():
     from tsplugin.processing import sp_encode
 
     rng = np.random.default_rng(0)
-    for scale in (1e-3, 1.0, 1e6, 1e30, 1e300):
+    for scale in (1e-3, 1.0, 1e6, 1e30):
         values = (rng.standard_normal(64) * scale).tolist()
-        assert series_problem(values, "float16") is None
+        assert series_problem(values) is None
         features, _ = sp_encode(values)
         assert np.isfinite(features).all() and np.abs(features[:, 0]).max() <= 3.0
+    # centred values beyond fp32's range are refused (the converter's rule), though float64 could centre them
+    assert series_problem((rng.standard_normal(64) * 1e300).tolist()).code == "magnitude"
     # where the check refuses, training's own encoding does overflow
     for values in ([1e308, 1e308], [1.7e308, -1.7e308, 1.7e308], [9e307] * 3):
-        problem = series_problem(values, "float32")
+        problem = series_problem(values)
         assert problem is not None and problem.code == "magnitude"
         with np.errstate(over="ignore", invalid="ignore"):
             assert not np.isfinite(sp_encode(values)[0]).all()
 
 
-def test_dtype_limit_applies_to_an_encoding_that_does_not_scale():
-    raw = lambda x: (x[:, None],)  # noqa: E731  (an encoding that passes values through)
-    assert series_problem([6.0e4, 1.0], "float16", encode=raw) is None
-    problem = series_problem([1.0, 7.0e4], "float16", encode=raw)
-    assert (problem.code, problem.index) == ("magnitude", 1)
-    assert "beyond float16's largest number (6.55e+04)" in problem.message
-    assert series_problem([1.0, 7.0e4], "float32", encode=raw) is None
-    assert series_problem([1.0, 3.5e38], "fp32", encode=raw).code == "magnitude"
-    assert DTYPE_MAX["float16"] == float(np.finfo(np.float16).max)
-    assert DTYPE_MAX["float32"] == float(np.finfo(np.float32).max)
+def test_the_magnitude_check_is_the_converters():
+    from converters.encodable import DTYPE_MAX, check_encodable
+
+    for values in ([0.0, 2e5], [1e308, 1e308], [1.0, 3.5e38, -3.5e38]):
+        for dtype in ("fp16", "fp32"):
+            ours, theirs = series_problem(values, dtype), check_encodable(values, dtype)
+            assert (ours is None) == (theirs is None) and (ours is None or ours.index == theirs.index)
+    assert series_problem([0.0, 2e5]) is None  # training checks as fp32: the model sees [-3, 3]
+    assert series_problem([0.0, 2e5], "fp16").code == "magnitude"
+    assert DTYPE_MAX["fp16"] == float(np.finfo(np.float16).max) and DTYPE_MAX["fp32"] == float(np.finfo(np.float32).max)

@@ -1,14 +1,15 @@
-"""What one series must hold to train: a non-empty list of finite numbers whose value encoding stays
-finite in the model's dtype. The one check behind `tsconvert` (convert, validate) and training
-(tsplugin.llamafactory); torch-free (numpy only), so the converter may import it.
+"""What one series must hold to train: a non-empty list of numbers (not strings, booleans or null),
+finite, whose value encoding stays finite. The one check behind `tsconvert validate` and training
+(tsplugin.llamafactory); torch-free (numpy only).
 
 Design choices:
-- The check runs the model's own value encoding (`tsplugin.processing.sp_encode` unless an `encode`
-  is passed), so it cannot drift from what training computes. The sp encoding subtracts the mean and
-  scales into [-3, 3]: for finite, moderate values the encoded numbers always fit fp16/bf16/fp32. What
-  breaks is float64 overflow inside the encoding (the mean of values near 1e308, or `x - mean`): the
-  series becomes inf/NaN and training shows `grad_norm nan`. Encoded values above the dtype's largest
-  finite number (fp16 65504, fp32 ~3.4e38) are refused too, for encodings that do not scale.
+- The magnitude part is `converters.encodable.check_encodable`, the function `tsconvert` runs at
+  conversion: one definition. It refuses series whose mean or centred values (value - mean) overflow,
+  or exceed the range of the dtype the centring is computed in.
+- Training checks with fp32 whatever the model's dtype: the processor centres and scales in float64 on
+  the host and hands the model float32 features within [-3, 3] (`tsplugin.processing.sp_encode`), so
+  fp16/bf16 training never sees the centred values; refusing |value - mean| > 65504 for fp16 runs would
+  refuse data that trains. `tsconvert --dtype fp16` is there for encoders that normalise in half precision.
 - A problem names the point (index and value) and the fix; the caller adds `file: record N: series K:`.
 - Booleans are not numbers here (JSON `true` is not a measurement), nor are numeric strings: the
   converter is where a historian's "1,234.5" gets read, not training.
@@ -18,20 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-# Largest finite value per model dtype (torch.finfo(...).max, written out so no torch is needed).
-DTYPE_MAX = {
-    "float16": 65504.0,
-    "bfloat16": 3.3895313892515355e38,
-    "float32": 3.4028234663852886e38,
-    "float64": 1.7976931348623157e308,
-}
-DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32", "fp64": "float64"}
+from converters.encodable import DEFAULT_DTYPE, check_encodable
 
-Encoder = Callable[[np.ndarray], Any]  # values -> (features (L, F) whose column 0 is the encoded value, ...)
+# The dtype the host-side encoding's output is stored in (float32 feature arrays), see above.
+TRAINING_CHECK_DTYPE = DEFAULT_DTYPE
 
 
 @dataclass(frozen=True)
@@ -42,15 +37,6 @@ class SeriesProblem:
     message: str
     index: int | None = None
     value: Any = None
-
-
-def dtype_name(dtype: Any) -> str:
-    """'float16' / 'bfloat16' / 'float32' / 'float64' from a string ('fp16', 'torch.float16') or a torch/numpy dtype."""
-    name = str(dtype).replace("torch.", "")
-    name = DTYPE_ALIASES.get(name, name)
-    if name not in DTYPE_MAX:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPE_MAX)}")
-    return name
 
 
 def show_value(value: Any, limit: int = 40) -> str:
@@ -95,11 +81,8 @@ def _point_problem(index: int, value: Any) -> SeriesProblem | None:
     return None
 
 
-def series_problem(values: Any, dtype: Any = "float32", encode: Encoder | None = None) -> SeriesProblem | None:
-    """The first reason `values` cannot be one training series in a model of `dtype`, or None.
-
-    `encode` maps the float64 values to `(features, ...)` (default: the sp encoding training uses).
-    """
+def series_problem(values: Any, dtype: str = TRAINING_CHECK_DTYPE) -> SeriesProblem | None:
+    """The first reason `values` cannot be one training series, or None (`dtype`: see check_encodable)."""
     if isinstance(values, np.ndarray) and values.ndim == 1:
         values = values.tolist()
     if not isinstance(values, (list, tuple)):
@@ -120,39 +103,22 @@ def series_problem(values: Any, dtype: Any = "float32", encode: Encoder | None =
             if problem is not None:
                 return problem
         x = np.asarray(values, dtype=np.float64)  # numbers of other float/int subclasses (numpy scalars)
-    return encoding_problem(x, values, dtype, encode)
+    return encoding_problem(x, values, dtype)
 
 
-def encoding_problem(x: np.ndarray, values: Sequence[Any], dtype: Any = "float32", encode: Encoder | None = None) -> SeriesProblem | None:
-    """Run the value encoding on finite float64 `x` and check its output fits `dtype`."""
-    name = dtype_name(dtype)
-    if encode is None:
-        from tsplugin.processing import sp_encode as encode
-    with np.errstate(over="ignore", invalid="ignore"):
-        features = np.asarray(encode(x)[0], dtype=np.float64)
-    encoded = features[:, 0] if features.ndim == 2 else features
-    biggest = int(np.argmax(np.abs(x)))
-    value = values[biggest]
-    if not np.isfinite(encoded).all():
-        return SeriesProblem(
-            "magnitude",
-            f"value {biggest} is {show_value(value)}: the value encoding (mean subtracted, scaled to [-3, 3]) "
-            "overflows float64 for values this large and the model would see inf/NaN. Rescale the series "
-            "(other units, or subtract a constant) or drop the record",
-            biggest,
-            value,
-        )
-    peak = float(np.abs(encoded).max())
-    if peak > DTYPE_MAX[name]:
-        at = int(np.argmax(np.abs(encoded)))
-        return SeriesProblem(
-            "magnitude",
-            f"value {at} is {show_value(values[at])}: encoded it is {peak:.4g}, beyond {name}'s largest number "
-            f"({DTYPE_MAX[name]:.4g}). Rescale the series or train in a wider dtype",
-            at,
-            values[at],
-        )
-    return None
+def encoding_problem(x: np.ndarray, values: Sequence[Any], dtype: str = TRAINING_CHECK_DTYPE) -> SeriesProblem | None:
+    """`check_encodable` on finite float64 `x`, as a SeriesProblem naming the point."""
+    problem = check_encodable(x, dtype)
+    if problem is None:
+        return None
+    value = values[problem.index]
+    return SeriesProblem(
+        "magnitude",
+        f"value {problem.index} is {show_value(value)}: {problem.reason}, and the model would see inf/NaN. Rescale "
+        "the series (other units, or subtract a constant) or drop the record",
+        problem.index,
+        value,
+    )
 
 
-__all__ = ["DTYPE_MAX", "SeriesProblem", "dtype_name", "encoding_problem", "series_problem", "show_value"]
+__all__ = ["TRAINING_CHECK_DTYPE", "SeriesProblem", "encoding_problem", "series_problem", "show_value"]

@@ -4,7 +4,7 @@
   the record's series into the `_audios` slot, which the processors and collator pass through.
 - `check_aligned` verifies every record with the shared definitions (tsplugin.placeholders: placeholders
   only in user turns, none stray, one per series; tsplugin.series_values: numbers only, finite, encodable
-  in the training dtype) and fails naming the dataset and the record index: never a silent drop.
+  as tsconvert checks at conversion) and fails naming the dataset and the record index: never a silent drop.
 - `TimeSeriesDatasetProcessor` wraps the tokenising processor and drops records whose series were
   cut by `cutoff_len`, with one warning per batch that counts them: a half series would silently
   misalign patches and placeholders.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsplugin.placeholders import SYSTEM, placeholder_problem
-from tsplugin.series_values import series_problem, show_value
+from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 
 logger = logging.getLogger("tsplugin")
 
@@ -49,14 +49,14 @@ def _turns(row: dict[str, Any]) -> list[tuple[str, str]]:
     return turns + [(str(m.get("role")), m["content"]) for m in messages if isinstance(m.get("content"), str)]
 
 
-def check_series(series: Any, where: str, dtype: str = "float32") -> None:
+def check_series(series: Any, where: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
     """Raise a ValueError naming `where` unless `series` can train in `dtype` (tsplugin.series_values)."""
     problem = series_problem(series, dtype)
     if problem is not None:
         raise TimeSeriesDataError(f"{where}: {problem.message}.")
 
 
-def first_bad_record(paths: list[str], column: str, dtype: str = "float32") -> str | None:
+def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_DTYPE) -> str | None:
     """The first record of local JSON/JSONL `paths` that a loader cannot read as a time-series row
     (not UTF-8, not JSON, a series holding a string, null or an unencodable number), as a message
     naming file, record and fix; None when every record reads."""
@@ -82,16 +82,7 @@ def first_bad_record(paths: list[str], column: str, dtype: str = "float32") -> s
     return None
 
 
-def training_dtype(training_args: Any) -> str:
-    """The dtype the model computes in, from LLaMA-Factory's training arguments."""
-    if getattr(training_args, "fp16", False):
-        return "float16"
-    if getattr(training_args, "bf16", False):
-        return "bfloat16"
-    return "float32"
-
-
-def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = "float32") -> None:
+def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
     """Validate an aligned (converted) dataset; errors name the dataset file and record index."""
     if not hasattr(dataset, "select_columns") or not hasattr(dataset, "__len__"):
         return  # streaming: the plugin checks each record when it is processed

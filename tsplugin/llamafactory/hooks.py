@@ -115,9 +115,9 @@ def hook_parser(module: ModuleType) -> None:
 
 def hook_converter(module: ModuleType) -> None:
     """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record
-    (placeholders, values, magnitudes for the training dtype)."""
+    (placeholders, values, magnitudes: the checks tsconvert validate runs)."""
     _require(module, "get_dataset_converter", "align_dataset")
-    from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned, training_dtype
+    from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned
 
     def make_get(original):
         def get_dataset_converter(name, dataset_attr, data_args):
@@ -139,7 +139,7 @@ def hook_converter(module: ModuleType) -> None:
             aligned = original(dataset, dataset_attr, data_args, training_args)
             column = getattr(dataset_attr, "timeseries", None)
             if column is not None:
-                check_aligned(aligned, str(dataset_attr), column, training_dtype(training_args))
+                check_aligned(aligned, str(dataset_attr), column)
             return aligned
 
         return align_dataset
@@ -188,7 +188,7 @@ def hook_data_loader(module: ModuleType) -> None:
 
     def make_load(original):
         def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
-            from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record, training_dtype
+            from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record
 
             try:
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
@@ -200,7 +200,7 @@ def hook_data_loader(module: ModuleType) -> None:
                     raise
                 local = os.path.join(data_args.dataset_dir, dataset_attr.dataset_name)
                 paths = [os.path.join(local, f) for f in sorted(os.listdir(local))] if os.path.isdir(local) else [local]
-                found = first_bad_record(paths, column, training_dtype(training_args))
+                found = first_bad_record(paths, column)
                 if found is None:
                     raise
                 raise ValueError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None

@@ -1,0 +1,165 @@
+"""Read a CSV without ever leaving --csv-dir, without blocking, within a size limit.
+
+Design choices:
+- Open first, check the descriptor after. Every path component is opened relative to the directory
+  opened before it, with O_NOFOLLOW: a component swapped for a symlink after any earlier check is
+  refused by the kernel, never followed. Symlinks inside --csv-dir are resolved here, lexically, one
+  component at a time (no kernel path walk), and must stay inside; a link leaving it is refused.
+- O_NONBLOCK: a FIFO opens at once and is then refused by fstat (not a regular file), as are
+  character/block devices, sockets and directories: nothing but a regular file is ever read.
+- Hard links: a file with st_nlink > 1 may be a second name of a file outside --csv-dir and that
+  cannot be told apart, so it is refused unless the user allows hard links (--allow-hard-links).
+- Size: fstat's size above the limit refuses; the read stops at limit + 1 bytes (a growing file).
+- Messages name the CSV relative to --csv-dir and never quote a byte of a refused file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RejectError
+
+DEFAULT_MAX_CSV_BYTES = 256 << 20
+_MAX_LINKS = 40  # the kernel's own limit on symlinks in one path walk
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | _CLOEXEC
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a CSV must satisfy to be read."""
+
+    max_bytes: int = DEFAULT_MAX_CSV_BYTES
+    allow_hard_links: bool = False
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _missing(shown: str) -> RejectError:
+    return RejectError("missing_csv", f"{shown} not found in --csv-dir. Put the CSV there or pass --csv-pattern matching your file names")
+
+
+def _outside(shown: str, target: str) -> RejectError:
+    return RejectError(
+        "path_outside_csv_dir",
+        f"{shown} is a link to {target}, outside --csv-dir. Copy the file into --csv-dir instead of linking",
+    )
+
+
+def open_confined(root: Path, rel_parts: list[str], shown: str) -> int:
+    """A read-only descriptor of ``root/rel_parts`` that provably lies inside ``root`` (a resolved
+    directory). Raises RejectError (missing_csv, path_outside_csv_dir, unreadable_csv)."""
+    root_s = str(root)
+    fds = [os.open(root_s, _DIR_FLAGS & ~_NOFOLLOW)]  # the user's --csv-dir itself may be a link
+    todo = deque(rel_parts)
+    links = 0
+    try:
+        while todo:
+            part = todo.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if len(fds) == 1:
+                    raise _outside(shown, os.path.realpath(os.path.join(root_s, *rel_parts)))
+                os.close(fds.pop())
+                continue
+            last = not any(p not in ("", ".") for p in todo)
+            try:
+                fd = os.open(part, _FILE_FLAGS if last else _DIR_FLAGS, dir_fd=fds[-1])
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK) and _is_link(part, fds[-1]):
+                    links += 1
+                    if links > _MAX_LINKS:
+                        raise RejectError("unreadable_csv", f"{shown}: too many levels of symbolic links. Replace the links with the file") from None
+                    target = os.readlink(part, dir_fd=fds[-1])
+                    if os.path.isabs(target):
+                        inside = os.path.relpath(os.path.normpath(target), root_s)
+                        if inside == ".." or inside.startswith(".." + os.sep) or os.path.isabs(inside):
+                            raise _outside(shown, os.path.realpath(os.path.join(root_s, *rel_parts))) from None
+                        while len(fds) > 1:
+                            os.close(fds.pop())
+                        target = inside
+                    todo.extendleft(reversed(target.split(os.sep)))
+                    continue
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise _missing(shown) from None
+                raise RejectError("unreadable_csv", f"{shown}: cannot open: {exc.strerror}") from None
+            if last:
+                return fd
+            fds.append(fd)
+        raise _missing(shown)  # the path named a directory
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def read_descriptor(fd: int, shown: str, limits: ReadLimits) -> bytes:
+    """Check the opened file on its descriptor (regular, one link, size) and read it; closes ``fd``."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RejectError(
+                "not_a_regular_file",
+                f"{shown} is a {_kind(st.st_mode)}, not a regular file, and was not read. Put the CSV's contents in a plain file",
+            )
+        if st.st_nlink > 1 and not limits.allow_hard_links:
+            raise RejectError(
+                "hard_linked_csv",
+                f"{shown} has {st.st_nlink} hard links; one may be a file outside --csv-dir, so it was not read. "
+                "Copy the file (cp, not ln), or pass --allow-hard-links if you trust every link",
+            )
+        if st.st_size > limits.max_bytes:
+            raise RejectError("csv_too_large", f"{shown} is {st.st_size} bytes, above --max-csv-bytes {limits.max_bytes}. "
+                              "Raise --max-csv-bytes or split the series")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limits.max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limits.max_bytes:
+                raise RejectError("csv_too_large", f"{shown} grew above --max-csv-bytes {limits.max_bytes} while being read. "
+                                  "Raise --max-csv-bytes or stop writing to the file")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise RejectError("unreadable_csv", f"{shown}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def read_confined(root: Path, rel_parts: list[str], shown: str, limits: ReadLimits) -> bytes:
+    """The bytes of the regular file ``root/rel_parts``, read without leaving ``root``."""
+    return read_descriptor(open_confined(root, rel_parts, shown), shown, limits)
+
+
+def read_named_file(path: Path, shown: str, limits: ReadLimits) -> bytes:
+    """A file the user named on the command line (symlinks to it are the user's choice and are
+    followed): still only a regular file, never blocking, within the size limit."""
+    try:
+        fd = os.open(path, _FILE_FLAGS & ~_NOFOLLOW)
+    except FileNotFoundError:
+        raise RejectError("missing_csv", f"{shown}: no such file. Check the path") from None
+    except OSError as exc:
+        raise RejectError("unreadable_csv", f"{shown}: cannot open: {exc.strerror}") from None
+    return read_descriptor(fd, shown, ReadLimits(limits.max_bytes, allow_hard_links=True))
