@@ -225,3 +225,32 @@ def test_preview_unusable_arguments_and_files_exit_2(tmp_path, capsys):
     assert err[0].startswith("tsconvert: error: --records '0-99999999999': '0-99999999999' must be a range low-high")
     assert err[2] == f"tsconvert: error: -o {path / 'sub'}: cannot create the folder: Not a directory. Pick a writable folder"
     assert err[3].startswith(f"tsconvert: error: {wide}: the file is UTF-16 text, not UTF-8")
+
+
+def test_validate_names_every_hostile_line_and_never_tracebacks(tmp_path, capsys):
+    ok = b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, 2, 3]]}'
+    lines = [
+        ok,
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, ' + b"9" * 400 + b"]]}",  # beyond float64
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, ' + b"9" * 5000 + b"]]}",  # beyond Python's parser
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}",
+        b'{"input": "<ts><ts/> caf\xe9", "output": "o", "timeseries": [[1]]}',  # Latin-1
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[NaN, Infinity]]}',
+        b'{"input": "<ts><ts/>", "output": "o", "system": 5, "timeseries": [[1]]}',
+        b'{"input": "<ts></ts>", "output": "o", "timeseries": [[1]]}',  # the spelling training accepts
+        b'{"input": "x", "output": "<ts><ts/>", "timeseries": [[1]]}',
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = tmp_path / "r.json"
+    assert run(["validate", str(path), "--report", str(report), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line.split(": ", 2)[1] for line in err.splitlines()] == [f"record {i} (line {i + 1})" for i in (1, 2, 3, 4, 5, 6, 8)]
+    assert json.loads(report.read_text())["rejected_by_reason"] == {
+        "invalid_json": 2, "invalid_record": 1, "magnitude": 1, "non_finite": 1, "not_utf8": 1, "placeholder_outside_user": 1,
+    }
+    wide = tmp_path / "w.jsonl"
+    wide.write_bytes(ok.decode().encode("utf-16") + "\n".encode("utf-16-le"))
+    assert run(["validate", str(wide)]) == 2
+    assert capsys.readouterr().err.startswith(f"tsconvert: error: {wide}: the file is UTF-16 text, not UTF-8")
