@@ -77,7 +77,7 @@ def write_set(directory: Path, name: str, records: Sequence[dict], with_series: 
 def same_length_twin(record: dict, patch_size: int, filler: str, profile: str) -> dict:
     """Text-only record: each placeholder -> the plugin's prefix + one filler token per patch."""
     from tsplugin.processing import num_patches, sp_encode
-    from tsplugin.series import PLACEHOLDER_PATTERN
+    from tsplugin.placeholders import PLACEHOLDER_PATTERN
 
     series = iter(record["timeseries"])
 
@@ -90,7 +90,7 @@ def same_length_twin(record: dict, patch_size: int, filler: str, profile: str) -
 
 def stripped_twin(record: dict) -> dict:
     """Text-only record: series and placeholders removed."""
-    from tsplugin.series import PLACEHOLDER_PATTERN
+    from tsplugin.placeholders import PLACEHOLDER_PATTERN
 
     return {"input": PLACEHOLDER_PATTERN.sub("", record["input"]), "output": record["output"]}
 

@@ -39,6 +39,7 @@ DUPLICATE_CHOICES = ("first", "last", "reject")
 FORMAT_CHOICES = ("chatts", "sharegpt")
 INPUT_FORMAT_CHOICES = ("alpaca", "auto", "openai", "sharegpt")
 FEATURE_CHOICES = ("M", "MS", "S")
+MISPLACED_CHOICES = ("reject", "move")
 NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
@@ -102,6 +103,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="cap series length (default: keep whole)")
     p.add_argument("--downsample", choices=DOWNSAMPLE_CHOICES, default="lttb",
                    help="how --max-length caps: lttb or minmax keep spikes (point indices change), window keeps the first N (default: lttb)")
+    p.add_argument("--misplaced-placeholders", dest="misplaced", choices=MISPLACED_CHOICES, default="reject",
+                   help="<image> in a system prompt or an answer: reject the record, or move it to the user turn (system: start "
+                        "of the first one; answer: end of the one before it; order kept) (default: reject)")
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
                    help="how numbers are written in the CSVs: plain 1234.5, thousands-comma 1,234.5, decimal-comma 1.234,5; "
                         "auto detects it per file and rejects a file mixing them (default: auto)")
@@ -257,7 +261,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
         output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
-        series=series, workers=workers, progress=not args.quiet,
+        series=series, workers=workers, progress=not args.quiet, misplaced=args.misplaced,
     )
     report = convert(opts)
     name = args.name or args.input.stem

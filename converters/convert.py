@@ -19,13 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tsplugin.placeholders import (
+    IMAGE,
+    IMAGE_TOKEN,
+    PLACEHOLDER,
+    SYSTEM,
+    PlaceholderError,
+    has_ts_tokens,
+    misplaced,
+    move_to_user_turns,
+)
+
 from .encodable import DEFAULT_DTYPE
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
 from .jsonstream import RawRecord, compact_text, iter_raw_records
 from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
-from .records import IMAGE_TOKEN, Sample, parse_record
+from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many
 from .workers import start_pool
@@ -36,7 +47,8 @@ iter_records = iter_raw_records
 # What a record's data can make JSON encoding or text handling raise (a lone surrogate, a huge int).
 _DATA_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, UnicodeError)
 
-TS_PLACEHOLDER = "<ts><ts/>"
+TS_PLACEHOLDER = PLACEHOLDER
+MISPLACED_CHOICES = ("reject", "move")  # <image> outside user turns (tsplugin.placeholders); cli.py lists them too
 
 
 @dataclass
@@ -53,6 +65,7 @@ class ConvertOptions:
     series: SeriesOptions = field(default_factory=SeriesOptions)
     workers: int = 1
     progress: bool = False
+    misplaced: str = "reject"
 
 
 class _Slot:
@@ -107,6 +120,7 @@ class _Pending:
     images: list[str] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
     reject: tuple[str, str] | None = None
+    moved: int = 0
 
 
 class _Inline:
@@ -199,9 +213,9 @@ def _start(index: int, record: RawRecord, opts: ConvertOptions, csv_dir: Path, b
     try:
         sample = parse_record(record.value, opts.input_format)
         texts = [t for _, t in sample.turns] + [sample.system]
-        if any("<ts>" in t or "<ts/>" in t for t in texts):
+        if any(has_ts_tokens(t) for t in texts):
             raise RejectError("ts_token_in_text", "the text already contains <ts> or <ts/>. Remove them: tsconvert places one <ts><ts/> per series")
-        n_ph = sum(t.count(IMAGE_TOKEN) for t in texts)
+        n_ph = sum(IMAGE.count(t) for t in texts)
         n_img = len(sample.images)
         if n_ph != n_img:
             raise RejectError(
@@ -209,6 +223,15 @@ def _start(index: int, record: RawRecord, opts: ConvertOptions, csv_dir: Path, b
                 f"{n_ph} <image> placeholder{'s' if n_ph != 1 else ''} but {n_img} image{'s' if n_img != 1 else ''}. "
                 "Fix the record so each image has one <image> in the text",
             )
+        if opts.misplaced == "move":
+            try:
+                system, turns, p.moved = move_to_user_turns(sample.system, sample.turns, IMAGE)
+            except PlaceholderError as err:
+                raise RejectError(err.code, str(err)) from None
+            sample = Sample(system, turns, sample.images)
+        problem = misplaced([(SYSTEM, sample.system), *sample.turns], IMAGE, fix=" or pass --misplaced-placeholders move")
+        if problem is not None:
+            raise RejectError(problem.code, problem.message)
         p.sample = sample
         jobs = []
         for image in sample.images:
@@ -252,6 +275,8 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
     except _DATA_ERRORS as exc:
         return "unencodable_text", (f"its text cannot be written as UTF-8 JSON ({_short(exc)}); a lone surrogate "
                                     "such as \\ud800 is the usual cause. Fix the text of the record")
+    if p.moved:
+        report.notes["placeholders_moved"] += p.moved
     if not results:
         report.notes["records_without_series"] += 1  # text-only record: kept, with "timeseries": []
     for res in results:
@@ -286,6 +311,7 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         "min_length": s.min_length,
         "max_length": s.max_length,
         "downsample": s.downsample if s.max_length else None,
+        **({"misplaced_placeholders": opts.misplaced} if opts.misplaced != "reject" else {}),
         **({"number_format": s.number_format} if s.number_format != "auto" else {}),
         **({"dtype": s.dtype} if s.dtype != DEFAULT_DTYPE else {}),
     }

@@ -30,13 +30,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tsplugin.placeholders import PLACEHOLDER
+
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
 from .registry import Registry
 from .encodable import check_encodable
 from .writer import OutputSet, refuse_overwriting_inputs
 
-TS_PLACEHOLDER = "<ts><ts/>"
+TS_PLACEHOLDER = PLACEHOLDER
 SPLITS = ("train", "val", "test")
 
 # A feature mode maps (all variable names, target) -> (input variables, target variables).

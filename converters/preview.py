@@ -1,14 +1,25 @@
 """`tsconvert preview`: plot chosen records of a ChatTS JSONL to PNG, one panel per series, with the
-anomaly span shaded when the answer is GDSH-style JSON (is_anomaly, anomaly_type, start, end)."""
+anomaly span shaded when the answer is GDSH-style JSON (is_anomaly, anomaly_type, start, end).
+
+A record that cannot be drawn (not UTF-8, not JSON, not an object, a series holding a string) is
+named with the reason and skipped; the others are still drawn. Exit codes: 0 all drawn, 1 some
+record missing or not drawable, 2 the file or the output folder cannot be used."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from tsplugin.jsonl import FileEncodingError, read_records
+from tsplugin.series_values import show_value
+
 from .errors import InputError
+
+MAX_RANGE = 100_000  # records one --records range may name
+MAX_PANELS = 64  # series drawn per record (a figure is 2.6 inches per panel)
 
 
 def parse_indices(spec: str) -> set[int]:
@@ -18,8 +29,11 @@ def parse_indices(spec: str) -> set[int]:
         part = part.strip()
         try:
             if "-" in part:
-                lo, hi = part.split("-", 1)
-                out.update(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if not 0 <= lo <= hi or hi - lo >= MAX_RANGE:
+                    raise InputError(f"--records {spec!r}: {part!r} must be a range low-high of at most {MAX_RANGE:,} records, "
+                                     "numbered from 0")
+                out.update(range(lo, hi + 1))
             elif part:
                 out.add(int(part))
         except ValueError:
@@ -31,31 +45,64 @@ def anomaly_span(answer: str) -> tuple[int, int, str] | None:
     """(start, end, label) when the answer is JSON reporting an anomaly with integer start/end."""
     try:
         obj = json.loads(answer)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if not isinstance(obj, dict) or not obj.get("is_anomaly"):
         return None
     start, end = obj.get("start"), obj.get("end")
-    if not isinstance(start, int) or not isinstance(end, int):
+    if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool) or isinstance(end, bool):
+        return None
+    if max(abs(start), abs(end)) > 2**53:  # beyond any series; a float axis cannot place it
         return None
     return start, end, str(obj.get("anomaly_type", "anomaly"))
 
 
 def _answer(rec: dict[str, Any]) -> str:
     if "output" in rec:
-        return str(rec["output"])
-    msgs = [m for m in rec.get("messages", []) if m.get("role") == "assistant"]
-    return str(msgs[-1]["content"]) if msgs else ""
+        return rec["output"] if isinstance(rec["output"], str) else ""
+    messages = rec.get("messages")
+    msgs = [m for m in (messages if isinstance(messages, list) else []) if isinstance(m, dict) and m.get("role") == "assistant"]
+    return msgs[-1].get("content") if msgs and isinstance(msgs[-1].get("content"), str) else ""
 
 
-def render(rec: dict[str, Any], index: int, path: Path) -> None:
-    """Write one PNG for record ``rec``."""
+def drawable(rec: Any) -> tuple[list[list[float]], str] | str:
+    """(series as float lists with non-finite points as NaN, a note) or the reason the record cannot be drawn."""
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, got {type(rec).__name__}"
+    series = rec.get("timeseries") or []
+    if not isinstance(series, list):
+        return f"'timeseries' must be a list of series, got {type(series).__name__}"
+    out, gaps = [], 0
+    for k, values in enumerate(series[:MAX_PANELS]):
+        if not isinstance(values, list):
+            return f"series {k} is {show_value(values)}, not a list of numbers"
+        row = []
+        for j, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"series {k} value {j} is {show_value(v)}, not a number"
+            try:
+                x = float(v)
+            except OverflowError:
+                x = math.nan
+            gaps += not math.isfinite(x)
+            row.append(x if math.isfinite(x) else math.nan)
+        out.append(row)
+    notes = []
+    if len(series) > MAX_PANELS:
+        notes.append(f"first {MAX_PANELS} of {len(series)} series drawn")
+    if gaps:
+        notes.append(f"{gaps} non-finite point(s) left as gaps")
+    return out, "; ".join(notes)
+
+
+def render(rec: dict[str, Any], index: int, path: Path, series: list[list[float]] | None = None) -> None:
+    """Write one PNG for record ``rec`` (``series``: its values as `drawable` returned them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = rec.get("timeseries") or []
+    series = rec.get("timeseries") or [] if series is None else series
     span = anomaly_span(_answer(rec))
     n = max(len(series), 1)
     fig, axes = plt.subplots(n, 1, figsize=(12, 2.6 * n), squeeze=False)
@@ -72,39 +119,50 @@ def render(rec: dict[str, Any], index: int, path: Path) -> None:
             ax.axvspan(start, end, color="tab:red", alpha=0.18, label=f"{label} [{start}, {end}]")
             ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def run_preview(path: Path, records: str, out_dir: Path) -> int:
-    """Render the chosen records; returns 1 when an index is not in the file."""
+    """Render the chosen records; returns 1 when an index is not in the file or a record cannot be drawn."""
     wanted = parse_indices(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    found: set[int] = set()
     try:
-        fh = open(path, encoding="utf-8-sig")
+        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{path}: cannot open: {exc.strerror}. Check the path") from None
-    with fh:
-        index = -1
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            index += 1
+        raise InputError(f"-o {out_dir}: cannot create the folder: {exc.strerror or exc}. Pick a writable folder") from None
+    name = path.name.encode("utf-8", "backslashreplace").decode("utf-8")
+    found: set[int] = set()
+    failed = 0
+    index = -1
+    try:
+        for line in read_records(path):
+            index = line.index
             if index not in wanted:
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path.name}: line {lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
-            png = out_dir / f"{path.stem}.rec{index}.png"
-            render(rec, index, png)
-            print(png)
             found.add(index)
+            result = drawable(line.record) if line.ok else line.message
+            if isinstance(result, str):
+                print(f"tsconvert: {name}: record {index} (line {line.lineno}): {result}; not drawn.", file=sys.stderr)
+                failed += 1
+            else:
+                series, note = result
+                png = out_dir / f"{path.stem}.rec{index}.png"
+                try:
+                    render(line.record, index, png, series)
+                except OSError as exc:
+                    raise InputError(f"{png}: cannot write: {exc.strerror or exc}. Pick a writable -o folder") from None
+                print(png)
+                if note:
+                    print(f"tsconvert: {name}: record {index}: {note}.", file=sys.stderr)
             if found == wanted:
                 break
+    except FileEncodingError as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}. Check the path") from None
     missing = sorted(wanted - found)
     if missing:
-        print(f"tsconvert: {path.name} has no record {missing} ({index + 1} records, numbered from 0)", file=sys.stderr)
-        return 1
-    return 0
+        print(f"tsconvert: {name} has no record {missing} ({index + 1} records, numbered from 0)", file=sys.stderr)
+    return 1 if missing or failed else 0

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from tsplugin.placeholders import IMAGE_TOKEN
+
 from .errors import RejectError
 from .registry import Registry
-
-IMAGE_TOKEN = "<image>"
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
 

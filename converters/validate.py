@@ -1,49 +1,65 @@
-"""`tsconvert validate`: check an existing ChatTS JSONL the way training will read it:
-one ``<ts><ts/>`` per series, series are non-empty lists of finite numbers, lengths reported."""
+"""`tsconvert validate`: check an existing ChatTS JSONL the way training will read it, with the same
+definitions training uses (tsplugin.placeholders, tsplugin.series_values, tsplugin.jsonl; all torch-free):
+placeholders only in user turns and one per series, series non-empty lists of finite numbers whose
+value encoding survives every training dtype, lengths reported. A bad line is one invalid record
+(not UTF-8, not JSON, nested too deep, a 5000-digit number): never a traceback."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
+
+from tsplugin.jsonl import FileEncodingError, read_records
+from tsplugin.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
+from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError
 from .report import Report
 from .writer import write_bytes_atomic
 
-TS_PLACEHOLDER = "<ts><ts/>"
+TS_PLACEHOLDER = PLACEHOLDER
+# The dtype training checks with (tsplugin.series_values): validate answers as training will.
+VALIDATE_DTYPE = TRAINING_CHECK_DTYPE
+_ROLES = {"user": USER, "human": USER, "assistant": "assistant", "gpt": "assistant", "system": SYSTEM}
 
 
-def check_record(rec: Any, min_length: int = 1) -> tuple[str, str] | list[int]:
+def _turns(rec: dict) -> list[tuple[str, str]] | tuple[str, str]:
+    """(role, text) in conversation order, the system prompt first; or (reason_code, message)."""
+    if "messages" in rec:
+        msgs = rec["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs):
+            return "invalid_record", "'messages' must be a list of {role, content} objects"
+        return [(_ROLES.get(m.get("role"), str(m.get("role"))), m["content"]) for m in msgs]
+    if not isinstance(rec.get("input"), str) or not isinstance(rec.get("output"), str):
+        return "invalid_record", "'input' and 'output' must be strings"
+    system = rec.get("system")
+    if system is not None and not isinstance(system, str):
+        return "invalid_record", f"'system' must be a string, got {type(system).__name__}"
+    return ([(SYSTEM, system)] if system else []) + [(USER, rec["input"]), ("assistant", rec["output"])]
+
+
+def check_record(rec: Any, min_length: int = 1, dtype: str = VALIDATE_DTYPE) -> tuple[str, str] | list[int]:
     """Series lengths of a valid record, or (reason_code, message)."""
     if not isinstance(rec, dict):
         return "invalid_record", f"expected an object, got {type(rec).__name__}"
     if "timeseries" not in rec:
         return "invalid_record", "no 'timeseries' field. Each line needs input/output/timeseries (or messages/timeseries)"
-    if "messages" in rec:
-        msgs = rec["messages"]
-        if not isinstance(msgs, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs):
-            return "invalid_record", "'messages' must be a list of {role, content} objects"
-        texts = [m["content"] for m in msgs]
-    else:
-        if not isinstance(rec.get("input"), str) or not isinstance(rec.get("output"), str):
-            return "invalid_record", "'input' and 'output' must be strings"
-        texts = [rec["input"], rec["output"], rec.get("system") or ""]
+    turns = _turns(rec)
+    if isinstance(turns, tuple):
+        return turns
     series = rec["timeseries"]
     if not isinstance(series, list):
         return "invalid_record", "'timeseries' must be a list of series"
-    n_ph = sum(t.count(TS_PLACEHOLDER) for t in texts)
-    if n_ph != len(series):
-        return "placeholder_mismatch", f"{n_ph} <ts><ts/> placeholders but {len(series)} series. Make them equal"
+    problem = placeholder_problem(turns, len(series))
+    if problem is not None:
+        return problem.code, problem.message
     lengths = []
     for k, s in enumerate(series):
-        if not isinstance(s, list) or not s:
-            return "empty_series", f"series {k} is {'empty' if s == [] else 'not a list'}. Give a non-empty list of numbers"
-        for j, v in enumerate(s):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                return "non_numeric", f"series {k} point {j} is {v!r}, not a finite number. Repair or drop the point"
+        bad = series_problem(s, dtype)
+        if bad is not None:
+            return bad.code, f"series {k}: {bad.message}"
         if len(s) < min_length:
             return "series_too_short", f"series {k} has {len(s)} points, fewer than --min-length {min_length}"
         lengths.append(len(s))
@@ -51,36 +67,34 @@ def check_record(rec: Any, min_length: int = 1) -> tuple[str, str] | list[int]:
 
 
 def run_validate(path: Path, min_length: int = 1, report_path: Path | None = None, quiet: bool = False) -> int:
-    """Validate ``path``; prints problems and a summary, returns 0 when every record is valid."""
-    report = Report(source=path.name, options={"min_length": min_length})
+    """Validate ``path``; prints problems and a summary, returns 0 when every record is valid, 1 when
+    some is not (InputError, exit 2, when the file cannot be read at all)."""
+    shown = _printable(path.name)
+    report = Report(source=shown, options={"min_length": min_length})
     try:
-        fh = open(path, encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open: {exc.strerror}. Check the path") from None
-    with fh:
-        index = -1
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            index += 1
+        for line in read_records(path):
             report.input += 1
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result: tuple[str, str] | list[int] = ("invalid_json", f"column {exc.colno}: {exc.msg}")
-            else:
-                result = check_record(rec, min_length)
+            result = check_record(line.record, min_length) if line.ok else (line.code, line.message)
             if isinstance(result, tuple):
                 code, msg = result
                 report.rejected[code] += 1
-                print(f"{path.name}: record {index} (line {lineno}): {msg}.", file=sys.stderr)
+                print(f"{shown}: record {line.index} (line {line.lineno}): {msg}.", file=sys.stderr)
             else:
                 report.converted += 1
                 for n in result:
                     report.lengths.add(n)
+    except FileEncodingError as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}. Check the path") from None
     if not quiet:
         print(report.summary(ok_label="valid"))
     if report_path is not None:
         data = json.dumps(report.to_dict(ok_label="valid"), ensure_ascii=False, indent=2) + "\n"
-        write_bytes_atomic(report_path, data.encode("utf-8"))
+        write_bytes_atomic(report_path, data.encode("utf-8", "backslashreplace"))
     return 1 if report.n_rejected else 0
+
+
+def _printable(name: str) -> str:
+    """A file name as text any terminal takes (undecodable bytes of the name shown as escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")

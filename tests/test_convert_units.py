@@ -127,9 +127,12 @@ def test_validate_flags_each_problem(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "v.jsonl: record 1 (line 2): 2 <ts><ts/> placeholders but 1 series. Make them equal.",
-        "v.jsonl: record 2 (line 3): series 0 point 1 is 'x', not a finite number. Repair or drop the point.",
-        "v.jsonl: record 3 (line 4): series 0 is empty. Give a non-empty list of numbers.",
-        "v.jsonl: record 4 (line 5): series 0 point 0 is nan, not a finite number. Repair or drop the point.",
+        "v.jsonl: record 2 (line 3): series 0: value 1 is 'x' (a string), not a number. Clean the data (`tsconvert` "
+        "reads historian strings and repairs gaps) and convert again.",
+        "v.jsonl: record 3 (line 4): series 0: no values. Give a non-empty list of numbers, or drop the series and its "
+        "placeholder.",
+        "v.jsonl: record 4 (line 5): series 0: value 0 is nan, not a finite number. Clean the data (`tsconvert` "
+        "interpolates NaN runs) and convert again.",
     ]
     rep = json.loads(report.read_text())
     assert rep["input"] == 5 and rep["valid"] == 1 and rep["rejected"] == 4
@@ -177,3 +180,77 @@ def test_progress_bar_only_on_a_tty(tmp_path, capsys, monkeypatch):
     assert "12rec" in capsys.readouterr().err.replace(" ", "")
     assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_preview_draws_what_it_can_and_names_the_rest(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    big = "1" + "0" * 400
+    lines = [
+        ('{"input": "<ts><ts/>", "output": "{\\"is_anomaly\\": true, \\"start\\": 1, \\"end\\": 99999999999999999999}", '
+         '"timeseries": [[1, 2, 3, 1e400, NaN, ' + big + ']]}').encode(),
+        b"[1, 2]",
+        b'{"input": "x", "output": 5, "timeseries": [["a", 1]]}',
+        b'{"input": "caf\xe9"}',
+        b"[" * 3000,
+        b'{"messages": [1, {"role": "assistant", "content": 3}], "timeseries": [' + b",".join([b"[1,2]"] * 70) + b"]}",
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert run(["preview", str(path), "-r", "0-6", "-o", str(tmp_path / "png")]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [str(tmp_path / "png" / "p.rec0.png"), str(tmp_path / "png" / "p.rec5.png")]
+    assert err.splitlines() == [
+        "tsconvert: p.jsonl: record 0: 3 non-finite point(s) left as gaps.",
+        "tsconvert: p.jsonl: record 1 (line 2): expected a JSON object, got list; not drawn.",
+        "tsconvert: p.jsonl: record 2 (line 3): series 0 value 0 is 'a', not a number; not drawn.",
+        "tsconvert: p.jsonl: record 3 (line 4): column 15: byte 0xe9 is not UTF-8 (a Latin-1/cp1252 file, or a character "
+        "cut in half). Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`; not drawn.",
+        "tsconvert: p.jsonl: record 4 (line 5): nested deeper than JSON readers allow (about 1000 levels); no record needs "
+        "that. Fix or drop the line; not drawn.",
+        "tsconvert: p.jsonl: record 5: first 64 of 70 series drawn.",
+        "tsconvert: p.jsonl has no record [6] (6 records, numbered from 0)",
+    ]
+
+
+def test_preview_unusable_arguments_and_files_exit_2(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, 2]]}\n')
+    assert run(["preview", str(path), "-r", "0-99999999999", "-o", str(tmp_path / "png")]) == 2
+    assert run(["preview", str(path), "-r", "5-2", "-o", str(tmp_path / "png")]) == 2
+    assert run(["preview", str(path), "-o", str(path / "sub")]) == 2
+    wide = tmp_path / "w.jsonl"
+    wide.write_text(path.read_text(), encoding="utf-16")
+    assert run(["preview", str(wide), "-o", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("tsconvert: error: --records '0-99999999999': '0-99999999999' must be a range low-high")
+    assert err[2] == f"tsconvert: error: -o {path / 'sub'}: cannot create the folder: Not a directory. Pick a writable folder"
+    assert err[3].startswith(f"tsconvert: error: {wide}: the file is UTF-16 text, not UTF-8")
+
+
+def test_validate_names_every_hostile_line_and_never_tracebacks(tmp_path, capsys):
+    ok = b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, 2, 3]]}'
+    lines = [
+        ok,
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, ' + b"9" * 400 + b"]]}",  # beyond float64
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, ' + b"9" * 5000 + b"]]}",  # beyond Python's parser
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}",
+        b'{"input": "<ts><ts/> caf\xe9", "output": "o", "timeseries": [[1]]}',  # Latin-1
+        b'{"input": "<ts><ts/>", "output": "o", "timeseries": [[NaN, Infinity]]}',
+        b'{"input": "<ts><ts/>", "output": "o", "system": 5, "timeseries": [[1]]}',
+        b'{"input": "<ts></ts>", "output": "o", "timeseries": [[1]]}',  # the spelling training accepts
+        b'{"input": "x", "output": "<ts><ts/>", "timeseries": [[1]]}',
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = tmp_path / "r.json"
+    assert run(["validate", str(path), "--report", str(report), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line.split(": ", 2)[1] for line in err.splitlines()] == [f"record {i} (line {i + 1})" for i in (1, 2, 3, 4, 5, 6, 8)]
+    assert json.loads(report.read_text())["rejected_by_reason"] == {
+        "invalid_json": 2, "invalid_record": 1, "magnitude": 1, "non_finite": 1, "not_utf8": 1, "placeholder_outside_user": 1,
+    }
+    wide = tmp_path / "w.jsonl"
+    wide.write_bytes(ok.decode().encode("utf-16") + "\n".encode("utf-16-le"))
+    assert run(["validate", str(wide)]) == 2
+    assert capsys.readouterr().err.startswith(f"tsconvert: error: {wide}: the file is UTF-16 text, not UTF-8")

@@ -112,3 +112,46 @@ def test_eval_registry_refuses_duplicates_and_lists_kinds():
         evaluate.register_eval("anomaly", "somewhere.else")
     with pytest.raises(KeyError, match="valid kinds: anomaly"):
         evaluate.get_eval("nope")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        '{"is_anomaly": true, "anomaly_type": "spike", "start": -Infinity, "end": 40}',
+        '{"is_anomaly": true, "anomaly_type": "spike", "start": NaN, "end": 40}',
+        '{"is_anomaly": true, "anomaly_type": "spike", "start": 10, "end": Infinity}',
+        '{"x": ' * 3000 + "1" + "}" * 3000,
+        "{" * 3000,
+        None,
+        12,
+        ["is_anomaly", True],
+    ],
+    ids=["-Infinity", "NaN", "Infinity", "deep", "braces", "null", "number", "list"],
+)
+def test_junk_in_one_answer_counts_that_answer_invalid_and_scores_the_rest(junk, tmp_path, capsys):
+    rows = [{"predict": p, "label": l} for p, l in PAIRS] + [{"predict": junk, "label": _a(True, "spike", 10, 40)}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+    assert main(["eval", "anomaly", str(path), "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    clean = score(PAIRS)
+    assert scores["n"] == clean.n + 1 and scores["valid"] == clean.valid
+    assert scores["fn"] == clean.fn + 1 and scores["confusion"]["spike"]["invalid"] == clean.confusion["spike"]["invalid"] + 1
+
+
+def test_unreadable_lines_are_errors_naming_the_line(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    good = json.dumps({"predict": _a(False), "label": _a(False)}).encode()
+    for body, expected in [
+        (good + b"\n" + good.replace(b"predict", b"pr\xe9dict") + b"\n", "line 2: column 5: byte 0xe9 is not UTF-8"),
+        (good + b"\n" + good[:20] + b"\n", "line 2: column 13: Unterminated string"),
+        (good + b"\n" + b"[" * 3000 + b"\n", "line 2: nested deeper than JSON readers allow"),
+        ("\n".join([good.decode()] * 2).encode("utf-16"), "the file is UTF-16 text, not UTF-8"),
+    ]:
+        path.write_bytes(body)
+        assert main(["eval", "anomaly", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    path.write_bytes(good + b"\n")
+    assert main(["eval", "anomaly", str(path), "--json", str(path / "x.json")]) == 1
+    assert "cannot write" in capsys.readouterr().err

@@ -151,3 +151,35 @@ def test_tsplugin_eval_forecast_subcommand(hand_files, capsys):
     preds, test = hand_files
     assert tsplugin_main(["eval", "forecast", str(preds), "--test", str(test), "--season", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["normalized"]["model"]["mse"] == pytest.approx(0.375)
+
+
+def test_junk_answers_are_unparseable_and_bad_files_exit_2_naming_the_line(hand_files, capsys):
+    preds, test = hand_files
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    rows[2]["predict"] = "-Infinity, 1e999 " + "[" * 3000
+    _write(preds, rows)
+    assert main([str(preds), "--test", str(test), "--season", "2"]) == 0
+    assert "scored 2, unparseable 1 (33.3%)" in capsys.readouterr().out
+
+    good = preds.read_bytes().splitlines()
+    for body, where, expected in [
+        (good[0] + b"\n" + good[1].replace(b"prompt", b"pr\xe9mpt") + b"\n" + good[2] + b"\n", preds, "line 2: column 5: byte 0xe9 is not UTF-8"),
+        (good[0] + b"\n" + b"[" * 3000 + b"\n" + good[2] + b"\n", preds, "line 2: nested deeper than JSON readers allow"),
+    ]:
+        where.write_bytes(body)
+        assert main([str(preds), "--test", str(test), "--season", "2"]) == 2
+        err = capsys.readouterr().err
+        assert f"{where}: {expected}" in err and "Traceback" not in err
+    preds.write_bytes(b"\n".join(good) + b"\n")
+    records = [json.loads(line) for line in test.read_text().splitlines()]
+    for change, expected in [
+        (lambda r: r["scaling"]["OT"].update(mean="ten"), "record 1: its input series or scaling (mean/std per target) are not numbers"),
+        (lambda r: r.update(targets="OT"), "record 1: output/targets/variables/timeseries/scaling do not have the shapes"),
+        (lambda r: r["timeseries"][0].__setitem__(0, 10**400), "record 1: its input series or scaling"),
+    ]:
+        bad = json.loads(json.dumps(records))
+        change(bad[1])
+        _write(test, bad)
+        assert main([str(preds), "--test", str(test), "--season", "2"]) == 2
+        err = capsys.readouterr().err
+        assert f"{test}: {expected}" in err and "Traceback" not in err

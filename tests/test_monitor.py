@@ -135,3 +135,41 @@ def test_real_tiny_run(tiny_qwen3ts, tmp_path, capsys):
     assert [r.step for r in rows] == [1, 2, 3] and all(math.isfinite(r.grad_norm) for r in rows)
     assert lines[-1] == f"healthy: step 3/3, last loss {rows[-1].loss:.4f}, 0 warning(s)"
     assert (out / "training_curves.png").is_file()
+
+
+def test_malformed_entries_are_skipped_with_a_line_each_and_the_rest_is_read(tmp_path, capsys):
+    out = _write_run(tmp_path / "run", [2.0, 1.8, 1.6, 1.5], grad_norms=[1.0, 0.9, 0.8, 0.7])
+    log = out / "trainer_log.jsonl"
+    good = log.read_bytes().splitlines()
+    junk = [
+        b'{"current_steps": "abc", "total_steps": 4, "loss": 1.0}',  # non-numeric step
+        b'{"current_steps": Infinity, "total_steps": 4, "loss": 1.0}',
+        b"[1, 2, 3]",  # a list where an object belongs
+        b'{"current_steps": 9, "tot',  # truncated, not the last line
+        b'{"current_steps": 3, "total_steps": 4, "loss": 1.6, "note": "caf\xe9"}',  # not UTF-8: still read
+    ]
+    log.write_bytes(b"\n".join(good[:2] + junk + good[3:]) + b'\n{"current_steps": 5, "tot')  # last line half written
+    state = out / "checkpoint-2" / "trainer_state.json"
+    history = json.loads(state.read_text())["log_history"]
+    state.write_text(json.dumps({"log_history": [[1]] + history + [{"step": None, "loss": 1.0}]}))
+    code, cap = _monitor(capsys, out, "--no-plot")
+    assert code == 0 and "Traceback" not in cap.err
+    assert cap.out.splitlines()[-1] == "healthy: step 4/4, last loss 1.5000, 0 warning(s)"
+    assert [line.split()[0] for line in cap.out.splitlines()[1:5]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert cap.err.splitlines() == [
+        f"tsplugin monitor: {state}: log_history[0] is a list, not an object; skipped",
+        f"tsplugin monitor: {state}: log_history[5]: step None is not a step number; skipped",
+        f"tsplugin monitor: {log}: line 3: current_steps 'abc' is not a step number; skipped",
+        f"tsplugin monitor: {log}: line 4: current_steps inf is not a step number; skipped",
+        f"tsplugin monitor: {log}: line 5 is a list, not an object; skipped",
+        f"tsplugin monitor: {log}: line 6 is not JSON; skipped",
+    ]
+
+
+def test_a_state_file_of_the_wrong_shape_is_named_and_nothing_else_breaks(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "trainer_state.json").write_text("[1, 2]")
+    code, cap = _monitor(capsys, out, "--no-plot")
+    assert code == 1
+    assert cap.err.splitlines()[0] == f"tsplugin monitor: {out / 'trainer_state.json'}: no log_history list (got list); its grad norms are not shown"

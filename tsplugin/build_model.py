@@ -84,10 +84,9 @@ def _patchtst_from_ckpt(path: Path, block: dict[str, Any], flags: dict[str, Any]
 
 def _state_dict_loader(path: Path) -> Any:
     def load(module: Any) -> str:
-        import torch
-        from safetensors.torch import load_file
+        from tsplugin.encoders.patchtst_original import read_checkpoint  # tensors only
 
-        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"--encoder-ckpt {path}: does not fit the encoder: missing {missing}, unexpected {unexpected}")
@@ -216,14 +215,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit codes: 0 written; 2 an argument or input file that cannot be used (the message says which and the
+    fix: unknown names, contradicting flags, a checkpoint refused or unreadable, an output that cannot be written)."""
+    from tsplugin.checkpoint_io import explain_any
+
     flags = {k: getattr(args, k) for k in ("context_window", "patch_len", "stride", "d_model", "num_layers", "num_heads", "ffn_dim")}
     try:
         build_qwen_ts(
             args.llm, args.output, encoder=args.encoder, projector=args.projector, encoder_ckpt=args.encoder_ckpt,
             flags=flags, encoder_params=dict(args.encoder_param), seed=args.seed, dtype=args.dtype, verbose=True,
         )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"tsplugin build-model: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # CheckpointError is a ValueError; FileNotFoundError an OSError
+        print(f"tsplugin build-model: {explain_any(err, args.llm) or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a load failure inside transformers (e.g. a refused pickle in --llm)
+        translated = explain_any(err, args.llm)
+        if translated is None:
+            raise
+        print(f"tsplugin build-model: --llm: {translated}", file=sys.stderr)
         return 2
     return 0
 

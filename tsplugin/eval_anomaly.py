@@ -4,7 +4,9 @@ Input: JSONL as LLaMA-Factory's `do_predict` writes it (`generated_predictions.j
 `predict`, `label`), or any lines with the two keys named by `--pred-key` / `--label-key`. An answer may
 be wrapped in a ```json fence or have text around it: the first JSON object in it is read. An answer
 with no JSON object, or without a boolean `is_anomaly`, is invalid: it is counted, and it is a miss
-(wrong in accuracy and type accuracy, a false negative on a true anomaly, never a positive).
+(wrong in accuracy and type accuracy, a false negative on a true anomaly, never a positive). Junk in
+one answer (NaN or -Infinity spans, which are not JSON, nesting too deep to parse) makes that answer
+invalid; it never stops the evaluation.
 
 Metrics:
 - valid: share of predictions holding a JSON object with a boolean `is_anomaly`;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -28,7 +31,14 @@ from typing import Any, Callable, Iterable
 TYPES = ("spike", "dip", "level_shift", "drift", "oscillation", "flatline", "none")
 PRED_COLUMNS = TYPES + ("other", "invalid")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
-_DECODER = json.JSONDecoder()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Strict JSON: NaN / Infinity / -Infinity are not JSON, so an answer holding them has no valid object.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def extract_json(text: Any) -> dict | None:
@@ -42,7 +52,7 @@ def extract_json(text: Any) -> dict | None:
         for start in (i for i, ch in enumerate(source) if ch == "{"):
             try:
                 value, _ = _DECODER.raw_decode(source, start)
-            except ValueError:
+            except (ValueError, RecursionError):  # junk, or nesting deeper than the parser goes: no object here
                 continue
             if isinstance(value, dict):
                 return value
@@ -64,14 +74,25 @@ class Answer:
     span: tuple[int, int] | None = None
 
 
+def _index(value: Any) -> int | None:
+    """A span bound as an int; None for anything else (bools, NaN, +-Infinity, strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)
+
+
 def parse_answer(text: Any) -> Answer:
+    """One answer parsed; anything unusable in it (no JSON, no boolean is_anomaly) makes it invalid and a
+    span that is not two finite numbers start <= end (NaN, -Infinity, strings) counts as no span."""
     obj = extract_json(text)
     if obj is None or not isinstance(obj.get("is_anomaly"), bool):
         return Answer(valid=False)
     span = None
-    start, end = obj.get("start"), obj.get("end")
-    if isinstance(start, (int, float)) and isinstance(end, (int, float)) and not isinstance(start, bool) and start <= end:
-        span = (int(start), int(end))
+    start, end = _index(obj.get("start")), _index(obj.get("end"))
+    if start is not None and end is not None and start <= end:
+        span = (start, end)
     kind = normalise_type(obj.get("anomaly_type")) if obj["is_anomaly"] else "none"
     return Answer(valid=True, is_anomaly=obj["is_anomaly"], anomaly_type=kind, span=span)
 
@@ -141,7 +162,7 @@ def score(pairs: Iterable[tuple[Any, Any]], where: Callable[[int], str] = lambda
     for index, (pred_text, label_text) in enumerate(pairs):
         truth = parse_answer(label_text)
         if not truth.valid:
-            raise ValueError(
+            raise EvalInputError(
                 f"{where(index)}: the label holds no JSON object with a boolean is_anomaly: {str(label_text)[:120]!r}; "
                 "fix the label or pass --label-key."
             )
@@ -167,25 +188,32 @@ def score(pairs: Iterable[tuple[Any, Any]], where: Callable[[int], str] = lambda
     return s
 
 
+class EvalInputError(ValueError):
+    """The predictions file cannot be scored; the message names the file, the line and the fix."""
+
+
 def read_pairs(path: Path, pred_key: str = "predict", label_key: str = "label") -> list[tuple[Any, Any, int]]:
     """(prediction, label, line number) of each JSONL line; errors name the file, the line and the fix."""
+    from tsplugin.jsonl import FileEncodingError, read_records
+
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise ValueError(f"{path}: line {number}: not JSON ({err}); one JSON object per line is expected.") from None
+    try:
+        for line in read_records(path):
+            if not line.ok:
+                raise EvalInputError(f"{path}: line {line.lineno}: {line.message}; one JSON object per line is expected.")
+            record = line.record
             missing = [k for k in (pred_key, label_key) if not isinstance(record, dict) or k not in record]
             if missing:
                 keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise ValueError(
-                    f"{path}: line {number}: no key {', '.join(map(repr, missing))} (keys: {keys}); "
+                raise EvalInputError(
+                    f"{path}: line {line.lineno}: no key {', '.join(map(repr, missing))} (keys: {keys}); "
                     "pass --pred-key / --label-key to name the prediction and label fields."
                 )
-            pairs.append((record[pred_key], record[label_key], number))
+            pairs.append((record[pred_key], record[label_key], line.lineno))
+    except FileEncodingError as err:
+        raise EvalInputError(str(err)) from None
+    except OSError as err:
+        raise EvalInputError(f"{path}: cannot read: {err.strerror or err}") from None
     return pairs
 
 
@@ -220,18 +248,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit codes: 0 scored; 1 the file cannot be scored (missing, unreadable, a line that is not a JSON
+    object, an invalid label) or the --json file cannot be written; 2 bad arguments (argparse)."""
     path = Path(args.predictions)
     if not path.is_file():
         print(f"{path}: no such file; pass a JSONL of predictions (e.g. OUTPUT_DIR/generated_predictions.jsonl).", file=sys.stderr)
         return 1
     try:
         scores = score_file(path, args.pred_key, args.label_key)
-    except ValueError as err:
+    except EvalInputError as err:
         print(str(err), file=sys.stderr)
         return 1
     print(format_scores(scores))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as err:
+            print(f"--json {args.json}: cannot write: {err.strerror or err}. Pick a writable path.", file=sys.stderr)
+            return 1
         print(f"scores: {args.json}")
     return 0

@@ -93,21 +93,22 @@ class Windows:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from tsplugin.jsonl import FileEncodingError, read_records
+
     rows = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        for line in read_records(path):
+            if not line.ok:
+                raise ForecastEvalError(f"{path}: line {line.lineno}: {line.message}. Regenerate the file")
+            if not isinstance(line.record, dict):
+                raise ForecastEvalError(f"{path}: line {line.lineno}: expected a JSON object")
+            rows.append(line.record)
     except FileNotFoundError:
         raise ForecastEvalError(f"{path}: no such file") from None
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ForecastEvalError(f"{path}: line {i + 1}: invalid JSON ({exc.msg}). Regenerate the file") from None
-        if not isinstance(row, dict):
-            raise ForecastEvalError(f"{path}: line {i + 1}: expected a JSON object")
-        rows.append(row)
+    except FileEncodingError as exc:
+        raise ForecastEvalError(str(exc)) from None
+    except OSError as exc:
+        raise ForecastEvalError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return rows
 
 
@@ -127,6 +128,11 @@ def load_windows(predictions: Path, test: Path, season: int = DEFAULT_SEASON, pa
         missing = [k for k in ("output", "timeseries", "variables", "targets", "scaling", "normalized") if k not in rec]
         if missing:
             raise ForecastEvalError(f"{test}: record {i}: no {', '.join(missing)}. Use the test JSONL written by `tsconvert forecast`")
+        if not (isinstance(rec["output"], str) and isinstance(rec["targets"], list) and isinstance(rec["variables"], list)
+                and all(isinstance(t, str) and t in rec["variables"] for t in rec["targets"])
+                and isinstance(rec["timeseries"], list) and isinstance(rec["scaling"], dict)):
+            raise ForecastEvalError(f"{test}: record {i}: output/targets/variables/timeseries/scaling do not have the shapes "
+                                    "`tsconvert forecast` writes. Use the test JSONL it wrote")
         if "predict" not in p:
             raise ForecastEvalError(f"{predictions}: line {i + 1}: no 'predict' field (LLaMA-Factory's generated_predictions.jsonl has one)")
         targets, variables = rec["targets"], rec["variables"]
@@ -145,12 +151,19 @@ def load_windows(predictions: Path, test: Path, season: int = DEFAULT_SEASON, pa
         got = parse_numbers(str(p["predict"]), pred_len, targets, partial)
         if partial and got is not None and parse_numbers(str(p["predict"]), pred_len, targets) is None:
             padded += 1
-        series = np.asarray([rec["timeseries"][variables.index(t)] for t in targets], dtype=np.float64)
+        try:
+            series = np.asarray([rec["timeseries"][variables.index(t)] for t in targets], dtype=np.float64)
+            mean = np.array([rec["scaling"][t]["mean"] for t in targets], dtype=np.float64)
+            std = np.array([rec["scaling"][t]["std"] for t in targets], dtype=np.float64)
+        except (IndexError, KeyError, TypeError, ValueError, OverflowError):
+            raise ForecastEvalError(f"{test}: record {i}: its input series or scaling (mean/std per target) are not numbers "
+                                    "in the layout `tsconvert forecast` writes. Use the test JSONL it wrote") from None
+        if series.ndim != 2 or not np.isfinite(series).all() or not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise ForecastEvalError(f"{test}: record {i}: its input series or scaling hold non-finite or ragged values. "
+                                    "Use the test JSONL `tsconvert forecast` wrote")
         if season > series.shape[1]:
             raise ForecastEvalError(f"--season {season} is longer than the input window ({series.shape[1]} points) of {test}; "
                                     "the seasonal-naive baseline needs a whole season of history. Lower --season")
-        mean = np.array([rec["scaling"][t]["mean"] for t in targets], dtype=np.float64)
-        std = np.array([rec["scaling"][t]["std"] for t in targets], dtype=np.float64)
         to_norm = (lambda a: a) if rec["normalized"] else (lambda a: (a - mean[:, None]) / std[:, None])
         seq = series.shape[1]
         steps = np.arange(pred_len)

@@ -254,6 +254,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit codes: 0 written; 2 an argument or --base checkpoint that cannot be used (the message says the fix)."""
     if args.base is not None and not args.base.is_dir():
         print(f"tsplugin init-model: --base {args.base} is not a directory; pass a local checkpoint (no downloads)", file=sys.stderr)
         return 2
@@ -270,10 +271,22 @@ def run(args: argparse.Namespace) -> int:
             verbose=True,
             profile=args.profile,
         )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"tsplugin init-model: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # FileNotFoundError is an OSError
+        print(f"tsplugin init-model: {_explained(err, args.base)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a load failure inside transformers (e.g. a refused pickle in --base)
+        if args.base is None or _explained(err, args.base) is err:
+            raise
+        print(f"tsplugin init-model: --base: {_explained(err, args.base)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _explained(err: BaseException, base: Path | None) -> BaseException:
+    """A refused or unreadable weight file of --base as a clear error (never PyTorch's weights_only=False advice)."""
+    from tsplugin.checkpoint_io import explain_any
+
+    return (explain_any(err, base) if base is not None else None) or err
 
 
 __all__ = ["PRESETS", "TS_BLOCKS", "add_parser", "build_model", "run", "ts_block", "xavier_init_ts_encoder"]

@@ -63,8 +63,8 @@ class Health:
 
 def _float(value: Any) -> float | None:
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -79,39 +79,87 @@ def _latest_state(output_dir: Path) -> Path | None:
     return None
 
 
-def read_rows(output_dir: Path) -> list[Row]:
-    """Training rows (those with a loss or grad norm) merged from trainer_state.json and trainer_log.jsonl."""
+def _step(value: Any) -> int | None:
+    """A logged step number: an int, a float or digit string holding one; None for anything else (NaN, null, 'abc')."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_rows(output_dir: Path, problems: list[str] | None = None) -> list[Row]:
+    """Training rows (those with a loss or grad norm) merged from trainer_state.json and trainer_log.jsonl.
+
+    Malformed entries (a step that is not a number, a list where an object belongs, a line that is not
+    JSON other than the last one, which may be half written) are skipped; each is described in `problems`.
+    """
+    problems = problems if problems is not None else []
     rows: dict[int, Row] = {}
     state = _latest_state(output_dir)
     if state is not None:
         try:
-            history = json.loads(state.read_text(encoding="utf-8")).get("log_history", [])
-        except ValueError:
-            history = []  # being rewritten right now; the next poll reads it
-        for entry in history:
+            data = json.loads(state.read_bytes().decode("utf-8", errors="replace"))
+        except (ValueError, RecursionError, OSError):
+            data = {}  # being rewritten right now; the next poll reads it
+        history = data.get("log_history", []) if isinstance(data, dict) else None
+        if not isinstance(history, list):
+            problems.append(f"{state}: no log_history list (got {type(data).__name__}); its grad norms are not shown")
+            history = []
+        for number, entry in enumerate(history):
+            if not isinstance(entry, dict):
+                problems.append(f"{state}: log_history[{number}] is a {type(entry).__name__}, not an object; skipped")
+                continue
             if "step" in entry and ("loss" in entry or "grad_norm" in entry):
-                row = rows.setdefault(int(entry["step"]), Row(int(entry["step"])))
+                step = _step(entry["step"])
+                if step is None:
+                    problems.append(f"{state}: log_history[{number}]: step {entry['step']!r:.40} is not a step number; skipped")
+                    continue
+                row = rows.setdefault(step, Row(step))
                 row.loss = _float(entry.get("loss", row.loss))
                 row.grad_norm = _float(entry.get("grad_norm", row.grad_norm))
                 row.lr = _float(entry.get("learning_rate", row.lr))
                 row.epoch = _float(entry.get("epoch", row.epoch))
     log = output_dir / TRAINER_LOG
     if log.is_file():
-        for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            lines = log.read_bytes().decode("utf-8", errors="replace").splitlines()
+        except OSError as err:
+            problems.append(f"{log}: cannot read ({err.strerror or err})")
+            lines = []
+        for number, line in enumerate(lines, start=1):
             try:
                 entry = json.loads(line)
-            except ValueError:
-                continue  # a line being written
+            except (ValueError, RecursionError):
+                if number < len(lines) and line.strip():  # the last line may be half written
+                    problems.append(f"{log}: line {number} is not JSON; skipped")
+                continue
+            if not isinstance(entry, dict):
+                problems.append(f"{log}: line {number} is a {type(entry).__name__}, not an object; skipped")
+                continue
             if "current_steps" not in entry or "loss" not in entry:
                 continue  # eval / predict lines
-            row = rows.setdefault(int(entry["current_steps"]), Row(int(entry["current_steps"])))
-            row.total = entry.get("total_steps", row.total)
+            step = _step(entry["current_steps"])
+            if step is None:
+                problems.append(f"{log}: line {number}: current_steps {entry['current_steps']!r:.40} is not a step number; skipped")
+                continue
+            row = rows.setdefault(step, Row(step))
+            total = _step(entry.get("total_steps"))
+            row.total = total if total is not None else row.total
             row.loss = _float(entry["loss"])
             row.lr = _float(entry.get("lr", row.lr))
             row.epoch = _float(entry.get("epoch", row.epoch))
             row.percentage = _float(entry.get("percentage", row.percentage))
-            row.elapsed = entry.get("elapsed_time", row.elapsed)
-            row.remaining = entry.get("remaining_time", row.remaining)
+            row.elapsed = _text(entry.get("elapsed_time", row.elapsed))
+            row.remaining = _text(entry.get("remaining_time", row.remaining))
             if "grad_norm" in entry:
                 row.grad_norm = _float(entry["grad_norm"])
     return [rows[step] for step in sorted(rows)]
@@ -225,8 +273,14 @@ def monitor(output_dir: Path, follow: bool = False, interval: float = 5.0, timeo
     limits, out = limits or Thresholds(), out or sys.stdout
     start, shown, warned = time.monotonic(), 0, 0
     rows: list[Row] = []
+    reported: set[str] = set()
     while True:
-        rows = read_rows(output_dir)
+        problems: list[str] = []
+        rows = read_rows(output_dir, problems)
+        for problem in dict.fromkeys(problems):
+            if problem not in reported:
+                reported.add(problem)
+                print(f"tsplugin monitor: {problem}", file=sys.stderr)
         if rows and shown == 0:
             print(HEADER, file=out)
         shown_steps = {r.step for r in rows[:shown]}

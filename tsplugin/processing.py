@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+# What a placeholder is and where it may stand: tsplugin.placeholders (one definition, also for tsconvert).
+from tsplugin.placeholders import TS_END_TOKEN as DEFAULT_TS_END_TOKEN
+from tsplugin.placeholders import TS_TOKEN as DEFAULT_TS_TOKEN
+from tsplugin.placeholders import count_placeholders, ts_placeholder
 from tsplugin.profiles import (
     CONFIG_KEY,
     PROFILES,
@@ -35,9 +38,6 @@ from tsplugin.profiles import (
     sp_stats,
     tokenizer_file_token_ids,
 )
-
-DEFAULT_TS_TOKEN = "<ts>"
-DEFAULT_TS_END_TOKEN = "<ts/>"
 
 
 def encode_series(values: Iterable[float] | np.ndarray) -> np.ndarray:
@@ -84,18 +84,6 @@ def batch_series(features_list: Sequence[np.ndarray]) -> "torch.Tensor":  # noqa
     return torch.from_numpy(out)
 
 
-def _placeholder_pattern(ts_token: str, ts_end_token: str) -> re.Pattern[str]:
-    spellings = [ts_token + ts_end_token]
-    if ts_token.startswith("<"):  # also accept the XML-like closing tag: <ts></ts>
-        spellings.append(ts_token + "</" + ts_token[1:])
-    return re.compile("|".join(re.escape(s) for s in dict.fromkeys(spellings)))
-
-
-def count_placeholders(text: str, ts_token: str = DEFAULT_TS_TOKEN, ts_end_token: str = DEFAULT_TS_END_TOKEN) -> int:
-    """Number of series placeholders (`<ts><ts/>` or `<ts></ts>`) in `text`."""
-    return len(_placeholder_pattern(ts_token, ts_end_token).findall(text))
-
-
 def expand_placeholders(
     text: str,
     series_list: Sequence[Any],
@@ -112,7 +100,7 @@ def expand_placeholders(
     per-series (L, 2) feature arrays, in placeholder order.
     """
     positions = patch_size if callable(patch_size) else (lambda length: num_patches(length, patch_size))
-    pattern = _placeholder_pattern(ts_token, ts_end_token)
+    pattern = ts_placeholder(ts_token, ts_end_token).pattern
     n_placeholders = len(pattern.findall(text))
     if n_placeholders != len(series_list):
         raise ValueError(

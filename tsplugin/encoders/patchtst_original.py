@@ -21,7 +21,6 @@ Design choices:
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,21 +199,10 @@ class LoadReport:
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict from `path`, read with `weights_only=True` (no arbitrary unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    # refused pickles and mislabelled files get clear errors there
+    from tsplugin.checkpoint_io import read_state_dict
 
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused to load: the file holds Python objects beyond tensors and weights_only=True "
-            f"will not unpickle them (they could run code). Re-save it as a plain state dict "
-            f"(torch.save(model.state_dict(), path)) from a trusted environment. Detail: {err}"
-        ) from None
+    obj = read_state_dict(path)
     if isinstance(obj, dict) and not all(torch.is_tensor(v) for v in obj.values()):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), dict):

@@ -2,8 +2,9 @@
 
 - `TimeSeriesConverter` wraps LLaMA-Factory's format converter (alpaca / sharegpt / openai) and puts
   the record's series into the `_audios` slot, which the processors and collator pass through.
-- `check_aligned` verifies every record (placeholders == series, numbers only, finite) and fails
-  naming the dataset and the record index: a mismatch is never a silent drop.
+- `check_aligned` verifies every record with the shared definitions (tsplugin.placeholders: placeholders
+  only in user turns, none stray, one per series; tsplugin.series_values: numbers only, finite, encodable
+  as tsconvert checks at conversion) and fails naming the dataset and the record index: never a silent drop.
 - `TimeSeriesDatasetProcessor` wraps the tokenising processor and drops records whose series were
   cut by `cutoff_len` (a half series would silently misalign patches and placeholders); `cutoff_len`
   counts every expanded `<ts>` position. `timeseries_cutoff_mode: chatts_training` instead reproduces
@@ -15,18 +16,20 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
-from tsplugin.series import count_placeholders
+from tsplugin.placeholders import SYSTEM, placeholder_problem
+from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 
 logger = logging.getLogger("tsplugin")
 
 SERIES_SLOT = "_audios"
+
+
+class TimeSeriesDataError(ValueError):
+    """A record that cannot train; the message names the dataset file, the record and the fix."""
 
 
 @dataclass
@@ -43,45 +46,69 @@ class TimeSeriesConverter:
         return output
 
 
-def _texts(row: dict[str, Any]) -> list[str]:
+def _turns(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of an aligned row in conversation order, the system prompt first."""
     messages = (row.get("_prompt") or []) + (row.get("_response") or [])
-    return [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    turns = [(SYSTEM, row["_system"])] if isinstance(row.get("_system"), str) and row["_system"] else []
+    return turns + [(str(m.get("role")), m["content"]) for m in messages if isinstance(m.get("content"), str)]
 
 
-def check_series(series: Any, where: str) -> None:
-    """Raise a ValueError naming `where` unless `series` is a non-empty list of finite numbers."""
-    if not isinstance(series, (list, tuple)) or len(series) == 0:
-        raise ValueError(f"{where}: a series must be a non-empty list of numbers, got {series!r:.80}.")
-    try:  # fast path: one vectorised check; the loop below only runs to name the bad value
-        values = np.asarray(series, dtype=np.float64)
-        if values.ndim == 1 and np.isfinite(values).all() and not any(v is True or v is False for v in series):
-            return
-    except (TypeError, ValueError):
-        pass
-    for position, value in enumerate(series):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(
-                f"{where}: value {position} is {value!r}, not a finite number. Clean the data "
-                "(`tsconvert` repairs historian strings and NaN runs) and convert again."
-            )
+def check_series(series: Any, where: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
+    """Raise a ValueError naming `where` unless `series` can train in `dtype` (tsplugin.series_values)."""
+    problem = series_problem(series, dtype)
+    if problem is not None:
+        raise TimeSeriesDataError(f"{where}: {problem.message}.")
 
 
-def check_aligned(dataset: Any, dataset_name: str, column: str) -> None:
+def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_DTYPE) -> str | None:
+    """The first record of local JSON/JSONL `paths` that a loader cannot read as a time-series row
+    (not UTF-8, not JSON, a series holding a string, null or an unencodable number), as a message
+    naming file, record and fix; None when every record reads."""
+    from tsplugin.jsonl import FileEncodingError, read_any
+
+    for path in paths:
+        if not str(path).endswith((".json", ".jsonl")):
+            continue
+        try:
+            for line in read_any(path):
+                where = f"{path}: record {line.index}" + (f" (line {line.lineno})" if line.lineno else "")
+                if not line.ok:
+                    return f"{where}: {line.message}."
+                series = line.record.get(column) if isinstance(line.record, dict) else None
+                for k, values in enumerate(series if isinstance(series, list) else []):
+                    problem = series_problem(values, dtype)
+                    if problem is not None:
+                        return f"{where}: series {k}: {problem.message}."
+        except FileEncodingError as err:
+            return f"{err}."
+        except OSError:
+            continue
+    return None
+
+
+def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
     """Validate an aligned (converted) dataset; errors name the dataset file and record index."""
     if not hasattr(dataset, "select_columns") or not hasattr(dataset, "__len__"):
         return  # streaming: the plugin checks each record when it is processed
-    rows = dataset.select_columns(["_prompt", "_response", SERIES_SLOT])
+    names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
+    rows = dataset.select_columns(names)
     for index, row in enumerate(rows):
         series = row[SERIES_SLOT] or []
-        found = sum(count_placeholders(text) for text in _texts(row))
-        if found != len(series):
-            raise ValueError(
-                f"{dataset_name}: record {index}: {found} <ts><ts/> placeholders but {len(series)} series "
-                f"in column '{column}'. Each series needs exactly one placeholder, in order: fix the "
-                "record (`tsconvert validate FILE` lists every such record)."
+        for k, values in enumerate(series):
+            if not isinstance(values, (list, tuple)):
+                raise TimeSeriesDataError(
+                    f"{dataset_name}: record {index}: column '{column}' must be a list of series (lists of numbers), "
+                    f"but its element {k} is {show_value(values)}. If the file does hold lists there, the JSON loader "
+                    "(datasets) read the column in another shape because some series holds true/false or a number "
+                    "beyond float64: `tsconvert validate FILE` names those records."
+                )
+        problem = placeholder_problem(_turns(row), len(series), what=f"series in column '{column}'")
+        if problem is not None:
+            raise TimeSeriesDataError(
+                f"{dataset_name}: record {index}: {problem.message} (`tsconvert validate FILE` lists every such record)."
             )
         for k, values in enumerate(series):
-            check_series(values, f"{dataset_name}: record {index}: series {k}")
+            check_series(values, f"{dataset_name}: record {index}: series {k}", dtype)
 
 
 # Columns the plugin adds while a dataset is preprocessed (removed again before training).

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tsplugin.series import count_placeholders
+from tsplugin.placeholders import PlaceholderError, check_messages, count_placeholders
 
 # Defaults of the request limits (YAML keys `timeseries_max_points` / `timeseries_max_series`, or the
 # environment variables below; YAML wins). ChatTS's authors recommend up to ~30 series a prompt.
@@ -129,6 +129,10 @@ def check_conversation(
             f"{sum(counts)} <ts><ts/> placeholders in the conversation ({where}) but {len(series)} series. "
             "Write exactly one <ts><ts/> per series, in order; earlier turns' series count too."
         )
+    try:  # the one definition training and tsconvert use: only in user turns, no stray <ts> / <ts/>
+        check_messages(messages, len(series), system=system)
+    except PlaceholderError as err:
+        raise TimeSeriesInputError(str(err)) from None
     return [check_values(values, f"series {i}", limits) for i, values in enumerate(series)]
 
 

@@ -170,7 +170,8 @@ def hook_parser(module: ModuleType) -> None:
 
 
 def hook_converter(module: ModuleType) -> None:
-    """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record."""
+    """`get_dataset_converter` / `align_dataset`: series into `_audios`, then check every record
+    (placeholders, values, magnitudes: the checks tsconvert validate runs)."""
     _require(module, "get_dataset_converter", "align_dataset")
     from tsplugin.llamafactory.data import TimeSeriesConverter, check_aligned
 
@@ -226,8 +227,11 @@ def hook_template(module: ModuleType) -> None:
 def hook_data_loader(module: ModuleType) -> None:
     """`_get_dataset_processor`: drop records whose series `cutoff_len` cut (or ChatTS-Training's selection);
     `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
-    dataset how many records were kept and dropped, and why."""
-    _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset", "get_dataset_list")
+    dataset how many records were kept and dropped, and why; `_load_single_dataset`: when `datasets`
+    cannot load a time-series file (a string among a series' numbers, a line that is not UTF-8 or not
+    JSON), name the file, the record and the fix."""
+    _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
+             "get_dataset_list", "_load_single_dataset")
 
     def make_merged(original):
         def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
@@ -273,7 +277,29 @@ def hook_data_loader(module: ModuleType) -> None:
 
         return _get_dataset_processor
 
+    def make_load(original):
+        def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
+            from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record
+
+            try:
+                return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
+            except TimeSeriesDataError:
+                raise  # check_aligned (inside, via align_dataset) already named the record
+            except Exception as err:
+                column = getattr(dataset_attr, "timeseries", None)
+                if column is None or getattr(dataset_attr, "load_from", None) != "file":
+                    raise
+                local = os.path.join(data_args.dataset_dir, dataset_attr.dataset_name)
+                paths = [os.path.join(local, f) for f in sorted(os.listdir(local))] if os.path.isdir(local) else [local]
+                found = first_bad_record(paths, column)
+                if found is None:
+                    raise
+                raise ValueError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+
+        return _load_single_dataset
+
     _wrap(module, "_get_dataset_processor", make)
+    _wrap(module, "_load_single_dataset", make_load)
 
 
 def hook_model_loader(module: ModuleType) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.processing import batch_series, encode_series
-from tsplugin.series import PLACEHOLDER_PATTERN, count_placeholders
+from tsplugin.placeholders import check_messages, count_placeholders
+from tsplugin.processing import batch_series, encode_series, expand_placeholders
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
@@ -65,25 +65,23 @@ class TimeSeriesPlugin(BasePlugin):
     ) -> list[dict[str, str]]:
         self._validate_input(processor, images, videos, audios)
         series = list(audios)
-        found = sum(count_placeholders(m["content"]) for m in messages)
-        if found != len(series):
-            raise ValueError(
-                f"{found} <ts><ts/> placeholders but {len(series)} series in a record: {messages}. "
-                "Each series needs exactly one placeholder, in order."
-            )
+        try:  # placeholders only in user turns, none stray, one per series (tsplugin.placeholders)
+            check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
+        except ValueError as err:
+            raise ValueError(f"{err}. In a record: {str(messages)[:300]}") from None
         if not series:
             return messages
 
         ts_processor = ts_processor_of(processor)
-        remaining = iter(series)
         messages = deepcopy(messages)
-
-        def expand(_match) -> str:
-            values = next(remaining)
-            return ts_processor.prefix(values) + self.ts_token * ts_processor.num_patches(len(values))
-
+        start = 0
         for message in messages:
-            message["content"] = PLACEHOLDER_PATTERN.sub(expand, message["content"])
+            count = count_placeholders(message["content"], self.ts_token, self.ts_end_token)
+            message["content"], _ = expand_placeholders(
+                message["content"], series[start : start + count], ts_processor.num_patches, self.ts_token,
+                self.ts_end_token, profile=ts_processor.profile,
+            )
+            start += count
         return messages
 
     def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
