@@ -76,7 +76,8 @@ def test_univariate_records_exact_values_scaling_and_targets_inside_their_split(
     scaling = json.loads((out / "d.scaling.json").read_text())
     assert scaling["fit_rows"] == [0, 21] and scaling["variables"]["OT"]["mean"] == pytest.approx(mean)
     info = json.loads((out / "dataset_info.json").read_text())
-    assert info["d_test"] == {"file_name": "d_test.jsonl", "columns": {"prompt": "input", "response": "output", "timeseries": "timeseries"}}
+    assert info["d_test"] == {"file_name": "d_test.jsonl", "columns": {"prompt": "input", "response": "output", "timeseries": "timeseries",
+                                                                     "forecast_target": "forecast_target"}}
     assert set(info) == {"d_train", "d_val", "d_test"}
 
 

@@ -7,6 +7,8 @@ before LLaMA-Factory's parser is built, so `llamafactory-cli train x.yaml` accep
 How the encoder trains, with LLaMA-Factory's own options:
 - default (`freeze_vision_tower: true`): encoder frozen, LoRA adapts the LLM only;
 - `additional_target: ts_encoder` (LoRA): the encoder trains fully, saved with the adapter;
+- `lora_target: none` (LoRA, time-series models): no LoRA layer in the LLM; only `additional_target`
+  modules train (Time-LLM's frozen, possibly 4-bit, LLM with a trained reprogramming layer and head);
 - `lora_timeseries_encoder: true` (LoRA): LoRA also adapts the encoder's linear layers (LLaMA-Factory's
   `lora_target: all` cannot: the encoder's layers are named 0, 2, 4, ... inside an nn.Sequential);
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
@@ -164,10 +166,24 @@ def encoder_lora_targets(model: Any) -> "list[str]":
     return [name for name, module in model.named_modules() if ENCODER_KEY in name and isinstance(module, torch.nn.Linear)]
 
 
+NO_LORA_TARGET = "none"
+
+
 def make_patch_target_modules(original: Callable, is_ts_model: Callable[[Any], bool]) -> Callable:
-    """Wrap `patch_target_modules`: append the encoder's linears when `lora_timeseries_encoder`."""
+    """Wrap `patch_target_modules`: append the encoder's linears when `lora_timeseries_encoder`;
+    `lora_target: none` on a time-series model = no LoRA layer at all (PEFT's dummy target), so only
+    `additional_target` modules train: a frozen (4-bit) LLM with a trained encoder/head, as Time-LLM."""
 
     def patch_target_modules(model, finetuning_args, target_modules):
+        if is_ts_model(model) and list(target_modules or []) == [NO_LORA_TARGET]:
+            from peft.utils.constants import DUMMY_TARGET_MODULES
+
+            if not getattr(finetuning_args, "additional_target", None) and not getattr(finetuning_args, "lora_timeseries_encoder", False):
+                raise ValueError("`lora_target: none` trains no LoRA layer; name what trains with `additional_target` "
+                                 "(e.g. `additional_target: ts_encoder,ts_head` for Time-LLM)")
+            if getattr(finetuning_args, "lora_timeseries_encoder", False):
+                return encoder_lora_targets(model)
+            return DUMMY_TARGET_MODULES
         targets = original(model, finetuning_args, target_modules)
         if getattr(finetuning_args, "lora_timeseries_encoder", False) and is_ts_model(model):
             targets = list(targets) + [n for n in encoder_lora_targets(model) if n not in targets]
