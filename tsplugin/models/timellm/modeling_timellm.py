@@ -181,7 +181,8 @@ class TimeLLMForForecasting(ForecastGenerationMixin, TimeLLMPreTrainedModel):
         """(S, T, 2) -> (S, pred_len) on the scale of the input values."""
         block = self.config.forecast
         embed = self.get_input_embeddings()
-        x = self.windows(torch.as_tensor(timeseries).to(embed.weight.device))
+        dtype = torch.promote_types(torch.float32, embed.weight.dtype)  # RevIN and the loss never in half precision
+        x = self.windows(torch.as_tensor(timeseries).to(embed.weight.device)).to(dtype)
         normed, mean, std = revin_normalize(x)  # (S, seq_len), (S, 1), (S, 1)
         texts = prompt_texts(normed, block["description"], block["seq_len"], block["pred_len"], block["top_k_lags"])
         prompt_ids, prompt_mask = tokenize_left_padded(self.tokenizer, texts, x.device)  # (S, Lp)
@@ -195,7 +196,7 @@ class TimeLLMForForecasting(ForecastGenerationMixin, TimeLLMPreTrainedModel):
                                     use_cache=False).last_hidden_state  # (S, Lp + P, d_llm)
         at_patches = hidden[:, -self.patch_nums:, : block["d_ff"]]  # (S, P, d_ff)
         head_dtype = self.ts_head.linear.weight.dtype
-        out = self.ts_head(at_patches.to(head_dtype)).float()  # (S, pred_len), normalised scale
+        out = self.ts_head(at_patches.to(head_dtype)).to(dtype)  # (S, pred_len), normalised scale
         return revin_denormalize(out, mean, std)
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -210,7 +211,7 @@ class TimeLLMForForecasting(ForecastGenerationMixin, TimeLLMPreTrainedModel):
         pred = self.forecast(timeseries)
         loss = None
         if forecast_target is not None:
-            target = forecast_target.to(pred.device, torch.float32)
+            target = forecast_target.to(pred.device, pred.dtype)
             series = forecast_series.to(pred.device) if forecast_series is not None else torch.arange(pred.shape[0], device=pred.device)
             if target.shape[-1] != pred.shape[-1] or target.shape[0] != series.shape[0]:
                 raise ValueError(f"forecast_target has shape {tuple(target.shape)} for {series.shape[0]} series but this "
