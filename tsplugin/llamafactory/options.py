@@ -12,7 +12,7 @@ How the encoder trains, with LLaMA-Factory's own options:
 - `lora_timeseries_encoder: true` (LoRA): LoRA also adapts the encoder's linear layers (LLaMA-Factory's
   `lora_target: all` cannot: the encoder's layers are named 0, 2, 4, ... inside an nn.Sequential);
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
-  (ChatTS-Training's `timeseries_sft_lr`).
+  (ChatTS-Training's `timeseries_sft_lr`); a Time-LLM forecaster's head (`ts_head`) trains at it too.
 
 Training that does not blow up (`tsplugin.stability`, attached by the `llamafactory.train.tuner` hook):
 - `timeseries_nan_guard: true`: skip updates whose loss or gradients are non-finite, log the rows of the
@@ -27,6 +27,8 @@ from typing import Any, Callable, Optional
 logger = logging.getLogger("tsplugin")
 
 ENCODER_KEY = "ts_encoder"
+# Modules trained at `timeseries_learning_rate`: the encoder, and Time-LLM's forecast head (new layers both).
+TIMESERIES_LR_KEYS = (ENCODER_KEY, "ts_head")
 
 
 def extend_finetuning_arguments(base: type) -> type:
@@ -121,7 +123,7 @@ def encoder_param_groups(model: Any, learning_rate: float, encoder_lr: float, we
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups.setdefault((ENCODER_KEY in name, name in decay_names), []).append(param)
+            groups.setdefault((any(key in name for key in TIMESERIES_LR_KEYS), name in decay_names), []).append(param)
     result = []
     for (is_encoder, decays), params in sorted(groups.items()):
         result.append(
@@ -142,7 +144,7 @@ def make_create_custom_optimizer(original: Callable) -> Callable:
         encoder_lr = getattr(finetuning_args, "timeseries_learning_rate", None)
         if optimizer is not None or encoder_lr is None:
             return optimizer
-        if not any(p.requires_grad and ENCODER_KEY in n for n, p in model.named_parameters()):
+        if not any(p.requires_grad and any(k in n for k in TIMESERIES_LR_KEYS) for n, p in model.named_parameters()):
             logger.warning(
                 "tsplugin: timeseries_learning_rate is set but the encoder does not train; add "
                 "`additional_target: ts_encoder` or `lora_timeseries_encoder: true` (LoRA), or "
