@@ -3,13 +3,10 @@ LLaMA-Factory path (train -> do_predict -> eval forecast -> export -> tsplugin f
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-
-from conftest import TIMELLM_BLOCK, run_lf, trainer_losses, write_dataset
+from conftest import TIMELLM_BLOCK, run_lf, trainer_losses
 
 SEQ, PRED = TIMELLM_BLOCK["seq_len"], TIMELLM_BLOCK["pred_len"]
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 through a 2-layer decoder: reduction order only

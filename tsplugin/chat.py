@@ -59,6 +59,8 @@ class TimeSeriesChat:
         if name is None:
             raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")
         processor = TimeSeriesProcessor.from_pretrained(model_dir)
+        if processor.is_forecaster:  # it reads raw series and answers with numbers only
+            raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
         processor.tokenizer = tokenizer
         lf_template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
         return cls(model, tokenizer, processor, lf_template)
