@@ -14,14 +14,16 @@ Methods (each row's ratio is against the linear baseline of the same run):
   in closed form (ridge 1e-6) on every train window. DLinear's trend + remainder linear layers are one
   linear map of the window, so this is the optimum of its model class on the train split;
 - PatchTST alone: transformers' PatchTSTForPrediction (patch 16 / stride 8, RevIN-style std scaling,
-  linear flatten head, no LLM), Adam, for `--patchtst-minutes`;
+  linear flatten head, no LLM), Adam with cosine decay, `--patchtst-steps` batches of 32;
 - Time-LLM head (frozen LLM): `tsplugin build-forecaster` on a tiny random Qwen2 (the `tiny` preset),
   trained by LLaMA-Factory in-process (`lora_target: none`, `additional_target: ts_encoder,ts_head`)
-  for `--minutes`, forecasts through `do_predict` (generated_predictions.jsonl);
-- Time-LLM head + LoRA: the same with `lora_target: all` on the LLM, for `--lora-minutes`;
+  for `--steps` (cosine decay), forecasts through `do_predict` (generated_predictions.jsonl);
+- Time-LLM head + LoRA: the same with `lora_target: all` on the LLM, for `--lora-steps`;
 - text answers: a tiny `qwen_ts` chat model (Time-LLM's reprogramming encoder) that writes the future
-  as text, full fine-tuning for `--text-minutes`, greedy generation.
-Default budget ~14 minutes on 2 shared CPU cores; `--skip` drops methods.
+  as text, full fine-tuning for `--text-steps`, greedy generation.
+Budgets are optimizer steps (batch 8), so results do not depend on the machine's load; `--max-minutes` caps
+each training (a capped run says so in its note). Default ~10 minutes on 2 idle CPU cores, ~15 on a busy
+shared one; `--skip` drops methods.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def fit_linear(train: list[dict], ridge: float = 1e-6):
     return lambda inputs: np.hstack([inputs, np.ones((len(inputs), 1))]) @ w
 
 
-def train_patchtst(train: list[dict], seq_len: int, pred_len: int, minutes: float, seed: int):
+def train_patchtst(train: list[dict], seq_len: int, pred_len: int, steps: int, minutes: float, seed: int):
     import torch
     from transformers import PatchTSTConfig, PatchTSTForPrediction
 
@@ -108,23 +110,25 @@ def train_patchtst(train: list[dict], seq_len: int, pred_len: int, minutes: floa
                             scaling="std", dropout=0.1, head_dropout=0.0, loss="mse")
     model = PatchTSTForPrediction(config)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    start, steps = time.monotonic(), 0
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    start, done = time.monotonic(), 0
     g = torch.Generator().manual_seed(seed)
     model.train()
-    while time.monotonic() - start < minutes * 60:
+    while done < steps and time.monotonic() - start < minutes * 60:
         idx = torch.randint(len(x), (32,), generator=g)
         loss = model(past_values=x[idx], future_values=y[idx]).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-        steps += 1
+        schedule.step()
+        done += 1
     model.eval()
 
     def predict(inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(past_values=torch.tensor(inputs, dtype=torch.float32).unsqueeze(-1)).prediction_outputs.squeeze(-1).numpy()
 
-    return predict, steps
+    return predict, done
 
 
 def time_limit_callback(minutes: float):
@@ -167,19 +171,19 @@ def tiny_base(out: Path, seed: int) -> Path:
     return out
 
 
-def run_llamafactory(args, out: Path, model_dir: Path, name: str, minutes: float, lf_log: Path, **method) -> tuple[Path, dict]:
-    """Train in-process for `minutes`, then do_predict on the eval test split; (predictions file, stats)."""
+def run_llamafactory(args, out: Path, model_dir: Path, name: str, steps: int, lf_log: Path, **method) -> tuple[Path, dict]:
+    """Train in-process for `steps` (capped at --max-minutes), then do_predict on the eval test split; (predictions, stats)."""
     from llamafactory.train.tuner import run_exp
 
     base = dict(stage="sft", template="qwen_ts", dataset_dir=str(out / "data"), cutoff_len=args.cutoff_len, overwrite_cache=True,
                 report_to="none", bf16=False, seed=args.seed, disable_tqdm=True, overwrite_output_dir=True,
                 model_name_or_path=str(model_dir))
     train = {k: v for k, v in method.items() if k != "predict"}
-    limit = time_limit_callback(minutes)
+    limit = time_limit_callback(args.max_minutes)
     t0 = time.monotonic()
     with lf_output_to(lf_log):
         run_exp(dict(base, do_train=True, dataset="series_train", output_dir=str(out / name), per_device_train_batch_size=args.batch_size,
-                     max_steps=1_000_000, logging_steps=10, save_strategy="no", max_grad_norm=1.0, **train), callbacks=[limit])
+                     max_steps=steps, logging_steps=10, save_strategy="no", max_grad_norm=1.0, **train), callbacks=[limit])
         train_s = time.monotonic() - t0
         adapter = {"adapter_name_or_path": str(out / name)} if train.get("finetuning_type") == "lora" else {}
         model = str(out / name) if not adapter else str(model_dir)
@@ -202,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=96)
     p.add_argument("--pred-len", type=int, default=24)
     p.add_argument("--test-windows", type=int, default=48, help="evenly spaced test windows every method is scored on")
-    p.add_argument("--minutes", type=float, default=4.0, help="Time-LLM head (frozen LLM) training budget")
-    p.add_argument("--lora-minutes", type=float, default=3.0, help="Time-LLM head + LoRA on the LLM training budget")
-    p.add_argument("--patchtst-minutes", type=float, default=1.0)
-    p.add_argument("--text-minutes", type=float, default=1.5, help="text-answer model training budget")
+    p.add_argument("--steps", type=int, default=140, help="Time-LLM head (frozen LLM) optimizer steps")
+    p.add_argument("--lora-steps", type=int, default=80, help="Time-LLM head + LoRA on the LLM optimizer steps")
+    p.add_argument("--patchtst-steps", type=int, default=300)
+    p.add_argument("--text-steps", type=int, default=50, help="text-answer model optimizer steps")
+    p.add_argument("--max-minutes", type=float, default=8.0, help="time cap of each training (default 8)")
     p.add_argument("--lr", type=float, default=5e-3, help="Time-LLM learning rate (reprogramming, head; LoRA uses lr/5)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--cutoff-len", type=int, default=1024)
@@ -248,15 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         if "naive" not in rows:
             for key, label in (("naive", "naive (last value)"), ("seasonal_naive", f"seasonal naive ({season})")):
                 rows[label] = {**r["normalized"]["all_windows"][key], "unparseable": 0.0}
-        print(f"  {name}: MSE {rows[name]['mse']:.4g}, MAE {rows[name]['mae']:.4g}"
+        print(f"  {name}: MSE {_f(rows[name]['mse'])}, MAE {_f(rows[name]['mae'])}"
               + (f", unparseable {r['unparseable_share']:.0%}" if r["unparseable_share"] else "") + f"  [{(time.monotonic() - t_start) / 60:.1f} min]")
 
     x_test, _ = pairs(test)
     linear = fit_linear(train)
     score("linear (least squares)", write_predictions(out / "linear.jsonl", test, linear(x_test)))
     if "patchtst" not in skip:
-        predict, steps = train_patchtst(train, args.seq_len, args.pred_len, args.patchtst_minutes, args.seed)
-        notes["PatchTST alone"] = f"{steps} steps, {args.patchtst_minutes:g} min"
+        predict, steps = train_patchtst(train, args.seq_len, args.pred_len, args.patchtst_steps, args.max_minutes, args.seed)
+        notes["PatchTST alone"] = f"{steps} steps" + (" (time cap)" if steps < args.patchtst_steps else "")
         score("PatchTST alone", write_predictions(out / "patchtst.jsonl", test, predict(x_test)))
 
     base = tiny_base(out / "base", args.seed)
@@ -269,15 +274,16 @@ def main(argv: list[str] | None = None) -> int:
                                                 d_ff=32, num_heads=8, num_prototypes=1000, description=f"{source}, column {report['targets'][0]}."),
                           seed=args.seed)
         head = dict(finetuning_type="lora", additional_target="ts_encoder,ts_head", learning_rate=args.lr,
-                    lr_scheduler_type="constant_with_warmup", warmup_steps=10)
-        for name, key, minutes, extra in (("Time-LLM head, frozen tiny LLM", "timellm", args.minutes, dict(lora_target="none")),
-                                          ("Time-LLM head + LoRA on the LLM", "timellm_lora", args.lora_minutes,
+                    lr_scheduler_type="cosine", warmup_ratio=0.05)
+        for name, key, steps, extra in (("Time-LLM head, frozen tiny LLM", "timellm", args.steps, dict(lora_target="none")),
+                                        ("Time-LLM head + LoRA on the LLM", "timellm_lora", args.lora_steps,
                                            dict(lora_target="all", lora_rank=8, timeseries_learning_rate=args.lr,
                                                 learning_rate=args.lr / 5))):
             if key in skip:
                 continue
-            path, stats = run_llamafactory(args, out, model_dir, key, minutes, lf_log, **{**head, **extra})
-            notes[name] = f"{stats['steps']} steps in {stats['train_min']:.1f} min, train MSE {_f(stats['loss_first'])} -> {_f(stats['loss_last'])}"
+            path, stats = run_llamafactory(args, out, model_dir, key, steps, lf_log, **{**head, **extra})
+            notes[name] = (f"{stats['steps']} steps{' (time cap)' if stats['steps'] < steps else ''} in {stats['train_min']:.1f} min, "
+                           f"train MSE {_f(stats['loss_first'])} -> {_f(stats['loss_last'])}")
             score(name, path)
     if "text" not in skip:
         from tsplugin.build_model import build_qwen_ts
@@ -285,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         with lf_output_to(lf_log):
             text_model = build_qwen_ts(base, out / "text_model", encoder="timellm", seed=args.seed,
                                        flags={"context_window": args.seq_len, "patch_len": 16, "stride": 8, "d_model": 32, "num_heads": 4})
-        path, stats = run_llamafactory(args, out, text_model, "text", args.text_minutes, lf_log, finetuning_type="full",
+        path, stats = run_llamafactory(args, out, text_model, "text", args.text_steps, lf_log, finetuning_type="full",
                                        freeze_vision_tower=False, freeze_multi_modal_projector=False, learning_rate=1e-3,
-                                       lr_scheduler_type="constant_with_warmup", warmup_steps=20,
+                                       lr_scheduler_type="cosine", warmup_ratio=0.1,
                                        predict={"max_new_tokens": args.pred_len * 9 + 16})
         notes["text answers (tiny qwen_ts)"] = f"{stats['steps']} steps in {stats['train_min']:.1f} min, token loss {_f(stats['loss_first'])} -> {_f(stats['loss_last'])}"
         score("text answers (tiny qwen_ts)", path)
@@ -300,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in order:
         r = rows[name]
         note = notes.get(name, "") + (f"; unparseable {r['unparseable']:.0%}" if r.get("unparseable") else "")
-        print(f"| {name} | {r['mse']:.4f} | {r['mae']:.4f} | {r['mse'] / ref['mse']:.3f} | {r['mae'] / ref['mae']:.3f} | {note} |")
+        ratio = lambda k: "n/a" if r[k] is None else f"{r[k] / ref[k]:.3f}"  # noqa: E731
+        value = lambda k: "n/a" if r[k] is None else f"{r[k]:.4f}"  # noqa: E731
+        print(f"| {name} | {value('mse')} | {value('mae')} | {ratio('mse')} | {ratio('mae')} | {note} |")
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "report"} for k, v in rows.items()}
     (out / "results.json").write_text(json.dumps({"rows": summary, "notes": notes, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2) + "\n")
     head = rows.get("Time-LLM head, frozen tiny LLM")
-    if head:
+    if head and head["mse"] is not None:
         naive, seasonal = rows["naive (last value)"]["mse"], rows[f"seasonal naive ({season})"]["mse"]
         print(f"Time-LLM head (frozen): beats naive {head['mse'] < naive}, beats seasonal naive {head['mse'] < seasonal}, "
               f"MSE / linear {head['mse'] / ref['mse']:.3f} (target <= 1.10)")
