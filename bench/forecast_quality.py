@@ -17,7 +17,7 @@ Methods (each row's ratio is against the linear baseline of the same run):
   linear flatten head, no LLM), Adam with cosine decay, `--patchtst-steps` batches of 32;
 - Time-LLM head (frozen LLM): `tsplugin build-forecaster` on a tiny random Qwen2 (the `tiny` preset),
   trained by LLaMA-Factory in-process (`lora_target: none`, `additional_target: ts_encoder,ts_head`)
-  for `--steps` (cosine decay), forecasts through `do_predict` (generated_predictions.jsonl);
+  for `--steps` (constant lr after 10 warm-up steps), forecasts through `do_predict` (generated_predictions.jsonl);
 - Time-LLM head + LoRA: the same with `lora_target: all` on the LLM, for `--lora-steps`;
 - text answers: a tiny `qwen_ts` chat model (Time-LLM's reprogramming encoder) that writes the future
   as text, full fine-tuning for `--text-steps`, greedy generation.
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 d_ff=32, num_heads=8, num_prototypes=1000, description=f"{source}, column {report['targets'][0]}."),
                           seed=args.seed)
         head = dict(finetuning_type="lora", additional_target="ts_encoder,ts_head", learning_rate=args.lr,
-                    lr_scheduler_type="cosine", warmup_ratio=0.05)
+                    lr_scheduler_type="constant_with_warmup", warmup_steps=10)
         for name, key, steps, extra in (("Time-LLM head, frozen tiny LLM", "timellm", args.steps, dict(lora_target="none")),
                                         ("Time-LLM head + LoRA on the LLM", "timellm_lora", args.lora_steps,
                                            dict(lora_target="all", lora_rank=8, timeseries_learning_rate=args.lr,
