@@ -22,8 +22,8 @@ Methods (each row's ratio is against the linear baseline of the same run):
 - text answers: a tiny `qwen_ts` chat model (Time-LLM's reprogramming encoder) that writes the future
   as text, full fine-tuning for `--text-steps`, greedy generation.
 Budgets are optimizer steps (batch 8), so results do not depend on the machine's load; `--max-minutes` caps
-each training (a capped run says so in its note). Default ~10 minutes on 2 idle CPU cores, ~15 on a busy
-shared one; `--skip` drops methods.
+each training (a capped run says so in its note). The default run needs ~190 s of CPU time (measured:
+21.7 min wall on a shared 2-core machine that gave it 14% of a core); `--skip` drops methods.
 """
 
 from __future__ import annotations
