@@ -14,7 +14,10 @@ Design choices (the conventions of the Time-LLM / Informer ETT loaders, `Dataset
   scikit-learn's StandardScaler); a constant variable gets std 1. The statistics go into
   NAME.scaling.json and every record (`scaling`, `normalized`) so `tsplugin eval forecast` can undo it.
 - The answer is the future values as text with fixed precision, comma-separated; with several target
-  variables one line per variable, `NAME: v1, v2, ...`.
+  variables one line per variable, `NAME: v1, v2, ...`. The same future values, unrounded, are the
+  record's `forecast_target` (`[{"series": INDEX INTO timeseries, "name": ..., "values": [...]}]`,
+  mapped as the `forecast_target` column in dataset_info.json): chat models learn the answer text, a
+  Time-LLM forecaster (`tsplugin build-forecaster`) regresses the numbers with MSE, from one file.
 - Feature modes (a registry, like every extension point): S = the target alone, M = every variable in
   and out, MS = every variable in, the target out.
 """
@@ -268,7 +271,7 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
                         "max_windows_per_split": opts.max_windows_per_split, "missing": opts.missing, "max_missing": opts.max_missing},
         }
         outputs.open(f"{name}.report.json").write(dumps(report) + b"\n")
-        columns = {"prompt": "input", "response": "output", "timeseries": "timeseries"}
+        columns = {"prompt": "input", "response": "output", "timeseries": "timeseries", "forecast_target": "forecast_target"}
         outputs.commit({f"{name}_{split}": {"file_name": f"{name}_{split}.jsonl", "columns": columns} for split in SPLITS})
     finally:
         outputs.abort()
@@ -294,6 +297,8 @@ def _write_forecast(outputs: OutputSet, opts: ForecastOptions, name: str, border
                 "targets": targets,
                 "normalized": opts.normalize,
                 "scaling": {n: scaling[n] for n in dict.fromkeys(inputs + targets)},
+                # numeric targets for a Time-LLM head (the chat models learn `output`, the same numbers as text)
+                "forecast_target": [{"series": inputs.index(t), "name": t, "values": future[t].tolist()} for t in targets],
             }
             fh.write(record_line(fields, [dumps_series(scaled[s:t0, col[v]]) for v in inputs]))
         windows[split] = {"available": len(available), "written": len(starts),

@@ -160,3 +160,27 @@ def trainer_losses(output_dir: Path) -> list[float]:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+TIMELLM_BLOCK = dict(seq_len=32, pred_len=8, patch_len=8, stride=4, d_model=16, d_ff=16, num_heads=2, num_prototypes=16,
+                     dropout=0.1, description="A test series.")
+
+
+@pytest.fixture(scope="session")
+def tiny_timellm(tmp_path_factory) -> Path:
+    """A tiny Time-LLM forecaster (`tsplugin build-forecaster` on a random 2-layer Qwen2, seq 32 -> pred 8)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from tsplugin.build_forecaster import build_timellm
+    from tsplugin.tokenizer_build import build_tokenizer
+
+    root = tmp_path_factory.mktemp("timellm")
+    tokenizer = build_tokenizer(ts_tokens=False)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, tie_word_embeddings=False, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    return build_timellm(root / "base", root / "model", TIMELLM_BLOCK, seed=0)

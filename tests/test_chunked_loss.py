@@ -3,7 +3,6 @@ keeping the (positions x vocab) logits for backward (tiny random models, fp32, C
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

@@ -14,7 +14,7 @@ from converters import convert as convert_mod
 from converters.encodable import DTYPE_MAX, canonical_dtype, check_encodable
 from converters.errors import RejectError
 from converters.safeio import ReadLimits, read_descriptor
-from convert_helpers import convert_dir, gdsh_record, read_jsonl, run, write_csv, write_json
+from convert_helpers import convert_dir, gdsh_record, read_jsonl, run, write_csv
 
 A = "/home/u/img/a.PV.jpg"
 B = "/home/u/img/b.PV.jpg"

@@ -76,7 +76,8 @@ def test_univariate_records_exact_values_scaling_and_targets_inside_their_split(
     scaling = json.loads((out / "d.scaling.json").read_text())
     assert scaling["fit_rows"] == [0, 21] and scaling["variables"]["OT"]["mean"] == pytest.approx(mean)
     info = json.loads((out / "dataset_info.json").read_text())
-    assert info["d_test"] == {"file_name": "d_test.jsonl", "columns": {"prompt": "input", "response": "output", "timeseries": "timeseries"}}
+    assert info["d_test"] == {"file_name": "d_test.jsonl", "columns": {"prompt": "input", "response": "output", "timeseries": "timeseries",
+                                                                     "forecast_target": "forecast_target"}}
     assert set(info) == {"d_train", "d_val", "d_test"}
 
 
@@ -101,10 +102,15 @@ def test_multivariate_answer_labels_every_variable_and_ms_predicts_only_the_targ
     assert rec["output"] == f"a: {za(21):.2f}, {za(22):.2f}\nOT: {zo(ot[21]):.2f}, {zo(ot[22]):.2f}"
     assert rec["input"].count("<ts><ts/>") == 2 and "a: <ts><ts/>\nOT: <ts><ts/>" in rec["input"]
     np.testing.assert_allclose(rec["timeseries"], [za(a[17:21]), zo(ot[17:21])])
+    # the numeric targets (Time-LLM head): unrounded, and which series each one continues
+    assert [(t["series"], t["name"]) for t in rec["forecast_target"]] == [(0, "a"), (1, "OT")]
+    np.testing.assert_allclose([t["values"] for t in rec["forecast_target"]], [za(a[21:23]), zo(ot[21:23])])
     _, out = convert(tmp_path, features="MS", out="ms")
     rec = read(out / "d_val.jsonl")[0]
     assert rec["variables"] == ["a", "OT"] and rec["targets"] == ["OT"]
     assert rec["output"] == f"{zo(ot[21]):.3f}, {zo(ot[22]):.3f}" and len(rec["timeseries"]) == 2
+    assert [(t["series"], t["name"]) for t in rec["forecast_target"]] == [(1, "OT")]
+    np.testing.assert_allclose(rec["forecast_target"][0]["values"], zo(ot[21:23]))
 
 
 def test_no_normalize_keeps_raw_values_but_records_train_statistics(tmp_path):

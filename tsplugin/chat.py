@@ -71,6 +71,9 @@ class TimeSeriesChat:
         from tsplugin.processing import TimeSeriesProcessor
 
         model_dir = str(model_dir)
+        processor = TimeSeriesProcessor.from_pretrained(model_dir, profile=profile)
+        if processor.is_forecaster:  # it reads raw series and answers with numbers only
+            raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
@@ -80,7 +83,6 @@ class TimeSeriesChat:
             # Merged in memory like LLaMA-Factory's inference (`adapter_name_or_path` without training).
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         model = model.to(device).eval()
-        processor = TimeSeriesProcessor.from_pretrained(model_dir, profile=profile)
         if callable(getattr(model, "use_profile", None)):
             model.use_profile(processor.profile)  # one decision for prefix and padding (directory files included)
         name = template or default_template(model.config, processor.profile)

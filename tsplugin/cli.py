@@ -29,6 +29,8 @@ register_command("chat", "tsplugin.chat")
 register_command("plan", "tsplugin.plan")
 register_command("inspect", "tsplugin.inspect_model")
 register_command("build-model", "tsplugin.build_model")
+register_command("build-forecaster", "tsplugin.build_forecaster")
+register_command("forecast", "tsplugin.forecast")
 register_command("monitor", "tsplugin.monitor")
 register_command("eval", "tsplugin.evaluate")
 

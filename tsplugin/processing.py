@@ -134,6 +134,9 @@ class TimeSeriesProcessor:
 
     The rule is ChatTS's ceil(L / patch_size), or, for `qwen_ts` models, the `num_positions` of the
     encoder named in the config's `ts.encoder` block (read from the registry; no weights are loaded).
+    For `timellm` forecasters (a `forecast` block) every series costs ONE `<ts>` position: the forecaster
+    never reads the record's text, it builds its own per-series prompt (tsplugin.models.timellm), and
+    `is_forecaster` tells the data plugin to hand it raw values and the forecast targets.
     """
 
     def __init__(
@@ -142,14 +145,16 @@ class TimeSeriesProcessor:
         ts_token: str = DEFAULT_TS_TOKEN,
         ts_end_token: str = DEFAULT_TS_END_TOKEN,
         encoder: dict[str, Any] | None = None,
+        forecast: dict[str, Any] | None = None,
         *,
         profile: str | TSProfile,
         profile_reason: str = "given",
     ):
-        if encoder is None and (patch_size is None or int(patch_size) <= 0):
+        if encoder is None and forecast is None and (patch_size is None or int(patch_size) <= 0):
             raise ValueError(f"patch_size must be positive, got {patch_size}")
         self.patch_size = int(patch_size) if patch_size is not None else None
         self.encoder = dict(encoder) if encoder is not None else None
+        self.forecast = dict(forecast) if forecast is not None else None
         self.ts_token = ts_token
         self.ts_end_token = ts_end_token
         self.profile = get_profile(profile)
@@ -157,6 +162,8 @@ class TimeSeriesProcessor:
 
     def __repr__(self) -> str:
         rule = f"encoder={self.encoder.get('name')!r}" if self.encoder is not None else f"patch_size={self.patch_size}"
+        if self.forecast is not None:
+            rule = f"forecast seq_len={self.forecast.get('seq_len')}"
         return (
             f"TimeSeriesProcessor({rule}, profile={self.profile.name!r}, ts_token={self.ts_token!r}, "
             f"ts_end_token={self.ts_end_token!r})"
@@ -170,8 +177,13 @@ class TimeSeriesProcessor:
 
         The encoding profile comes from `resolve_profile(config, model_dir, profile)`: `profile` (the
         recipe's `timeseries_profile`) wins over config.json `ts_profile`, then what the checkpoint ships.
+        A Time-LLM forecaster writes no prefix (it builds its own prompt), so it needs no profile.
         """
         data = config if isinstance(config, Mapping) else _config_dict(config)
+        forecast = data.get("forecast")
+        if isinstance(forecast, Mapping):  # timellm: Time-LLM forecaster
+            return cls(None, forecast=dict(forecast), profile=profile or "tsfactory-v0",
+                       profile_reason="Time-LLM forecaster: raw values, its own prompt, no series prefix", **kwargs)
         ts = data.get("ts")
         if not isinstance(ts, Mapping) or not (isinstance(ts.get("encoder"), Mapping) or "patch_size" in ts):
             raise ValueError(
@@ -203,6 +215,11 @@ class TimeSeriesProcessor:
         """
         return []
 
+    @property
+    def is_forecaster(self) -> bool:
+        """True for a Time-LLM forecaster: raw series in, forecast targets carried to the model."""
+        return self.forecast is not None
+
     def encode(self, values: Iterable[float]) -> tuple[np.ndarray, str]:
         return sp_encode(values, self.profile)
 
@@ -212,6 +229,10 @@ class TimeSeriesProcessor:
 
     def num_patches(self, length: int) -> int:
         """`<ts>` positions a series of `length` points costs with this model's encoder."""
+        if self.forecast is not None:
+            if int(length) <= 0:
+                raise ValueError(f"a time series has length {length}; it needs at least one value")
+            return 1
         if self.encoder is not None:
             from tsplugin.encoders import encoder_num_positions
 

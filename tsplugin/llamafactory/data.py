@@ -1,10 +1,14 @@
 """Dataset-side pieces: carry the `timeseries` column through LLaMA-Factory's data pipeline.
 
 - `TimeSeriesConverter` wraps LLaMA-Factory's format converter (alpaca / sharegpt / openai) and puts
-  the record's series into the `_audios` slot, which the processors and collator pass through.
+  the record's series into the `_audios` slot, which the processors and collator pass through; with a
+  `forecast_target` column, each target (`{"series": k, "name": ..., "values": [...]}`) rides in the
+  `_videos` slot as one JSON string (a time-series template takes no video), the same path to the
+  collator, where the plugin turns it into `forecast_target` tensors for a Time-LLM forecaster.
 - `check_aligned` verifies every record with the shared definitions (tsplugin.placeholders: placeholders
   only in user turns, none stray, one per series; tsplugin.series_values: numbers only, finite, encodable
-  as tsconvert checks at conversion) and fails naming the dataset and the record index: never a silent drop.
+  as tsconvert checks at conversion) and its forecast targets, and fails naming the dataset and the
+  record index: never a silent drop.
 - `TimeSeriesDatasetProcessor` wraps the tokenising processor and drops records whose series were
   cut by `cutoff_len` (a half series would silently misalign patches and placeholders); `cutoff_len`
   counts every expanded `<ts>` position. `timeseries_cutoff_mode: chatts_training` instead reproduces
@@ -15,17 +19,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tsplugin.placeholders import SYSTEM, placeholder_problem
+from tsplugin.placeholders import SYSTEM, count_placeholders, placeholder_problem
 from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 
 logger = logging.getLogger("tsplugin")
 
 SERIES_SLOT = "_audios"
+TARGET_SLOT = "_videos"
 
 
 class TimeSeriesDataError(ValueError):
@@ -38,12 +44,44 @@ class TimeSeriesConverter:
 
     inner: Any
     column: str
+    target_column: str | None = None
 
     def __call__(self, example: dict[str, Any]) -> dict[str, Any]:
         output = self.inner(example)
         series = example.get(self.column)
         output[SERIES_SLOT] = list(series) if series else None
+        if self.target_column is not None:
+            targets = example.get(self.target_column)
+            output[TARGET_SLOT] = [encode_target(t) for t in targets] if targets else None
         return output
+
+
+def encode_target(target: Any) -> str:
+    """One forecast target as the JSON string the `_videos` slot carries (checked in `check_aligned`)."""
+    if isinstance(target, dict):
+        target = {"series": target.get("series"), "name": target.get("name"), "values": target.get("values")}
+    return json.dumps(target)
+
+
+def decode_target(text: str) -> dict[str, Any]:
+    """Inverse of `encode_target`."""
+    return json.loads(text)
+
+
+def check_target(target: Any, n_series: int, where: str) -> int:
+    """Raise naming `where` unless `target` is {"series": k < n_series, "name": str, "values": finite numbers};
+    returns its length."""
+    fix = ('each forecast target is {"series": INDEX INTO timeseries, "name": "VARIABLE", "values": [numbers]} '
+           "(`tsconvert forecast` writes them)")
+    if not isinstance(target, dict):
+        raise ValueError(f"{where}: {target!r:.80} is not a forecast target; {fix}")
+    k = target.get("series")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_series:
+        raise ValueError(f"{where}: series index {k!r} does not name one of the record's {n_series} series; {fix}")
+    if not isinstance(target.get("name"), str):
+        raise ValueError(f"{where}: name {target.get('name')!r} is not a string; {fix}")
+    check_series(target.get("values"), f"{where}: values")
+    return len(target["values"])
 
 
 def _turns(row: dict[str, Any]) -> list[tuple[str, str]]:
@@ -86,11 +124,13 @@ def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_
     return None
 
 
-def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
+def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: str | None = None,
+                  dtype: str = TRAINING_CHECK_DTYPE) -> None:
     """Validate an aligned (converted) dataset; errors name the dataset file and record index."""
     if not hasattr(dataset, "select_columns") or not hasattr(dataset, "__len__"):
         return  # streaming: the plugin checks each record when it is processed
     names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
+    names += [TARGET_SLOT] if target_column else []
     rows = dataset.select_columns(names)
     for index, row in enumerate(rows):
         series = row[SERIES_SLOT] or []
@@ -109,6 +149,13 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, dtype: str = TRA
             )
         for k, values in enumerate(series):
             check_series(values, f"{dataset_name}: record {index}: series {k}", dtype)
+        if target_column is not None:
+            targets = row[TARGET_SLOT] or []
+            lengths = {check_target(decode_target(t), len(series), f"{dataset_name}: record {index}: column "
+                                    f"'{target_column}' entry {j}") for j, t in enumerate(targets)}
+            if len(lengths) > 1:
+                raise ValueError(f"{dataset_name}: record {index}: forecast targets of different lengths {sorted(lengths)}; "
+                                 "every target of a record covers the same horizon (--pred-len)")
 
 
 # Columns the plugin adds while a dataset is preprocessed (removed again before training).

@@ -32,8 +32,10 @@ COMPOSITE = {
     "qwen3ts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
     # qwen_ts: the whole Qwen causal LM lives under `language_model` (see tsplugin.models.qwen_ts).
     "qwen_ts": dict(projector_keys=["ts_projector"], vision_model_keys=["ts_encoder"], language_model_keys=["language_model"]),
+    # timellm: Time-LLM's forecaster; its output head plays the projector (trained, never a LoRA target).
+    "timellm": dict(projector_keys=["ts_head"], vision_model_keys=["ts_encoder"], language_model_keys=["language_model"]),
 }
-ENCODER_MODULES = ["ts_encoder", "ts_projector"]
+ENCODER_MODULES = ["ts_encoder", "ts_projector", "ts_head"]
 
 _applied: set[str] = set()
 
@@ -153,17 +155,23 @@ def hook_data_args(module: ModuleType) -> None:
 
 
 def hook_parser(module: ModuleType) -> None:
-    """`DatasetAttr.join`: read a `timeseries` entry from dataset_info.json `columns`."""
+    """`DatasetAttr.join`: read `timeseries` (and `forecast_target`) entries from dataset_info.json `columns`."""
     _require(module, "DatasetAttr")
     attr_cls = module.DatasetAttr
     if getattr(attr_cls.join, "__tsplugin__", False):
         return
     original = attr_cls.join
     attr_cls.timeseries = None
+    attr_cls.forecast_target = None
 
     def join(self, attr: dict[str, Any]) -> None:
         original(self, attr)
-        self.timeseries = (attr.get("columns") or {}).get("timeseries")
+        columns = attr.get("columns") or {}
+        self.timeseries = columns.get("timeseries")
+        self.forecast_target = columns.get("forecast_target")
+        if self.forecast_target is not None and self.timeseries is None:
+            raise ValueError(f"{self}: dataset_info.json maps `forecast_target` but no `timeseries` column; a forecast "
+                             "target belongs to a record's series. Map both (`tsconvert forecast` writes both).")
 
     join.__tsplugin__ = True
     attr_cls.join = join
@@ -186,7 +194,11 @@ def hook_converter(module: ModuleType) -> None:
                     f"{dataset_attr}: dataset_info.json maps both `audios` and `timeseries`; a "
                     "time-series dataset carries no audio. Remove one of the two columns."
                 )
-            return TimeSeriesConverter(converter, column)
+            targets = getattr(dataset_attr, "forecast_target", None)
+            if targets is not None and dataset_attr.videos:
+                raise ValueError(f"{dataset_attr}: dataset_info.json maps both `videos` and `forecast_target`; a "
+                                 "time-series dataset carries no video. Remove one of the two columns.")
+            return TimeSeriesConverter(converter, column, targets)
 
         return get_dataset_converter
 
@@ -195,7 +207,7 @@ def hook_converter(module: ModuleType) -> None:
             aligned = original(dataset, dataset_attr, data_args, training_args)
             column = getattr(dataset_attr, "timeseries", None)
             if column is not None:
-                check_aligned(aligned, str(dataset_attr), column)
+                check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
             return aligned
 
         return align_dataset
@@ -344,6 +356,9 @@ def hook_model_loader(module: ModuleType) -> None:
             if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
                 apply_after_load(model, finetuning_args, is_trainable)
                 apply_profile(model, model_args)
+            bind = getattr(model, "bind_tokenizer", None)  # Time-LLM: its prompts and answers use this tokenizer
+            if callable(bind):
+                bind(tokenizer)
             return model
 
         return load_model
@@ -355,7 +370,7 @@ def hook_model_loader(module: ModuleType) -> None:
 
 def hook_visual(module: ModuleType) -> None:
     """`_register_composite_model`: encoder = vision tower, so LLaMA-Factory's freeze/LoRA options apply;
-    `patch_target_modules`: the `lora_timeseries_encoder` option."""
+    `patch_target_modules`: the `lora_timeseries_encoder` option and `lora_target: none`."""
     _require(module, "_register_composite_model", "COMPOSITE_MODELS", "patch_target_modules")
     from tsplugin.llamafactory.options import make_patch_target_modules
 

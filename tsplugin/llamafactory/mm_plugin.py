@@ -4,7 +4,14 @@ LLaMA-Factory's data path knows images, videos and audios. A time-series dataset
 in the audio slot (`_audios` / `audios`) from the dataset converter to the collator: the processors
 and the collator pass that slot through untouched, and a template that uses this plugin takes no
 audio. Each `<ts><ts/>` in a message becomes the value-preserving prefix (in the format of the
-checkpoint's encoding profile, tsplugin.profiles) plus one `<ts>` token per patch; `get_mm_inputs` turns the batch's series into the `timeseries` tensor the model takes.
+checkpoint's encoding profile, tsplugin.profiles) plus one `<ts>` token per patch; `get_mm_inputs`
+turns the batch's series into the `timeseries` tensor the model takes.
+
+Forecast targets (`forecast_target` column, JSON strings in the video slot, see
+`tsplugin.llamafactory.data`): a chat model ignores them (it learns the answer text); for a Time-LLM
+forecaster (`processor.is_forecaster`) `get_mm_inputs` returns the RAW series (the model normalises
+each one itself, RevIN), `timeseries_rows`, and `forecast_target` / `forecast_series` /
+`forecast_names` (the targets of every row, indices into the batch's series).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class TimeSeriesPlugin(BasePlugin):
     ts_end_token: str = "<ts/>"
 
     def _validate_input(self, processor, images, videos, audios) -> None:
-        if len(images) != 0 or len(videos) != 0:
+        if len(images) != 0 or any(not isinstance(v, str) for v in videos):
             raise ValueError(
                 "This time-series template takes no images or videos. Convert image-referencing data "
                 "with `tsconvert` first, or choose an image template."
@@ -116,6 +123,8 @@ class TimeSeriesPlugin(BasePlugin):
                 )
             start += count
 
+        if getattr(processor, "is_forecaster", False):
+            return forecaster_inputs(audios, videos, audlens, vidlens)
         features = [encode_series(s) for s in audios]
         return {"timeseries": batch_series(features)}
 
@@ -123,6 +132,34 @@ class TimeSeriesPlugin(BasePlugin):
         """Number of `<ts>` positions the given series expand to."""
         ts_processor = ts_processor_of(processor)
         return sum(ts_processor.num_patches(len(s)) for s in series)
+
+
+def forecaster_inputs(audios: list, videos: list, audlens: list[int], vidlens: list[int]) -> dict[str, Any]:
+    """Raw series + targets of a batch for a Time-LLM forecaster (see the module docstring)."""
+    import numpy as np
+
+    from tsplugin.llamafactory.data import decode_target
+
+    raw = [np.stack([np.asarray(s, dtype=np.float32), np.ones(len(s), dtype=np.float32)], axis=1) for s in audios]
+    rows = [row for row, count in enumerate(audlens) for _ in range(count)]
+    out: dict[str, Any] = {"timeseries": batch_series(raw), "timeseries_rows": torch.tensor(rows, dtype=torch.long)}
+    if not videos:
+        return out
+    starts = np.concatenate([[0], np.cumsum(audlens)[:-1]]).astype(int)
+    target_rows = [row for row, count in enumerate(vidlens) for _ in range(count)]
+    values, series, names = [], [], []
+    for row, text in zip(target_rows, videos):
+        target = decode_target(text)
+        values.append(target["values"])
+        series.append(int(starts[row]) + int(target["series"]))
+        names.append(str(target["name"]))
+    lengths = sorted({len(v) for v in values})
+    if len(lengths) != 1:
+        raise ValueError(f"a batch holds forecast targets of lengths {lengths}; a Time-LLM model forecasts one horizon. "
+                         "Convert every dataset of the run with the same --pred-len")
+    out.update(forecast_target=torch.tensor(values, dtype=torch.float32), forecast_series=torch.tensor(series, dtype=torch.long),
+               forecast_names=names)
+    return out
 
 
 def _token_id(tokenizer: PreTrainedTokenizer, token: str) -> int:

@@ -7,10 +7,12 @@ before LLaMA-Factory's parser is built, so `llamafactory-cli train x.yaml` accep
 How the encoder trains, with LLaMA-Factory's own options:
 - default (`freeze_vision_tower: true`): encoder frozen, LoRA adapts the LLM only;
 - `additional_target: ts_encoder` (LoRA): the encoder trains fully, saved with the adapter;
+- `lora_target: none` (LoRA, time-series models): no LoRA layer in the LLM; only `additional_target`
+  modules train (Time-LLM's frozen, possibly 4-bit, LLM with a trained reprogramming layer and head);
 - `lora_timeseries_encoder: true` (LoRA): LoRA also adapts the encoder's linear layers (LLaMA-Factory's
   `lora_target: all` cannot: the encoder's layers are named 0, 2, 4, ... inside an nn.Sequential);
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
-  (ChatTS-Training's `timeseries_sft_lr`).
+  (ChatTS-Training's `timeseries_sft_lr`); a Time-LLM forecaster's head (`ts_head`) trains at it too.
 
 Training that does not blow up (`tsplugin.stability`, attached by the `llamafactory.train.tuner` hook):
 - `timeseries_nan_guard: true`: skip updates whose loss or gradients are non-finite, log the rows of the
@@ -29,6 +31,8 @@ from typing import Any, Callable, Optional
 logger = logging.getLogger("tsplugin")
 
 ENCODER_KEY = "ts_encoder"
+# Modules trained at `timeseries_learning_rate`: the encoder, and Time-LLM's forecast head (new layers both).
+TIMESERIES_LR_KEYS = (ENCODER_KEY, "ts_head")
 
 
 def extend_finetuning_arguments(base: type) -> type:
@@ -209,7 +213,7 @@ def encoder_param_groups(model: Any, learning_rate: float, encoder_lr: float, we
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups.setdefault((ENCODER_KEY in name, name in decay_names), []).append(param)
+            groups.setdefault((any(key in name for key in TIMESERIES_LR_KEYS), name in decay_names), []).append(param)
     result = []
     for (is_encoder, decays), params in sorted(groups.items()):
         result.append(
@@ -230,7 +234,7 @@ def make_create_custom_optimizer(original: Callable) -> Callable:
         encoder_lr = getattr(finetuning_args, "timeseries_learning_rate", None)
         if optimizer is not None or encoder_lr is None:
             return optimizer
-        if not any(p.requires_grad and ENCODER_KEY in n for n, p in model.named_parameters()):
+        if not any(p.requires_grad and any(k in n for k in TIMESERIES_LR_KEYS) for n, p in model.named_parameters()):
             logger.warning(
                 "tsplugin: timeseries_learning_rate is set but the encoder does not train; add "
                 "`additional_target: ts_encoder` or `lora_timeseries_encoder: true` (LoRA), or "
@@ -254,10 +258,24 @@ def encoder_lora_targets(model: Any) -> "list[str]":
     return [name for name, module in model.named_modules() if ENCODER_KEY in name and isinstance(module, torch.nn.Linear)]
 
 
+NO_LORA_TARGET = "none"
+
+
 def make_patch_target_modules(original: Callable, is_ts_model: Callable[[Any], bool]) -> Callable:
-    """Wrap `patch_target_modules`: append the encoder's linears when `lora_timeseries_encoder`."""
+    """Wrap `patch_target_modules`: append the encoder's linears when `lora_timeseries_encoder`;
+    `lora_target: none` on a time-series model = no LoRA layer at all (PEFT's dummy target), so only
+    `additional_target` modules train: a frozen (4-bit) LLM with a trained encoder/head, as Time-LLM."""
 
     def patch_target_modules(model, finetuning_args, target_modules):
+        if is_ts_model(model) and list(target_modules or []) == [NO_LORA_TARGET]:
+            from peft.utils.constants import DUMMY_TARGET_MODULES
+
+            if not getattr(finetuning_args, "additional_target", None) and not getattr(finetuning_args, "lora_timeseries_encoder", False):
+                raise ValueError("`lora_target: none` trains no LoRA layer; name what trains with `additional_target` "
+                                 "(e.g. `additional_target: ts_encoder,ts_head` for Time-LLM)")
+            if getattr(finetuning_args, "lora_timeseries_encoder", False):
+                return encoder_lora_targets(model)
+            return DUMMY_TARGET_MODULES
         targets = original(model, finetuning_args, target_modules)
         if getattr(finetuning_args, "lora_timeseries_encoder", False) and is_ts_model(model):
             targets = list(targets) + [n for n in encoder_lora_targets(model) if n not in targets]

@@ -3,7 +3,9 @@
 After `import tsplugin.models`, `AutoConfig` / `AutoModelForCausalLM.from_pretrained(dir)` build
 `ChatTSConfig` + `Qwen2TSForCausalLM` for model_type `chatts` and `Qwen3TSConfig` +
 `Qwen3TSForCausalLM` for model_type `qwen3ts`, and `QwenTSConfig` + `QwenTSForCausalLM` for model_type
-`qwen_ts` (your own Qwen2/Qwen3 + encoder + projector, see `tsplugin.models.qwen_ts`).
+`qwen_ts` (your own Qwen2/Qwen3 + encoder + projector, see `tsplugin.models.qwen_ts`), and
+`TimeLLMConfig` + `TimeLLMForForecasting` for model_type `timellm` (Time-LLM's forecaster, see
+`tsplugin.models.timellm`).
 
 Released ChatTS checkpoints carry an `auto_map` pointing at their own modeling .py files:
 - without `trust_remote_code` the registered classes here are used;
@@ -21,6 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from .configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
 from .modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM, TimeSeriesCausalLMMixin
 from .qwen_ts import QwenTSConfig, QwenTSForCausalLM
+from .timellm import TimeLLMConfig, TimeLLMForForecasting
 from .ts_encoder import TimeSeriesEmbedding
 
 # model_type -> (config class, causal LM class); one entry per supported ChatTS architecture.
@@ -28,6 +31,7 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
     "chatts": (ChatTSConfig, Qwen2TSForCausalLM),
     "qwen3ts": (Qwen3TSConfig, Qwen3TSForCausalLM),
     "qwen_ts": (QwenTSConfig, QwenTSForCausalLM),  # any Qwen2/Qwen3 + registry encoder + projector
+    "timellm": (TimeLLMConfig, TimeLLMForForecasting),  # Time-LLM: frozen LLM + reprogramming + forecast head
 }
 
 
@@ -64,6 +68,8 @@ __all__ = [
     "Qwen3TSForCausalLM",
     "QwenTSConfig",
     "QwenTSForCausalLM",
+    "TimeLLMConfig",
+    "TimeLLMForForecasting",
     "TimeSeriesCausalLMMixin",
     "TimeSeriesEmbedding",
     "get_architecture",

@@ -1,0 +1,94 @@
+"""`tsplugin build-forecaster`: a Time-LLM forecaster (`timellm`) from a local Qwen2/Qwen2.5/Qwen3 checkpoint.
+
+    tsplugin build-forecaster --llm Qwen2.5-3B/ --seq-len 512 --pred-len 96 -o OUT \
+        [--patch-len 16 --stride 8 --d-model 32 --d-ff 32 --num-heads 8 --num-prototypes 1000 \
+         --prototype-vocab 32000 --description "..."]
+
+What it does: adds `<ts>` / `<ts/>` to the tokenizer (the `timeseries` data plugin marks each series
+with one), copies the LLM weights verbatim under `language_model`, builds the reprogramming layer
+(`ts_encoder`) and the flatten head (`ts_head`) with their own initialisation, and writes config.json
++ safetensors + tokenizer. Train it with `yaml_recipes/timellm_forecast_qwen25_3b_qlora.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+LLM_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
+INT_FLAGS = ("seq_len", "pred_len", "patch_len", "stride", "d_model", "d_ff", "num_heads", "num_prototypes", "prototype_vocab",
+             "top_k_lags")
+
+
+def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, Any] | None = None, seed: int = 0,
+                  dtype: str = "float32", verbose: bool = False) -> Path:
+    """Write a `timellm` checkpoint (LLM weights kept, new reprogramming + head) to `output_dir`; return it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from tsplugin.init_model import save_checkpoint
+    from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
+    from tsplugin.tokenizer_build import add_ts_tokens
+
+    llm, out = Path(llm), Path(output_dir)
+    if not (llm / "config.json").is_file():
+        raise FileNotFoundError(f"--llm {llm}: no config.json there; pass a local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
+    llm_config = AutoConfig.from_pretrained(llm)
+    if llm_config.model_type not in LLM_MODEL_TYPES:
+        raise ValueError(f"--llm {llm}: model_type {llm_config.model_type!r} is not supported; expected one of {list(LLM_MODEL_TYPES)}")
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(llm)
+    start_id, end_id = add_ts_tokens(tokenizer)
+    lm = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32)
+    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
+        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    text_config = lm.config
+    for key in ("architectures", "_name_or_path", "auto_map"):
+        if hasattr(text_config, key):
+            setattr(text_config, key, None)
+    config = TimeLLMConfig(text_config=text_config.to_dict(), forecast=dict(forecast or {}),
+                           ts_token_start_index=start_id, ts_token_end_index=end_id)
+    model = TimeLLMForForecasting(config)
+    missing, unexpected = model.language_model.load_state_dict(lm.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if getattr(text_config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"--llm {llm}: weights do not fit {type(model.language_model).__name__}: missing {missing}, unexpected {unexpected}")
+    model.language_model.tie_weights()
+    model = save_checkpoint(model, tokenizer, out, dtype, llm)
+    if verbose:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        print(f"wrote TimeLLMForForecasting (model_type timellm, LLM {text_config.model_type}) to {out}")
+        print(f"  parameters: LLM {count(model.language_model):,} (frozen unless LoRA), ts_encoder {count(model.ts_encoder):,}, "
+              f"ts_head {count(model.ts_head):,}; forecast block {model.config.forecast}")
+    return out
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("build-forecaster", help="build a Time-LLM forecaster (local Qwen + reprogramming + head)",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llm", required=True, type=Path, help="local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="directory to write the model to")
+    for flag in INT_FLAGS:
+        parser.add_argument("--" + flag.replace("_", "-"), type=int, default=None,
+                            help=f"forecast block `{flag}` (default: see tsplugin.models.timellm.FORECAST_DEFAULTS)")
+    parser.add_argument("--dropout", type=float, default=None, help="dropout of the patch embedding, attention and head (default 0.1)")
+    parser.add_argument("--description", default=None, help="the dataset description Time-LLM's prompt opens with")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="dtype of the written weights")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    block = {k: getattr(args, k) for k in (*INT_FLAGS, "dropout", "description") if getattr(args, k) is not None}
+    try:
+        build_timellm(args.llm, args.output, block, seed=args.seed, dtype=args.dtype, verbose=True)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"tsplugin build-forecaster: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["add_parser", "build_timellm", "run"]

@@ -1,0 +1,174 @@
+"""`tsplugin forecast`: forecasts from a Time-LLM model directory (trained, or merged by `llamafactory-cli export`).
+
+    tsplugin forecast --model runs/timellm/merged --data data/ett/etth1_test.jsonl -o predictions.jsonl
+    tsplugin eval forecast predictions.jsonl --test data/ett/etth1_test.jsonl       # scores it unchanged
+    tsplugin forecast --model runs/timellm/merged --csv ETTh1.csv --columns OT [--scaling data/ett/etth1.scaling.json]
+
+`--data`: every record of a `tsconvert forecast` JSONL; writes `{"predict", "label"}` lines in record
+order, the layout of LLaMA-Factory's generated_predictions.jsonl. `--csv`: the last `seq_len` rows of
+the named columns, one forecast line per column (`NAME: v1, ...`); `--scaling` z-scores the inputs with
+the converter's train statistics and maps the forecast back to the CSV's units (the scale the model
+was trained on). The model's own tokenizer (saved next to it) writes its prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ForecastCommandError(ValueError):
+    """Bad input; the message names the file and the fix."""
+
+
+def load_forecaster(model_dir: str | Path, device: str = "cpu") -> Any:
+    """The `timellm` model of `model_dir` in eval mode, its tokenizer bound."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    import tsplugin.models  # noqa: F401  (Auto registration)
+
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type != "timellm":
+        raise ForecastCommandError(f"{model_dir}: model_type {config.model_type!r} is not a Time-LLM forecaster (timellm); "
+                                   "for chat models use `tsplugin chat`")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    model.bind_tokenizer(AutoTokenizer.from_pretrained(model_dir))
+    return model
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def forecast_records(model: Any, records: list[dict[str, Any]], batch_size: int = 16) -> list[str]:
+    """Answer text per record (its `forecast_target` names and series; else every series)."""
+    import torch
+
+    from tsplugin.processing import batch_series
+
+    answers: list[str] = []
+    for chunk in _batches(records, batch_size):
+        raw, rows, series, names = [], [], [], []
+        for row, rec in enumerate(chunk):
+            start = len(raw)
+            for values in rec["timeseries"]:
+                raw.append(np.stack([np.asarray(values, np.float32), np.ones(len(values), np.float32)], axis=1))
+                rows.append(row)
+            for target in rec.get("forecast_target") or []:
+                series.append(start + int(target["series"]))
+                names.append(str(target["name"]))
+        answers += model.forecast_rows(batch_series(raw), torch.tensor(rows), torch.tensor(series, dtype=torch.long) if series else None,
+                                       names or None, n_rows=len(chunk))
+    return answers
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ForecastCommandError(f"{path}: no such file") from None
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ForecastCommandError(f"{path}: line {i + 1}: invalid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("timeseries"), list):
+            raise ForecastCommandError(f"{path}: line {i + 1}: no `timeseries` list; pass a JSONL written by `tsconvert forecast`")
+        records.append(rec)
+    return records
+
+
+def _csv_columns(path: Path, columns: list[str], date_col: str | None) -> dict[str, np.ndarray]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ForecastCommandError(f"{path}: no such file") from None
+    if not rows:
+        raise ForecastCommandError(f"{path}: no data rows")
+    header = list(rows[0])
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ForecastCommandError(f"{path}: no column(s) {missing}; columns: {header}")
+    out = {}
+    for c in columns:
+        try:
+            out[c] = np.asarray([float(r[c]) for r in rows], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ForecastCommandError(f"{path}: column {c!r} has a value that is not a number; clean it (tsconvert forecast "
+                                       "interpolates gaps) or pass --data with a converted JSONL") from None
+    return out
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("forecast", help="forecast with a Time-LLM model (trained or merged directory)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, type=Path, help="timellm model directory (tsplugin build-forecaster / llamafactory-cli export)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="a `tsconvert forecast` JSONL: forecast every record")
+    src.add_argument("--csv", type=Path, help="a CSV: forecast after its last rows")
+    p.add_argument("--columns", help="--csv: comma-separated columns to forecast")
+    p.add_argument("--scaling", type=Path, help="--csv: NAME.scaling.json of `tsconvert forecast` (z-score in, units out)")
+    p.add_argument("-o", "--output", type=Path, help="--data: write predictions JSONL here (default: print)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load_forecaster(args.model, args.device)
+        if args.data is not None:
+            records = _read_jsonl(args.data)
+            answers = forecast_records(model, records, args.batch_size)
+            lines = [json.dumps({"predict": a, "label": r.get("output", "")}, ensure_ascii=False) for a, r in zip(answers, records)]
+            if args.output:
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                print(f"wrote {len(lines)} forecasts to {args.output}")
+            else:
+                print("\n".join(lines))
+            return 0
+        if not args.columns:
+            raise ForecastCommandError("--csv needs --columns NAME[,NAME...]")
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        values = _csv_columns(args.csv, columns, None)
+        scaling = json.loads(args.scaling.read_text())["variables"] if args.scaling else {}
+        for c in columns:
+            if args.scaling and c not in scaling:
+                raise ForecastCommandError(f"{args.scaling}: no statistics for column {c!r}; it holds {sorted(scaling)}")
+        seq_len = model.config.forecast["seq_len"]
+        series = []
+        for c in columns:
+            v = values[c][-seq_len:]
+            series.append(((v - scaling[c]["mean"]) / scaling[c]["std"]) if c in scaling else v)
+        record = {"timeseries": [s.tolist() for s in series],
+                  "forecast_target": [{"series": i, "name": c} for i, c in enumerate(columns)]}
+        text = forecast_records(model, [record])[0]
+        from tsplugin.eval_forecast import parse_numbers
+
+        numbers = parse_numbers(text, model.config.forecast["pred_len"], columns if len(columns) > 1 else ())
+        for c, row in zip(columns, numbers):
+            if c in scaling:
+                row = row * scaling[c]["std"] + scaling[c]["mean"]
+            print(f"{c}: " + ", ".join(f"{x:.6g}" for x in row))
+        return 0
+    except (ForecastCommandError, ValueError, FileNotFoundError, OSError) as err:
+        print(f"tsplugin forecast: error: {err}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["ForecastCommandError", "add_parser", "forecast_records", "load_forecaster", "run"]
