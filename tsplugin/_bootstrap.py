@@ -30,6 +30,12 @@ WATCHED = frozenset(
         "llamafactory.model.model_utils.quantization",
         "llamafactory.train.trainer_utils",
         "llamafactory.train.tuner",
+        "llamafactory.webui.chatter",
+        "llamafactory.webui.control",
+        "llamafactory.webui.components.chatbot",
+        "llamafactory.webui.components.infer",
+        "llamafactory.webui.components.top",
+        "llamafactory.webui.components.data",
     }
 )
 
