@@ -25,6 +25,8 @@ def test_fresh_interpreter_gets_every_hook_from_the_pth_file():
     result = _python(
         """
         import llamafactory.train.tuner
+        import llamafactory.chat.hf_engine
+        import llamafactory.webui.interface  # webchat / webui (LlamaBoard)
         from llamafactory.data.template import TEMPLATES
         from tsplugin.llamafactory import hooks
         assert {"chatts", "chatts8b", "chatts8b_nothink"} <= set(TEMPLATES), sorted(TEMPLATES)
@@ -62,6 +64,24 @@ def test_upstream_shape_change_fails_loudly():
     fake = ModuleType("llamafactory.data.converter")
     with pytest.raises(ImportError, match=r"llamafactory.data.converter has no get_dataset_converter, align_dataset"):
         hooks.hook_converter(fake)
+
+
+def test_engine_shape_change_fails_loudly():
+    from types import ModuleType
+
+    from tsplugin.llamafactory import hooks
+
+    fake = ModuleType("llamafactory.chat.hf_engine")
+
+    class HuggingfaceEngine:  # _process_args no longer a staticmethod
+        def __init__(self): ...
+        async def chat(self): ...
+        async def stream_chat(self): ...
+        def _process_args(self): ...
+
+    fake.HuggingfaceEngine = HuggingfaceEngine
+    with pytest.raises(ImportError, match=r"HuggingfaceEngine changed shape"):
+        hooks.hook_hf_engine(fake)
 
 
 def test_datasets_without_timeseries_use_the_stock_pipeline(tmp_path):

@@ -30,6 +30,7 @@ WATCHED = frozenset(
         "llamafactory.model.model_utils.quantization",
         "llamafactory.train.trainer_utils",
         "llamafactory.train.tuner",
+        "llamafactory.chat.hf_engine",
         "llamafactory.webui.chatter",
         "llamafactory.webui.control",
         "llamafactory.webui.components.chatbot",

@@ -7,6 +7,11 @@ value-preserving prefix).
     from tsplugin.chat import TimeSeriesChat
     chat = TimeSeriesChat.from_pretrained("runs/quickstart/merged", template="chatts8b_nothink")
     chat.ask("Is there an anomaly in <ts><ts/>?", [values])
+    # base + LoRA adapter (merged in memory, as LLaMA-Factory's own inference does):
+    TimeSeriesChat.from_pretrained("base_dir", adapter="runs/quickstart/lora")
+
+This path is independent of LLaMA-Factory's inference engine (transformers + peft directly), so the
+engine, API and CLI are tested against it: same greedy settings, same answer.
 """
 
 from __future__ import annotations
@@ -40,8 +45,14 @@ class TimeSeriesChat:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, template: str | None = None, device: str = "cpu", dtype: str = "auto"
+        cls,
+        model_dir: str | Path,
+        template: str | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        adapter: str | Path | None = None,
     ) -> "TimeSeriesChat":
+        """Load a merged model, or a base model plus a LoRA adapter directory (`adapter`)."""
         import tsplugin._bootstrap  # noqa: F401  (hooks, also when run without the .pth)
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
@@ -54,7 +65,13 @@ class TimeSeriesChat:
         model_dir = str(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+        if adapter is not None:
+            from peft import PeftModel
+
+            # Merged in memory like LLaMA-Factory's inference (`adapter_name_or_path` without training).
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model = model.to(device).eval()
         name = template or default_template(model.config)
         if name is None:
             raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")
@@ -112,7 +129,10 @@ class TimeSeriesChat:
 
 
 def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: str | None = "timestamp") -> list[list[float]]:
-    """Series from CSV files, read and cleaned exactly as `tsconvert` does (interpolated gaps, sorted)."""
+    """Series from CSV files, read and cleaned exactly as `tsconvert` does (interpolated gaps, sorted).
+
+    Raises ValueError with tsconvert's message (file, problem, fix) when a file cannot be used.
+    """
     from converters.cleaning import clean
     from converters.csvread import read_series
     from converters.errors import RejectError
@@ -123,13 +143,16 @@ def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: st
             raw = read_series(Path(path), [value_col], time_col, str(path))
             series.extend(v.tolist() for v in clean(raw, str(path)))
         except RejectError as err:
-            raise SystemExit(f"tsplugin chat: {err.reject.message}") from None
+            raise ValueError(err.reject.message) from None
     return series
 
 
 def run(args: argparse.Namespace) -> int:
-    series = read_csv_series(args.csv, args.value_col)
-    chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device)
+    try:
+        series = read_csv_series(args.csv, args.value_col)
+    except ValueError as err:
+        raise SystemExit(f"tsplugin chat: {err}") from None
+    chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device, adapter=args.adapter)
     answer = chat.ask(args.question, series, system=args.system, max_new_tokens=args.max_new_tokens)
     print(answer)
     return 0
@@ -138,12 +161,13 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "chat",
-        help="answer one question about one or more series with a (merged) time-series model",
+        help="answer one question about one or more series with a time-series model (merged, or base + --adapter)",
         description="Answer one question about CSV series. Each --csv is one series; the question's "
         "<ts><ts/> placeholders are filled in order (appended at the end when there are none).",
     )
     parser.add_argument("question", help='the question, e.g. "Is there a spike in <ts><ts/>?"')
-    parser.add_argument("--model", required=True, help="model directory (merged export or base model)")
+    parser.add_argument("--model", required=True, help="model directory (merged export, or the base model with --adapter)")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter directory trained on --model (LLaMA-Factory's adapter_name_or_path)")
     parser.add_argument("--csv", action="append", required=True, help="CSV file with the series (repeatable)")
     parser.add_argument("--value-col", default="value", help="value column name (default: value)")
     parser.add_argument("--template", default=None, help="LLaMA-Factory template used in training")
@@ -153,5 +177,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-if __name__ == "__main__":
-    sys.exit(run(argparse.ArgumentParser().parse_args()))
+if __name__ == "__main__":  # `python -m tsplugin.chat ...` is `tsplugin chat ...`
+    from tsplugin.cli import main
+
+    sys.exit(main(["chat", *sys.argv[1:]]))

@@ -301,6 +301,76 @@ def hook_tuner(module: ModuleType) -> None:
         _wrap(module, stage, make)
 
 
+def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
+    original = cls.__dict__[name]
+    original = original.__func__ if isinstance(original, staticmethod) else original
+    if getattr(original, "__tsplugin__", False):
+        return
+    wrapped = functools.wraps(original)(make(original))
+    wrapped.__tsplugin__ = True
+    setattr(cls, name, staticmethod(wrapped) if static else wrapped)
+
+
+def hook_hf_engine(module: ModuleType) -> None:
+    """`HuggingfaceEngine`: series for a conversation in the audio slot (see tsplugin.llamafactory.engine).
+
+    `__init__` resolves the request limits; `chat` / `stream_chat` check the series against the
+    placeholders before generating; `_process_args` hands them to the `timeseries` plugin through a
+    per-request template copy instead of LLaMA-Factory's audio path (which would prefix `<audio>`)."""
+    _require(module, "HuggingfaceEngine")
+    cls = module.HuggingfaceEngine
+    missing = [n for n in ("__init__", "chat", "stream_chat", "_process_args") if n not in cls.__dict__]
+    if missing or not isinstance(cls.__dict__["_process_args"], staticmethod):
+        raise ImportError(
+            f"tsfactory: llamafactory.chat.hf_engine.HuggingfaceEngine changed shape ({missing or '_process_args'}). "
+            f"Install {SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+    from tsplugin.llamafactory import engine as ts_engine
+
+    def make_init(original):
+        def __init__(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs):
+            original(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs)
+            self.timeseries_limits = ts_engine.SeriesLimits.resolve(finetuning_args, getattr(self.model, "config", None))
+
+        return __init__
+
+    def checked(self, messages, system, audios):
+        if not ts_engine.is_timeseries_template(self.template):
+            return audios
+        return ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system) or None
+
+    def make_chat(original):
+        async def chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
+            audios = checked(self, messages, system, audios)
+            return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
+
+        return chat
+
+    def make_stream_chat(original):
+        async def stream_chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
+            audios = checked(self, messages, system, audios)
+            async for piece in original(self, messages, system, tools, images, videos, audios, **input_kwargs):
+                yield piece
+
+        return stream_chat
+
+    def make_process_args(original):
+        def _process_args(model, tokenizer, processor, template, generating_args, messages, system=None, tools=None,
+                          images=None, videos=None, audios=None, input_kwargs=None):
+            if audios and ts_engine.is_timeseries_template(template):
+                series = ts_engine.check_conversation(messages, audios, ts_engine.UNLIMITED, system)
+                template, audios = ts_engine.bind_series(template, series), None
+            return original(model, tokenizer, processor, template, generating_args, messages, system, tools,
+                            images, videos, audios, {} if input_kwargs is None else input_kwargs)
+
+        return _process_args
+
+    _wrap_method(cls, "__init__", make_init)
+    _wrap_method(cls, "chat", make_chat)
+    _wrap_method(cls, "stream_chat", make_stream_chat)
+    _wrap_method(cls, "_process_args", make_process_args, static=True)
+
+
 # --- web UI (`llamafactory-cli webchat` / `webui`): tsplugin.webui -----------------------------------
 
 
@@ -366,6 +436,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.model.model_utils.quantization": hook_quantization,
     "llamafactory.train.trainer_utils": hook_trainer_utils,
     "llamafactory.train.tuner": hook_tuner,
+    "llamafactory.chat.hf_engine": hook_hf_engine,
     "llamafactory.webui.chatter": hook_webui_chatter,
     "llamafactory.webui.control": hook_webui_control,
     "llamafactory.webui.components.chatbot": hook_webui_chatbot,

@@ -92,6 +92,22 @@ def extend_finetuning_arguments(base: type) -> type:
             },
         )
 
+        timeseries_max_points: Optional[int] = dataclasses.field(
+            default=None,
+            metadata={
+                "help": "Inference (api, chat, webchat): refuse a series longer than this many points "
+                "(default: $TSPLUGIN_MAX_POINTS, else 32768, never above the encoder's position table)."
+            },
+        )
+
+        timeseries_max_series: Optional[int] = dataclasses.field(
+            default=None,
+            metadata={
+                "help": "Inference (api, chat, webchat): refuse a conversation with more series than this "
+                "(default: $TSPLUGIN_MAX_SERIES, else 64)."
+            },
+        )
+
         def __post_init__(self):
             super().__post_init__()
             from tsplugin.llamafactory.memory_options import check_options
@@ -103,6 +119,9 @@ def extend_finetuning_arguments(base: type) -> type:
                 raise ValueError("`nan_guard_max_bad_steps` must be >= 1.")
             if self.grad_spike_factor <= 1:
                 raise ValueError("`grad_spike_factor` must be > 1.")
+            for key in ("timeseries_max_points", "timeseries_max_series"):
+                if getattr(self, key) is not None and getattr(self, key) < 1:
+                    raise ValueError(f"`{key}` must be a positive integer.")
 
     FinetuningArguments.__tsplugin__ = True
     FinetuningArguments.__module__ = base.__module__

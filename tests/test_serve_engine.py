@@ -1,0 +1,127 @@
+"""LLaMA-Factory's own inference engine (ChatModel / HuggingfaceEngine) answers about series.
+
+The reference is `tsplugin.chat.TimeSeriesChat` (transformers + peft directly, not LLaMA-Factory's
+engine): same model, same greedy settings, same answer. Series travel in the audio slot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import lf_args, run_lf
+
+TEMPLATE = "chatts8b_nothink"
+NEW_TOKENS = 10
+
+
+def _series():
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=100).tolist(), (rng.normal(size=37) * 50 + 3).tolist()]
+
+
+def _chat_model(model_dir, **extra):
+    from llamafactory.chat import ChatModel
+
+    return ChatModel(
+        dict(model_name_or_path=str(model_dir), template=TEMPLATE, temperature=0, max_new_tokens=NEW_TOKENS,
+             infer_dtype="float32", **extra)
+    )
+
+
+@pytest.fixture(scope="module")
+def merged(tiny_qwen3ts):
+    from tsplugin.chat import TimeSeriesChat
+
+    return _chat_model(tiny_qwen3ts), TimeSeriesChat.from_pretrained(tiny_qwen3ts, template=TEMPLATE)
+
+
+def test_answers_equal_the_reference_streamed_or_not(merged):
+    chat_model, reference = merged
+    series = _series()
+    question = "Compare <ts><ts/> with <ts><ts/>."
+    expected = reference.ask(question, series, max_new_tokens=NEW_TOKENS)
+    messages = [{"role": "user", "content": question}]
+    response = chat_model.chat(messages, audios=series)[0]
+    assert response.response_text == expected
+    assert "".join(chat_model.stream_chat(messages, audios=series)) == expected
+    # the prompt holds both series' patches: 1 <ts> per 8 points (ChatTS-8B layout)
+    text_only = len(reference.encode("Compare  with .", [])["input_ids"][0])
+    assert response.prompt_length > text_only + 100 // 8 + 37 // 8
+
+
+def test_text_only_requests_are_unchanged(merged):
+    chat_model, reference = merged
+    assert chat_model.chat([{"role": "user", "content": "hello"}])[0].response_text == reference.ask(
+        "hello", [], max_new_tokens=NEW_TOKENS
+    )
+
+
+def test_earlier_turns_keep_their_series(merged):
+    chat_model, reference = merged
+    first, second = _series()
+    messages = [
+        {"role": "user", "content": "Look at <ts><ts/>."},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "And <ts><ts/>?"},
+    ]
+    answer = chat_model.chat(messages, audios=[first, second])[0].response_text
+    swapped = chat_model.chat(messages, audios=[second, first])[0].response_text
+    assert answer != swapped  # both turns' series reach the model, in order
+    with pytest.raises(ValueError, match=r"2 <ts><ts/> placeholders in the conversation \(message 0: 1, message 2: 1\) but 1 series"):
+        chat_model.chat(messages, audios=[second])
+
+
+@pytest.mark.parametrize(
+    "content,series,message",
+    [
+        ("<ts><ts/> and <ts><ts/>", [[1.0, 2.0]], r"2 <ts><ts/> placeholders .* but 1 series"),
+        ("no placeholder", [[1.0, 2.0]], r"0 <ts><ts/> placeholders in the conversation \(none in any message\) but 1 series"),
+        ("<ts><ts/>", [[1.0, float("nan")]], r"series 0: value 1 is nan; NaN and infinity"),
+        ("<ts><ts/>", [[1.0, float("inf")]], r"series 0: value 1 is inf"),
+        ("<ts><ts/>", [[]], r"series 0: the series is empty"),
+        ("<ts><ts/>", [[1.0, "2"]], r"series 0: value 1 is '2', not a number"),
+        ("<ts><ts/>", ["1,2,3"], r"series 0: a series must be a list of numbers, got str"),
+    ],
+)
+def test_bad_series_are_refused_before_generation_and_the_next_request_works(merged, content, series, message):
+    from tsplugin.llamafactory.engine import TimeSeriesInputError
+
+    chat_model, _ = merged
+    with pytest.raises(TimeSeriesInputError, match=message):
+        chat_model.chat([{"role": "user", "content": content}], audios=series)
+    with pytest.raises(TimeSeriesInputError, match=message):
+        list(chat_model.stream_chat([{"role": "user", "content": content}], audios=series))
+    assert chat_model.chat([{"role": "user", "content": "<ts><ts/>"}], audios=[[1.0, 2.0, 3.0]])[0].response_text
+
+
+def test_limits_come_from_yaml_keys_or_environment(tiny_qwen3ts, monkeypatch):
+    from tsplugin.llamafactory.engine import SeriesLimits, TimeSeriesInputError
+
+    monkeypatch.setenv("TSPLUGIN_MAX_SERIES", "2")
+    chat_model = _chat_model(tiny_qwen3ts, timeseries_max_points=16)
+    assert chat_model.engine.timeseries_limits == SeriesLimits(max_points=16, max_series=2)
+    with pytest.raises(TimeSeriesInputError, match=r"series 0: the series has 17 points, more than this server's limit of 16") as err:
+        chat_model.chat([{"role": "user", "content": "<ts><ts/>"}], audios=[[0.0] * 17])
+    assert err.value.status == 413
+    with pytest.raises(TimeSeriesInputError, match=r"3 series in one conversation, more than this server's limit of 2"):
+        chat_model.chat([{"role": "user", "content": "<ts><ts/>" * 3}], audios=[[0.0]] * 3)
+    with pytest.raises(TimeSeriesInputError, match=r"system prompt holds <ts><ts/>"):
+        chat_model.chat([{"role": "user", "content": "<ts><ts/>"}], system="see <ts><ts/>", audios=[[0.0]])
+    # the encoder's position table caps the default (ChatTS-8B layout: 8192 points in the tiny model)
+    assert SeriesLimits.resolve(None, chat_model.engine.model.config).max_points == 8192
+
+
+def test_base_plus_adapter_answers_like_the_reference(tiny_qwen3ts, tmp_path_factory):
+    from tsplugin.chat import TimeSeriesChat
+
+    adapter = tmp_path_factory.mktemp("engine") / "lora"
+    run_lf(**lf_args(tiny_qwen3ts, adapter, max_steps=2, additional_target="ts_encoder", learning_rate=5e-3))
+    series = _series()
+    question = "Compare <ts><ts/> with <ts><ts/>."
+    reference = TimeSeriesChat.from_pretrained(tiny_qwen3ts, template=TEMPLATE, adapter=adapter)
+    plain = TimeSeriesChat.from_pretrained(tiny_qwen3ts, template=TEMPLATE)
+    expected = reference.ask(question, series, max_new_tokens=NEW_TOKENS)
+    assert expected != plain.ask(question, series, max_new_tokens=NEW_TOKENS)  # the adapter matters
+    chat_model = _chat_model(tiny_qwen3ts, adapter_name_or_path=str(adapter), finetuning_type="lora")
+    assert chat_model.chat([{"role": "user", "content": question}], audios=series)[0].response_text == expected

@@ -1,0 +1,181 @@
+"""Series in LLaMA-Factory's inference engine (`llamafactory.chat`): ChatModel, the API, chat, webchat.
+
+How a caller gives series (the one contract every entry point uses): the conversation's text holds one
+`<ts><ts/>` per series and the series travel, in placeholder order over the whole conversation, in the
+**audio slot**, the same slot the training data path uses:
+
+    from llamafactory.chat import ChatModel
+    chat_model = ChatModel(dict(model_name_or_path=..., template="chatts8b_nothink"))   # + adapter_name_or_path
+    messages = [{"role": "user", "content": "Compare <ts><ts/> with <ts><ts/>."}]
+    chat_model.chat(messages, audios=[[1.0, 2.0, 3.0], [4.0, 5.0]])          # -> list[Response]
+    for piece in chat_model.stream_chat(messages, audios=series): ...         # streamed text
+    # multi-turn: earlier user turns keep their placeholders; pass ALL series of the conversation
+
+Bad input raises `TimeSeriesInputError` (a ValueError) before anything is generated, with a message
+that says what is wrong and where. The hooks (tsplugin/llamafactory/hooks.py, `hook_hf_engine`) make
+`HuggingfaceEngine` check the series (`check_conversation`) and hand them to the `timeseries` plugin
+through a per-request copy of the template (`bind_series`): the engine's own audio handling, which
+would prefix `<audio>` tokens, never sees them. Templates without the `timeseries` plugin are
+untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from tsplugin.series import count_placeholders
+
+# Defaults of the request limits (YAML keys `timeseries_max_points` / `timeseries_max_series`, or the
+# environment variables below; YAML wins). ChatTS's authors recommend up to ~30 series a prompt.
+DEFAULT_MAX_POINTS = 32768
+DEFAULT_MAX_SERIES = 64
+ENV_MAX_POINTS = "TSPLUGIN_MAX_POINTS"
+ENV_MAX_SERIES = "TSPLUGIN_MAX_SERIES"
+
+
+class TimeSeriesInputError(ValueError):
+    """A conversation's series cannot be used as given; the message says what and where.
+
+    `status` is the HTTP status the API answers with (400 malformed, 413 over a limit).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesLimits:
+    max_points: int = DEFAULT_MAX_POINTS  # points in one series
+    max_series: int = DEFAULT_MAX_SERIES  # series in one conversation
+
+    @classmethod
+    def resolve(cls, finetuning_args: Any = None, model_config: Any = None) -> "SeriesLimits":
+        """YAML option, else environment variable, else default; never above the encoder's position table."""
+
+        def pick(key: str, env: str, default: int) -> int:
+            value = getattr(finetuning_args, key, None)
+            source = f"`{key}`"
+            if value is None and os.environ.get(env, "").strip():
+                value, source = os.environ[env].strip(), f"${env}"
+            if value is None:
+                return default
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source} must be a positive integer, got {value!r}") from None
+            if number < 1:
+                raise ValueError(f"{source} must be a positive integer, got {value!r}")
+            return number
+
+        max_points = pick("timeseries_max_points", ENV_MAX_POINTS, DEFAULT_MAX_POINTS)
+        ts = getattr(model_config, "ts", None)
+        if isinstance(ts, dict) and ts.get("use_position_embedding") and ts.get("max_sequence_length"):
+            max_points = min(max_points, int(ts["max_sequence_length"]))  # the encoder refuses longer ones
+        return cls(max_points=max_points, max_series=pick("timeseries_max_series", ENV_MAX_SERIES, DEFAULT_MAX_SERIES))
+
+
+def check_values(values: Any, where: str, limits: SeriesLimits) -> list[float]:
+    """`values` as a list of floats, or TimeSeriesInputError naming `where` and the bad value."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence):
+        raise TimeSeriesInputError(f"{where}: a series must be a list of numbers, got {type(values).__name__}.")
+    if len(values) == 0:
+        raise TimeSeriesInputError(f"{where}: the series is empty; a series needs at least one number.")
+    if len(values) > limits.max_points:
+        raise TimeSeriesInputError(
+            f"{where}: the series has {len(values)} points, more than this server's limit of {limits.max_points} "
+            f"(`timeseries_max_points` / ${ENV_MAX_POINTS}). Downsample it (`tsconvert --max-length`).",
+            status=413,
+        )
+    for position, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TimeSeriesInputError(f"{where}: value {position} is {value!r:.40}, not a number.")
+        if not math.isfinite(value):
+            raise TimeSeriesInputError(
+                f"{where}: value {position} is {value}; NaN and infinity are not allowed (interpolate or drop them)."
+            )
+    return [float(v) for v in values]
+
+
+def check_conversation(
+    messages: Sequence[dict[str, Any]],
+    series: Sequence[Any] | None,
+    limits: SeriesLimits,
+    system: str | None = None,
+) -> list[list[float]]:
+    """Validate a conversation's series against its placeholders; returns the series as float lists."""
+    series = [] if series is None else list(series)
+    if system and count_placeholders(system):
+        raise TimeSeriesInputError(
+            "the system prompt holds <ts><ts/> placeholders; put series in user messages only."
+        )
+    if len(series) > limits.max_series:
+        raise TimeSeriesInputError(
+            f"{len(series)} series in one conversation, more than this server's limit of {limits.max_series} "
+            f"(`timeseries_max_series` / ${ENV_MAX_SERIES}).",
+            status=413,
+        )
+    counts = [count_placeholders(m.get("content") or "") for m in messages]
+    if sum(counts) != len(series):
+        where = ", ".join(f"message {i}: {n}" for i, n in enumerate(counts) if n) or "none in any message"
+        raise TimeSeriesInputError(
+            f"{sum(counts)} <ts><ts/> placeholders in the conversation ({where}) but {len(series)} series. "
+            "Write exactly one <ts><ts/> per series, in order; earlier turns' series count too."
+        )
+    return [check_values(values, f"series {i}", limits) for i, values in enumerate(series)]
+
+
+@dataclasses.dataclass
+class BoundSeriesPlugin:
+    """The template's `timeseries` plugin with one request's series bound to it.
+
+    LLaMA-Factory's engine calls `process_messages`, `process_token_ids` and `get_mm_inputs` with
+    empty media lists (the series are not passed as audio, so no `<audio>` is prefixed); each call
+    forwards to the real plugin with the bound series in the audio slot.
+    """
+
+    plugin: Any
+    series: list[list[float]]
+
+    def process_messages(self, messages, images, videos, audios, processor):
+        return self.plugin.process_messages(messages, images, videos, self.series, processor)
+
+    def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
+        return self.plugin.process_token_ids(input_ids, labels, images, videos, self.series, tokenizer, processor)
+
+    def get_mm_inputs(self, images, videos, audios, imglens, vidlens, audlens, batch_ids, processor):
+        return self.plugin.get_mm_inputs(
+            images, videos, self.series, imglens, vidlens, [len(self.series)], batch_ids, processor
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("plugin", "series"):
+            raise AttributeError(name)
+        return getattr(self.plugin, name)
+
+
+def bind_series(template: Any, series: list[list[float]]) -> Any:
+    """A shallow copy of `template` whose mm_plugin carries `series` (the shared template is untouched)."""
+    return dataclasses.replace(template, mm_plugin=BoundSeriesPlugin(template.mm_plugin, series))
+
+
+def is_timeseries_template(template: Any) -> bool:
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+    return isinstance(getattr(template, "mm_plugin", None), (TimeSeriesPlugin, BoundSeriesPlugin))
+
+
+def limits_of(engine: Any) -> SeriesLimits:
+    """The limits an engine was started with (defaults for engines built before the hook)."""
+    return getattr(engine, "timeseries_limits", None) or SeriesLimits.resolve()
+
+
+# Structure-only checks inside the engine's `_process_args` (the limits were applied by chat/stream_chat).
+UNLIMITED = SeriesLimits(max_points=2**62, max_series=2**62)
