@@ -30,7 +30,7 @@ def takes_series(chat_model: Any) -> bool:
 
 
 def conversation_plot(messages: list[dict[str, Any]]) -> Any:
-    return series_figure(conversation.series_of(messages))
+    return series_figure(conversation.series_of(messages), title="Series in this conversation")
 
 
 def on_upload(files: list[str] | None, value_cols: str, time_col: str, query: str, messages: list[dict[str, Any]]):
@@ -55,7 +55,7 @@ def add_series_panel(engine: Any, chatbot: Any, messages: Any, elems: dict[str, 
             with gr.Column(scale=3) as chat_column:
                 pass
             with gr.Column(scale=2, visible=ready) as series_plot_box:
-                series_plot = gr.Plot(label="Series in this conversation", format="png")
+                series_plot = gr.Plot(label="Series in this conversation", show_label=False, format="png", elem_id="tsplugin-series-plot")
         with gr.Row(visible=ready) as series_box:
             series_files = gr.File(
                 label="Time series: one CSV per series (placeholders <ts><ts/> are added to your message)",
@@ -63,6 +63,7 @@ def add_series_panel(engine: Any, chatbot: Any, messages: Any, elems: dict[str, 
                 file_types=[".csv"],
                 type="filepath",
                 scale=3,
+                elem_id="tsplugin-series-files",
             )
             with gr.Column(scale=1):
                 value_cols = gr.Textbox(
@@ -71,7 +72,7 @@ def add_series_panel(engine: Any, chatbot: Any, messages: Any, elems: dict[str, 
                     info="as tsconvert --value-col; comma-separated for several series per file",
                 )
                 time_col = gr.Textbox(value=DEFAULT_TIME_COL, label="Time column", info="rows sorted by it; empty: file order")
-        series_status = gr.Markdown(visible=True)
+        series_status = gr.Markdown(elem_id="tsplugin-series-status")
     _place_beside(chat_box, chatbot, chat_column, conversation_row)
     if ready and "mm_box" in elems:
         elems["mm_box"].visible = False  # images/videos/audios: not for a time-series template

@@ -18,10 +18,11 @@ def series_figure(series: Sequence[tuple[str, Sequence[float]]], title: str | No
     return _figure([(f"<ts> #{number}: {name}", values) for number, (name, values) in enumerate(series, start=1)], title)
 
 
-def records_figure(records: Sequence[tuple[str, Sequence[Sequence[float]]]]) -> Any:
+def records_figure(records: Sequence[tuple[str, Sequence[Sequence[float]]]], title: str | None = None) -> Any:
     """Dataset records: (record label, its series in placeholder order) -> one panel per series."""
     return _figure(
-        [(f"{label}: <ts> #{number}", values) for label, series in records for number, values in enumerate(series, start=1)]
+        [(f"{label}: <ts> #{number}", values) for label, series in records for number, values in enumerate(series, start=1)],
+        title,
     )
 
 

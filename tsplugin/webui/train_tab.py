@@ -149,14 +149,14 @@ def make_create_preview_box(original: Callable, read_page: Callable) -> Callable
         elems = original(dataset_dir, dataset)
         samples = elems["preview_samples"]
         with samples.parent:  # the row that holds the JSON
-            preview_plot = gr.Plot(label="Series of these records", format="png", visible=False)
+            preview_plot = gr.Plot(label="Series of these records", show_label=False, format="png", visible=False, elem_id="tsplugin-preview-plot")
 
         def draw(directory: str, names: list, page_index: int) -> Any:
             column = timeseries_column(directory, names[0]) if names else None
             if not column:
                 return gr.Plot(value=None, visible=False)
             _, records, _ = read_page(directory, names, page_index)
-            figure = records_figure(page_series(records, column, PAGE_SIZE * int(page_index)))
+            figure = records_figure(page_series(records, column, PAGE_SIZE * int(page_index)), title=f"Series of {names[0]}")
             return gr.Plot(value=figure, visible=figure is not None)
 
         samples.change(draw, [dataset_dir, dataset, elems["page_index"]], [preview_plot], queue=False)
