@@ -58,7 +58,7 @@ def test_text_only_requests_are_unchanged(merged):
 
 
 def test_earlier_turns_keep_their_series(merged):
-    chat_model, reference = merged
+    chat_model, _ = merged
     first, second = _series()
     messages = [
         {"role": "user", "content": "Look at <ts><ts/>."},

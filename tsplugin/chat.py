@@ -139,6 +139,8 @@ def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: st
 
     series = []
     for path in paths:
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such file")
         try:
             raw = read_series(Path(path), [value_col], time_col, str(path))
             series.extend(v.tolist() for v in clean(raw, str(path)))

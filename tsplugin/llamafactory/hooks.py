@@ -371,6 +371,80 @@ def hook_hf_engine(module: ModuleType) -> None:
     _wrap_method(cls, "_process_args", make_process_args, static=True)
 
 
+def hook_api_protocol(module: ModuleType) -> None:
+    """`MultimodalInputItem` / `ChatMessage` / `ChatCompletionRequest`: subclasses that accept series
+    parts (`{"type": "timeseries", ...}` and ChatTS's `{"timeseries": [...]}`), see api_series."""
+    _require(module, "MultimodalInputItem", "ChatMessage", "ChatCompletionRequest")
+    from tsplugin.llamafactory.api_series import extend_protocol
+
+    extend_protocol(module)
+
+
+def hook_api_chat(module: ModuleType) -> None:
+    """`create_chat_completion_response` / `create_stream_chat_completion_response`: check the request's
+    series before anything is generated or streamed (4xx JSON error); `_process_request`: the series
+    go to the engine in the audio slot."""
+    _require(module, "_process_request", "create_chat_completion_response", "create_stream_chat_completion_response",
+             "HTTPException")
+    from tsplugin.llamafactory.api_series import prepare_request, series_of
+    from tsplugin.llamafactory.engine import TimeSeriesInputError
+
+    def prepared(request, chat_model):
+        try:
+            return prepare_request(request, chat_model)
+        except TimeSeriesInputError as err:
+            raise module.HTTPException(status_code=err.status, detail=str(err)) from None
+
+    def make_process_request(original):
+        def _process_request(request):
+            messages, system, tools, images, videos, audios = original(request)
+            series = series_of(request)
+            if series:
+                if audios:
+                    raise module.HTTPException(status_code=400, detail="a request cannot mix audio_url and timeseries parts.")
+                audios = series
+            return messages, system, tools, images, videos, audios
+
+        return _process_request
+
+    def make_create(original):
+        async def create_chat_completion_response(request, chat_model):
+            request = prepared(request, chat_model)
+            try:
+                return await original(request, chat_model)
+            except TimeSeriesInputError as err:  # the engine's own check (e.g. roles the API did not see)
+                raise module.HTTPException(status_code=err.status, detail=str(err)) from None
+
+        return create_chat_completion_response
+
+    def make_create_stream(original):
+        # Not a generator: the check runs when the route calls it, before the 200 and the first chunk.
+        def create_stream_chat_completion_response(request, chat_model):
+            return original(prepared(request, chat_model), chat_model)
+
+        return create_stream_chat_completion_response
+
+    _wrap(module, "_process_request", make_process_request)
+    _wrap(module, "create_chat_completion_response", make_create)
+    _wrap(module, "create_stream_chat_completion_response", make_create_stream)
+
+
+def hook_chat_model(module: ModuleType) -> None:
+    """`run_chat` (`llamafactory-cli chat`): series inline (`<ts>[1, 2]<ts/>`) or `/csv PATH [COLUMN]`
+    for time-series templates; other templates keep the stock loop (tsplugin.llamafactory.cli_chat)."""
+    _require(module, "run_chat", "ChatModel")
+
+    def make(original):
+        def run_chat():
+            from tsplugin.llamafactory.cli_chat import run_chat as run_series_chat
+
+            return run_series_chat(original)
+
+        return run_chat
+
+    _wrap(module, "run_chat", make)
+
+
 # --- web UI (`llamafactory-cli webchat` / `webui`): tsplugin.webui -----------------------------------
 
 
@@ -437,6 +511,9 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.train.trainer_utils": hook_trainer_utils,
     "llamafactory.train.tuner": hook_tuner,
     "llamafactory.chat.hf_engine": hook_hf_engine,
+    "llamafactory.api.protocol": hook_api_protocol,
+    "llamafactory.api.chat": hook_api_chat,
+    "llamafactory.chat.chat_model": hook_chat_model,
     "llamafactory.webui.chatter": hook_webui_chatter,
     "llamafactory.webui.control": hook_webui_control,
     "llamafactory.webui.components.chatbot": hook_webui_chatbot,

@@ -1,0 +1,134 @@
+"""Series in LLaMA-Factory's OpenAI-compatible API (`llamafactory-cli api recipe.yaml`).
+
+A user message's `content` list holds text parts with `<ts><ts/>` placeholders and one part per
+series, in placeholder order. Both forms ChatTS clients send are accepted:
+
+    {"type": "timeseries", "timeseries": {"data": [1.0, 2.0, ...]}}   # ours (documented in README)
+    {"timeseries": [1.0, 2.0, ...]}                                    # ChatTS's vLLM server form
+
+Inline numbers only: a string (a path or URL) is refused, the server never opens anything a client
+names. Every request is checked before generation starts (also for `stream: true`, so a bad request
+gets a 4xx JSON error instead of a broken stream): placeholders per message == series parts in that
+message, numbers only, finite, non-empty, within `timeseries_max_points` / `timeseries_max_series`.
+Errors name the message and part: `messages[1].content[2]: value 7 is nan; ...`.
+
+The placeholder count uses `tsplugin.series.count_placeholders` (in `prepare_request`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from tsplugin.llamafactory.engine import (
+    TimeSeriesInputError,
+    check_values,
+    is_timeseries_template,
+    limits_of,
+)
+from tsplugin.series import count_placeholders
+
+SERIES_TYPE = "timeseries"
+
+
+def extend_protocol(protocol: Any) -> None:
+    """Replace `MultimodalInputItem`, `ChatMessage` and `ChatCompletionRequest` with subclasses that
+    accept series parts (idempotent). Runs before `llamafactory.api.app` imports them."""
+    if getattr(protocol.ChatCompletionRequest, "__tsplugin__", False):
+        return
+    from pydantic import PrivateAttr, model_validator
+
+    class MultimodalInputItem(protocol.MultimodalInputItem):
+        type: Literal["text", "image_url", "video_url", "audio_url", "timeseries"]
+        timeseries: Any = None  # checked by prepare_request (messages that say where), not by pydantic
+
+        @model_validator(mode="before")
+        @classmethod
+        def _chatts_form_without_type(cls, data: Any) -> Any:
+            if isinstance(data, dict) and "type" not in data and SERIES_TYPE in data:
+                return {**data, "type": SERIES_TYPE}
+            return data
+
+    class ChatMessage(protocol.ChatMessage):
+        content: str | list[MultimodalInputItem] | None = None
+
+    class ChatCompletionRequest(protocol.ChatCompletionRequest):
+        messages: list[ChatMessage]
+        _timeseries: list[list[float]] | None = PrivateAttr(default=None)  # set by prepare_request
+
+    for cls in (MultimodalInputItem, ChatMessage, ChatCompletionRequest):
+        cls.__module__ = protocol.__name__
+        cls.__tsplugin__ = True
+        setattr(protocol, cls.__name__, cls)
+
+
+def _series_values(part: Any, where: str) -> Any:
+    value = part.timeseries
+    if isinstance(value, dict):
+        if "data" not in value:
+            raise TimeSeriesInputError(f'{where}: expected {{"data": [numbers]}}, got keys {sorted(value)}.')
+        value = value["data"]
+    if isinstance(value, str):
+        raise TimeSeriesInputError(
+            f"{where}: series must be inline numbers; this server never opens a path or URL a client names."
+        )
+    return value
+
+
+def prepare_request(request: Any, chat_model: Any) -> Any:
+    """The request with its series parts taken out (kept in `request._timeseries`, in order).
+
+    Raises TimeSeriesInputError (message says what and where) for anything the model cannot take.
+    Text-only requests to a model without a time-series template come back unchanged.
+    """
+    engine = chat_model.engine
+    is_ts = is_timeseries_template(getattr(engine, "template", None))
+    limits = limits_of(engine)
+    series: list[list[float]] = []
+    messages = []
+    for i, message in enumerate(request.messages):
+        content = message.content
+        if not isinstance(content, list):
+            placeholders = count_placeholders(content) if is_ts and isinstance(content, str) else 0
+            kept, found = content, []
+        else:
+            kept, found, placeholders = [], [], 0
+            for j, part in enumerate(content):
+                if part.type == SERIES_TYPE:
+                    where = f"messages[{i}].content[{j}]"
+                    found.append(check_values(_series_values(part, where), where, limits))
+                else:
+                    kept.append(part)
+                    if is_ts and part.type == "text" and part.text:
+                        placeholders += count_placeholders(part.text)
+        if found and not is_ts:
+            template = getattr(getattr(engine, "template", None), "mm_plugin", None)
+            raise TimeSeriesInputError(
+                f"messages[{i}]: this server's model takes no time series (its template's plugin is "
+                f"{type(template).__name__}); serve a time-series model with a time-series template (e.g. chatts)."
+            )
+        if is_ts and placeholders and message.role == "system":
+            raise TimeSeriesInputError(f"messages[{i}]: the system prompt holds <ts><ts/> placeholders; put series in user messages.")
+        if found and message.role != "user":
+            raise TimeSeriesInputError(f"messages[{i}]: series parts are only allowed in user messages, not {message.role}.")
+        if placeholders != len(found):
+            raise TimeSeriesInputError(
+                f"messages[{i}]: {placeholders} <ts><ts/> placeholder(s) in the text but {len(found)} series part(s). "
+                "Write exactly one <ts><ts/> per series part, in order."
+            )
+        series.extend(found)
+        messages.append(message.model_copy(update={"content": kept}) if found else message)
+        if len(series) > limits.max_series:
+            raise TimeSeriesInputError(
+                f"more than {limits.max_series} series in one request (this server's `timeseries_max_series`).",
+                status=413,
+            )
+    if not series:
+        return request
+    prepared = request.model_copy(update={"messages": messages})
+    prepared._timeseries = series
+    return prepared
+
+
+def series_of(request: Any) -> list[list[float]] | None:
+    """The series `prepare_request` took out of `request` (None when it had none)."""
+    return getattr(request, "_timeseries", None)
