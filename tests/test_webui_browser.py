@@ -26,6 +26,7 @@ CSV_DIR = ROOT / "tests" / "fixtures" / "gdsh_sample" / "timeseries" / "gdsh"
 CSV_A = CSV_DIR / "gdsh_second_20250601_PIC-3105.PV.csv"  # real series shipped with the repo (4,749 points)
 CSV_B = CSV_DIR / "gdsh_second_20250604_TI-2201.PV.csv"
 TEMPLATE = "chatts8b_nothink"
+NEW_TOKENS = 24  # a random tiny model rarely stops by itself
 WAIT = 240  # seconds the browser waits for the page to react (model answers on a busy 2-core machine)
 
 
@@ -87,8 +88,19 @@ def _upload_and_ask(driver, files: list[Path], question: str) -> str:
     assert query.get_attribute("value").count("<ts><ts/>") == len(files)
     _wait(driver, lambda d: _by_css(d, "#tsplugin-series-plot img"), "the series plot")
     query.send_keys(" " + question)
+    _set_max_new_tokens(driver, NEW_TOKENS)
     _wait(driver, _submit_button, "the submit button").click()
     return _wait(driver, _finished_answer, "an answer from the model")
+
+
+def _set_max_new_tokens(driver, value: int) -> None:
+    """LLaMA-Factory's "Maximum new tokens" slider (default 1024): its number box, as a user types it."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = next(b for b in _by_css(driver, "input[type=number]") if b.is_displayed() and b.get_attribute("value") == "1024")
+    box.clear()
+    box.send_keys(str(value), Keys.TAB)
+    _wait(driver, lambda d: box.get_attribute("value") == str(value), "the new max_new_tokens")
 
 
 def _screenshot(driver, path: Path) -> None:
@@ -99,7 +111,7 @@ def _screenshot(driver, path: Path) -> None:
 def test_webchat_upload_ask_answer(cli_model, tmp_path):
     recipe = tmp_path / "webchat.yaml"
     recipe.write_text(yaml.safe_dump(
-        {"model_name_or_path": str(cli_model), "template": TEMPLATE, "infer_dtype": "float32", "do_sample": False, "max_new_tokens": 24}
+        {"model_name_or_path": str(cli_model), "template": TEMPLATE, "infer_dtype": "float32", "do_sample": False}
     ))
     with llamafactory_server(["webchat", str(recipe)], tmp_path, tmp_path / "webchat.log") as url, chromium(tmp_path / "profile") as driver:
         driver.get(url)
