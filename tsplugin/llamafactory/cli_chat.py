@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from tsplugin.series import PLACEHOLDER
+from tsplugin.series import PLACEHOLDER, PLACEHOLDER_PATTERN
 
 BANNER = (
     "Welcome to the CLI application, use `clear` to remove the history, use `exit` to exit the application.\n"
@@ -30,7 +30,7 @@ BANNER = (
 )
 # `<ts>[...]<ts/>` (or `</ts>`): the numbers between the tags are one series.
 INLINE_PATTERN = re.compile(r"<ts>\s*(\[[^\[\]]*\])\s*(?:<ts/>|</ts>)")
-PLACEHOLDER_OR_INLINE = re.compile(INLINE_PATTERN.pattern + r"|<ts>(?:<ts/>|</ts>)")
+PLACEHOLDER_OR_INLINE = re.compile(INLINE_PATTERN.pattern + "|" + PLACEHOLDER_PATTERN.pattern)
 
 
 @dataclass
