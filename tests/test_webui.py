@@ -6,7 +6,6 @@ The browser tests (`-m browser`, tests/test_webui_browser.py) drive the same cod
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest

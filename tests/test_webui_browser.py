@@ -51,13 +51,29 @@ def _by_css(driver, css):
 
 
 def _wait(driver, condition, what: str):
-    from selenium.common.exceptions import TimeoutException
+    """`condition(driver)` once truthy; gradio re-renders freely, so a stale element means try again."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, WAIT, poll_frequency=0.5).until(lambda d: condition(d))
+        return WebDriverWait(driver, WAIT, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: condition(d)
+        )
     except TimeoutException:
         raise AssertionError(f"the page never showed {what}") from None
+
+
+def _click(driver, text: str) -> None:
+    """Click the visible, enabled button labelled `text` (retried while gradio re-renders it)."""
+
+    def clicked(d):
+        for button in _by_css(d, "button"):
+            if button.text.strip() == text and button.is_displayed() and button.is_enabled():
+                button.click()
+                return True
+        return False
+
+    _wait(driver, clicked, f"a {text!r} button to click")
 
 
 def _query_box(driver):
@@ -89,7 +105,7 @@ def _upload_and_ask(driver, files: list[Path], question: str) -> str:
     _wait(driver, lambda d: _by_css(d, "#tsplugin-series-plot img"), "the series plot")
     query.send_keys(" " + question)
     _set_max_new_tokens(driver, NEW_TOKENS)
-    _wait(driver, _submit_button, "the submit button").click()
+    _wait(driver, lambda d: (button := _submit_button(d)) is not None and (button.click() or True), "the submit button")
     return _wait(driver, _finished_answer, "an answer from the model")
 
 
@@ -153,19 +169,22 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         # Train tab: time-series datasets listed and labelled, the preview plots their series
         dataset_input = _input_labelled(driver, "Dataset")
         dataset_input.click()
-        option = _wait(driver, lambda d: [o for o in _by_css(d, "ul.options li") if o.text.strip() == "gdsh_sample (time series)"], "the time-series dataset in the list")
-        option[0].click()
+        _wait(
+            driver,
+            lambda d: any(o.click() or True for o in _by_css(d, "ul.options li") if o.text.strip() == "gdsh_sample (time series)"),
+            "the time-series dataset in the list",
+        )
         dataset_input.send_keys(Keys.ESCAPE)
-        _wait(driver, lambda d: [b for b in _by_css(d, "button") if b.text.strip() == "Preview dataset" and b.is_enabled()], "the preview button")[0].click()
+        _click(driver, "Preview dataset")
         _wait(driver, lambda d: _by_css(d, "#tsplugin-preview-plot img"), "the preview plot")
         assert "points (plotted)" in driver.page_source
         _screenshot(driver, tmp_path / "webui_train_preview.png")
-        [b for b in _by_css(driver, "button") if b.text.strip() == "Close"][0].click()
+        _click(driver, "Close")
         # Chat tab: base model + adapter (LLaMA-Factory's own checkpoint field takes a path)
         checkpoint = _input_labelled(driver, "Checkpoint path")
         checkpoint.send_keys(str(adapter), Keys.ENTER)
-        driver.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Chat']").click()
-        _wait(driver, lambda d: [b for b in _by_css(d, "button") if b.text.strip() == "Load model" and b.is_displayed()], "the load button")[0].click()
+        _wait(driver, lambda d: any(t.click() or True for t in d.find_elements(By.XPATH, "//button[@role='tab' and normalize-space()='Chat']")), "the Chat tab")
+        _click(driver, "Load model")
         _wait(driver, lambda d: any("Model loaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), "the model loaded")
         answer = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
         assert answer and not answer.startswith("Not sent"), answer
