@@ -78,7 +78,7 @@ def _plugin_code(turns, n):
 
     problem = placeholder_problem(turns, n)
     try:
-        TimeSeriesPlugin(None, None, None).process_messages(_messages("", turns), [], [], _series(n), TimeSeriesProcessor(patch_size=8))
+        TimeSeriesPlugin(None, None, None).process_messages(_messages("", turns), [], [], _series(n), TimeSeriesProcessor(patch_size=8, profile="chatts-14b-0801"))
     except ValueError as err:  # the plugin appends the record to the shared message
         assert problem is not None and str(err).startswith(problem.message + ". In a record: ")
         return problem.code

@@ -36,6 +36,12 @@ WATCHED = frozenset(
         "llamafactory.api.protocol",
         "llamafactory.api.chat",
         "llamafactory.chat.chat_model",
+        "llamafactory.webui.chatter",
+        "llamafactory.webui.control",
+        "llamafactory.webui.components.chatbot",
+        "llamafactory.webui.components.infer",
+        "llamafactory.webui.components.top",
+        "llamafactory.webui.components.data",
     }
 )
 

@@ -579,6 +579,59 @@ def hook_chat_model(module: ModuleType) -> None:
     _wrap(module, "run_chat", make)
 
 
+# --- web UI (`llamafactory-cli webchat` / `webui`): tsplugin.webui -----------------------------------
+
+
+def hook_webui_chatter(module: ModuleType) -> None:
+    """`WebChatModel.stream`: send the conversation's uploaded series with the message."""
+    _require(module, "WebChatModel")
+    from tsplugin.webui.chat_panel import make_stream
+
+    _wrap(module.WebChatModel, "stream", make_stream)
+
+
+def hook_webui_chatbot(module: ModuleType) -> None:
+    """`create_chat_box`: CSV upload, series plot beside the conversation, placeholders into the query."""
+    _require(module, "create_chat_box")
+    from tsplugin.webui.chat_panel import make_create_chat_box
+
+    _wrap(module, "create_chat_box", make_create_chat_box)
+
+
+def hook_webui_infer(module: ModuleType) -> None:
+    """`create_infer_tab` (LlamaBoard's Chat tab): the series panel shows when a time-series model loads."""
+    _require(module, "create_infer_tab")
+    from tsplugin.webui.chat_panel import make_create_infer_tab
+
+    _wrap(module, "create_infer_tab", make_create_infer_tab)
+
+
+def hook_webui_control(module: ModuleType) -> None:
+    """`list_datasets`: dataset_info.json entries with a `timeseries` column labelled in the Train tab."""
+    _require(module, "list_datasets")
+    from tsplugin.webui.train_tab import make_list_datasets
+
+    _wrap(module, "list_datasets", make_list_datasets)
+
+
+def hook_webui_top(module: ModuleType) -> None:
+    """`create_top`: time-series templates labelled; a local time-series model sets its template."""
+    _require(module, "create_top")
+    from tsplugin.webui.train_tab import make_create_top
+
+    _wrap(module, "create_top", make_create_top)
+
+
+def hook_webui_data(module: ModuleType) -> None:
+    """`get_preview` / `create_preview_box`: series summarised in the preview JSON and plotted beside it."""
+    _require(module, "get_preview", "create_preview_box", "PAGE_SIZE")
+    from tsplugin.webui.train_tab import make_create_preview_box, make_get_preview
+
+    read_page = getattr(module.get_preview, "__wrapped__", module.get_preview)
+    _wrap(module, "get_preview", make_get_preview)
+    _wrap(module, "create_preview_box", lambda original: make_create_preview_box(original, read_page))
+
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.hparams.model_args": hook_model_args,
@@ -597,6 +650,12 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.api.protocol": hook_api_protocol,
     "llamafactory.api.chat": hook_api_chat,
     "llamafactory.chat.chat_model": hook_chat_model,
+    "llamafactory.webui.chatter": hook_webui_chatter,
+    "llamafactory.webui.control": hook_webui_control,
+    "llamafactory.webui.components.chatbot": hook_webui_chatbot,
+    "llamafactory.webui.components.infer": hook_webui_infer,
+    "llamafactory.webui.components.top": hook_webui_top,
+    "llamafactory.webui.components.data": hook_webui_data,
 }
 
 
