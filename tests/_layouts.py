@@ -18,6 +18,8 @@ tsplugin's classes, so loading a twin proves that the classes fit the released f
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import shutil
@@ -128,10 +130,15 @@ RELEASES: dict[str, Release] = {
 }
 
 
-def _tokenizer(release: Release) -> Any:
+@functools.lru_cache(maxsize=1)
+def _base_tokenizer() -> Any:
     from tsplugin.tokenizer_build import build_tokenizer
 
-    tokenizer = build_tokenizer(ts_tokens=False)
+    return build_tokenizer(ts_tokens=False)  # trained once per process (seconds), copied per twin
+
+
+def _tokenizer(release: Release) -> Any:
+    tokenizer = copy.deepcopy(_base_tokenizer())
     tokenizer.add_special_tokens({"additional_special_tokens": list(release.ts_tokens_in_order)})
     return tokenizer
 
