@@ -170,6 +170,8 @@ def test_export_reload_and_chat_answer(layout_twins, twin_data, tmp_path, capsys
     config = json.loads((merged / "config.json").read_text())
     assert config["model_type"] == "qwen3ts" and config["ts_profile"] == "chatts-8b" and "auto_map" not in config
     assert not [f.name for f in merged.iterdir() if f.suffix == ".py"]
+    tok_config = json.loads((merged / "tokenizer_config.json").read_text())
+    assert "auto_map" not in tok_config and tok_config.get("processor_class") not in ("Qwen2TSProcessor", "Qwen3TSProcessor")
 
     # The export keeps the release's float16. Reference: base + adapter merged in float32 by PEFT, then
     # rounded to float16; LLaMA-Factory's merge may round differently by an ulp or two of each weight.
@@ -202,6 +204,21 @@ def test_chat_answers_from_a_released_layout_directly(layout_twins, capsys, tmp_
     csv.write_text("timestamp,value\n" + "".join(f"{i},{(i * 7) % 5}\n" for i in range(50)))
     assert main(["chat", "--model", str(layout_twins["chatts-14b-first"]), "--csv", str(csv), "--max-new-tokens", "3", "Trend?"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_chat_cli_answers_from_a_hub_id(twin_hub):
+    """`tsplugin chat --model bytedance-research/ChatTS-8B` in a fresh process, offline HF cache."""
+    csv_rows = "timestamp,value\n" + "".join(f"{i},{(i * 3) % 7}\n" for i in range(60))
+    code = f"""
+import sys, tempfile, os
+path = os.path.join(tempfile.mkdtemp(), "s.csv")
+open(path, "w").write({csv_rows!r})
+from tsplugin.cli import main
+sys.exit(main(["chat", "--model", "{twin_hub['ids']['chatts-8b'][0]}", "--csv", path, "--max-new-tokens", "3", "Trend?"]))
+"""
+    result = _fresh_python(code, HF_HUB_CACHE=str(twin_hub["cache"]), HF_HUB_OFFLINE="1")
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- the full matrix (slow)

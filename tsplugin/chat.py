@@ -61,13 +61,20 @@ class TimeSeriesChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import tsplugin.models  # noqa: F401
+        from tsplugin.layouts import checkpoint_dir, read_config
         from tsplugin.processing import TimeSeriesProcessor
 
-        model_dir = str(model_dir)
+        model_dir = str(model_dir)  # a local directory or a Hub ID in the HF cache
+        config = read_config(model_dir)
+        if config is None:
+            raise ValueError(
+                f"{model_dir}: not a time-series checkpoint (no config.json with a `ts` block and a ChatTS model type "
+                "in that directory or the HF cache)"
+            )
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
-        processor = TimeSeriesProcessor.from_pretrained(model_dir, profile=profile)
+        processor = TimeSeriesProcessor.from_config(config, model_dir=checkpoint_dir(model_dir), profile=profile)
         if profile is not None and callable(getattr(model, "use_profile", None)):
             model.use_profile(processor.profile)
         name = template or default_template(model.config, processor.profile)
@@ -157,7 +164,7 @@ def add_parser(subparsers: Any) -> None:
         "<ts><ts/> placeholders are filled in order (appended at the end when there are none).",
     )
     parser.add_argument("question", help='the question, e.g. "Is there a spike in <ts><ts/>?"')
-    parser.add_argument("--model", required=True, help="model directory (merged export or base model)")
+    parser.add_argument("--model", required=True, help="model directory (merged export or base model) or a Hub ID in the HF cache")
     parser.add_argument("--csv", action="append", required=True, help="CSV file with the series (repeatable)")
     parser.add_argument("--value-col", default="value", help="value column name (default: value)")
     parser.add_argument("--template", default=None, help="LLaMA-Factory template used in training")

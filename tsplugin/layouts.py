@@ -24,6 +24,8 @@ logger = logging.getLogger("tsplugin")
 
 # Released class name -> tsplugin model_type.
 ARCHITECTURE_MODEL_TYPES = {"Qwen2TSForCausalLM": "chatts", "Qwen3TSForCausalLM": "qwen3ts"}
+# Processor classes the releases ship (their own code, never run).
+RELEASED_PROCESSOR_CLASSES = ("Qwen2TSProcessor", "Qwen3TSProcessor")
 # model_types of tsplugin's own classes.
 TS_MODEL_TYPES = ("chatts", "qwen3ts", "qwen_ts")
 # Keys of transformers' hub file lookups (cached_file) that a config read may carry.
@@ -74,6 +76,21 @@ def normalise_config(config: dict[str, Any], model_dir: str | os.PathLike | None
     return out
 
 
+def forget_shipped_processor(tokenizer: Any) -> None:
+    """A released checkpoint's tokenizer names its shipped processor (`processor_class`, `auto_map`
+    AutoProcessor); drop both so that what tsplugin saves (exports, checkpoints) never points at code
+    that is not there."""
+    auto_map = tokenizer.init_kwargs.get("auto_map")
+    if isinstance(auto_map, Mapping) and "AutoProcessor" in auto_map:
+        rest = {k: v for k, v in auto_map.items() if k != "AutoProcessor"}
+        if rest:
+            tokenizer.init_kwargs["auto_map"] = rest
+        else:
+            tokenizer.init_kwargs.pop("auto_map")
+    if getattr(tokenizer, "_processor_class", None) in RELEASED_PROCESSOR_CLASSES:
+        tokenizer._set_processor_class(None)
+
+
 def checkpoint_dir(name_or_path: str | os.PathLike, /, **hub_kwargs: Any) -> str | None:
     """The local directory holding a checkpoint's config.json: the directory itself, or its Hub cache snapshot."""
     path = os.fspath(name_or_path)
@@ -115,6 +132,7 @@ __all__ = [
     "ARCHITECTURE_MODEL_TYPES",
     "TS_MODEL_TYPES",
     "checkpoint_dir",
+    "forget_shipped_processor",
     "is_ts_config",
     "model_type_for",
     "normalise_config",

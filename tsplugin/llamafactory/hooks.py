@@ -265,6 +265,7 @@ def hook_model_loader(module: ModuleType) -> None:
     `load_model`: memory options (`timeseries_chunked_loss`, `quantize_lm_head`, tsplugin.llamafactory.memory_options)."""
     _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor", "load_model")
     import tsplugin.models  # noqa: F401  (Auto* registration of the model classes)
+    from tsplugin.layouts import forget_shipped_processor
     from tsplugin.processing import TimeSeriesProcessor
 
     def make_init_kwargs(original):
@@ -288,6 +289,7 @@ def hook_model_loader(module: ModuleType) -> None:
                         config, model_dir=model_dir, profile=getattr(model_args, "timeseries_profile", None)
                     )
                     check_tokenizer_ids(config, where, result["tokenizer"])
+                    forget_shipped_processor(result["tokenizer"])
                     logger.info("tsplugin: encoding profile %s (%s)", processor.profile.name, processor.profile_reason)
                     module.patch_processor(processor, result["tokenizer"], model_args)
                     result["processor"] = processor

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from tsplugin.layouts import HUB_KWARGS, checkpoint_dir, read_config
+from tsplugin.layouts import HUB_KWARGS, checkpoint_dir, forget_shipped_processor, read_config
 from tsplugin.processing import TimeSeriesProcessor, batch_series, check_ts_token_ids
 
 PROCESSOR_CONFIG = "processor_config.json"
@@ -60,6 +60,7 @@ class ChatTSProcessor(ProcessorMixin):
         if tokenizer is None:
             tok_kwargs = {k: kwargs[k] for k in ("use_fast", "trust_remote_code") if k in kwargs}
             tokenizer = AutoTokenizer.from_pretrained(path, **hub, **tok_kwargs)
+            forget_shipped_processor(tokenizer)  # ours: what it saves never names the shipped processor
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (rules.ts_token, rules.ts_end_token)}
         ids = {t: (i if i != tokenizer.unk_token_id else None) for t, i in ids.items()}
         where = model_dir or path
