@@ -103,7 +103,7 @@ def main() -> int:
 
     from tsplugin.plan_estimate import GiB, PlanInputs, estimate
     from tsplugin.plan_shapes import resolve_targets, series_positions
-    from tsplugin.processing import batch_series, sp_encode
+    from tsplugin.processing import batch_series, encode_series
 
     device = torch.cuda.get_device_properties(0)
     model, shape = build_4bit_model(args.model, quantize_lm_head=args.quantize_lm_head)
@@ -132,7 +132,7 @@ def main() -> int:
     ids[0, args.text_tokens // 2 + 26: args.text_tokens // 2 + 26 + n_ts] = model.config.ts_token_start_index
     labels = torch.full_like(ids, -100)
     labels[0, -args.answer_tokens:] = ids[0, -args.answer_tokens:]
-    features, _prefix = sp_encode(torch.randn(args.series_length).numpy())  # (L, 2): sp-encoded value, mask
+    features = encode_series(torch.randn(args.series_length).numpy())  # (L, 2): sp-encoded value, mask
     timeseries = batch_series([features]).to("cuda")  # (1, L, 2)
 
     opt = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -74,7 +74,7 @@ def write_set(directory: Path, name: str, records: Sequence[dict], with_series: 
     info_path.write_text(json.dumps(info, indent=2))
 
 
-def same_length_twin(record: dict, patch_size: int, filler: str) -> dict:
+def same_length_twin(record: dict, patch_size: int, filler: str, profile: str) -> dict:
     """Text-only record: each placeholder -> the plugin's prefix + one filler token per patch."""
     from tsplugin.processing import num_patches, sp_encode
     from tsplugin.series import PLACEHOLDER_PATTERN
@@ -83,7 +83,7 @@ def same_length_twin(record: dict, patch_size: int, filler: str) -> dict:
 
     def expand(_match) -> str:
         values = next(series)
-        return sp_encode(values)[1] + filler * num_patches(len(values), patch_size)
+        return sp_encode(values, profile)[1] + filler * num_patches(len(values), patch_size)
 
     return {"input": PLACEHOLDER_PATTERN.sub(expand, record["input"]), "output": record["output"]}
 
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tsplugin._bootstrap  # noqa: F401  (hooks, also without the .pth)
     from tsplugin.init_model import build_model
+    from tsplugin.profiles import INIT_MODEL_PROFILES
     from tsplugin.processing import TimeSeriesProcessor
 
     torch.set_num_threads(args.threads)
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         ts_lengths = [len(x) for x in tokenized(lf_args(model, data, "ts", work / "o", template))[0]["input_ids"]]
         filler = None
         for candidate in FILLERS:
-            write_set(data, "text_same_len", [same_length_twin(r, patch, candidate) for r in records], with_series=False)
+            write_set(data, "text_same_len", [same_length_twin(r, patch, candidate, INIT_MODEL_PROFILES[args.arch]) for r in records], with_series=False)
             twin_lengths = [len(x) for x in tokenized(lf_args(model, data, "text_same_len", work / "o", template))[0]["input_ids"]]
             if twin_lengths == ts_lengths:
                 filler = candidate

@@ -8,8 +8,10 @@ Design choices:
 - Task: each record holds two series of the same length, "A: <ts><ts/> / B: <ts><ts/>";
   one rises and the other falls (same |slope|, noise, random level and amplitude).
   Question: "Which rises, the first or the second?"; answer "first" / "second".
-- The text cannot leak the answer: the plugin prepends `[Value Offset: -mean|Value Scaling: s]`
-  (s = max|x - mean| / 3) to each series, and a rising and a falling ramp with the same level,
+- The text cannot leak the answer: the model is built with the `tsfactory-v0` encoding profile, so
+  the plugin prepends `[Value Offset: -mean|Value Scaling: s]` (s = max|x - mean| / 3) to each series
+  (the current ChatTS prefix also writes left=/right=, first and last value, which would tell a rising
+  series from a falling one), and a rising and a falling ramp with the same level,
   amplitude and noise law have the same distribution of mean and max|x - mean| (mirror symmetry),
   so the prefixes carry no label information. Checked, not assumed: a model trained on the prefix
   text alone (series removed) must score chance.
@@ -49,6 +51,8 @@ from lf_output import lf_output_to, offline
 
 offline()
 
+# Prefix without first/last values: the label (rising or falling) must not be readable from the text.
+PROFILE = "tsfactory-v0"
 TEMPLATE = "chatts8b_nothink"
 QUESTION = "A: <ts><ts/>\nB: <ts><ts/>\nOne rises, one falls. Which rises, the first or the second?"
 ANSWERS = ("first", "second")
@@ -99,7 +103,7 @@ def prefix_text(record: dict) -> dict:
     """The record as text only: each placeholder replaced by the prefix the plugin would write."""
     from tsplugin.processing import sp_encode
 
-    prefixes = iter(sp_encode(s)[1] for s in record["timeseries"])
+    prefixes = iter(sp_encode(s, PROFILE)[1] for s in record["timeseries"])
     text = record["input"]
     while "<ts><ts/>" in text:
         text = text.replace("<ts><ts/>", next(prefixes), 1)
@@ -269,7 +273,7 @@ def run(records: int, eval_records: int, steps: int, minutes: float, seed: int, 
         raise ValueError(f"unknown controls {sorted(unknown)}; choose from {list(CONTROLS)}")
     n_runs = 1 + len(controls)
     cap_s = minutes * 60.0 / n_runs
-    model = build_model(work / "base", arch="qwen3ts", preset="tiny", seed=seed)
+    model = build_model(work / "base", arch="qwen3ts", preset="tiny", seed=seed, profile=PROFILE)
     train_recs = make_records(records, length, seed)
     held_out = make_records(eval_records, length, seed + 1000)
     data = work / "data"

@@ -67,7 +67,7 @@ def test_released_shapes():
     assert lora_params(get_preset("chatts-14b"), "all", 8) == 34_406_400
     assert get_preset("chatts-14b").patch_size == 16 and get_preset("chatts-14b-0801").patch_size == 8
     assert PlanInputs(get_preset("chatts-14b"), text_tokens=0).sequence_tokens() == 313 + 26
-    assert PlanInputs(get_preset("chatts-8b"), text_tokens=0).sequence_tokens() == 625 + 26
+    assert PlanInputs(get_preset("chatts-8b"), text_tokens=0).sequence_tokens() == 625 + 83  # the 0801-style prefix
 
 
 def test_checkpointing_and_quantisation_change_the_right_parts():

@@ -70,15 +70,80 @@ def test_mixed_lengths_text_only_records_and_several_series_per_record(tiny_qwen
     assert len(trainer_losses(out)) == 2
 
 
-def test_cutoff_len_never_cuts_a_series_records_are_dropped_and_counted(tiny_qwen3ts, tmp_path, caplog):
-    # 2 short records fit in cutoff_len; 2 long ones (800 points -> 100 patches) do not.
+@pytest.fixture
+def lf_log(caplog):
+    """LLaMA-Factory's own log lines (its loggers do not propagate to the root logger)."""
+    import logging
+
+    lf_logger = logging.getLogger("llamafactory")
+    lf_logger.addHandler(caplog.handler)
+    yield caplog
+    lf_logger.removeHandler(caplog.handler)
+
+
+def test_cutoff_len_never_cuts_a_series_records_are_dropped_and_counted(tiny_qwen3ts, tmp_path, lf_log):
+    # 2 short records fit in cutoff_len (~110 tokens with the current prefix); 2 long ones (800 points -> 100 patches) do not.
     records = [_record(1, length=40), _record(1, length=800), _record(1, length=40), _record(1, length=800)]
     data = write_dataset(tmp_path / "data", "long", records)
+    write_dataset(data, "short", [_record(1, length=40), _record(0)])
     out = tmp_path / "out"
-    with caplog.at_level("WARNING", logger="tsplugin"):
-        run_lf(**lf_args(tiny_qwen3ts, out, dataset="long", dataset_dir=str(data), cutoff_len=64, max_steps=1))
-    assert "dropped 2 of 4 records" in caplog.text
-    assert "cutoff_len=64 cut through a series" in caplog.text
+    run_lf(**lf_args(tiny_qwen3ts, out, dataset="long,short", dataset_dir=str(data), cutoff_len=128, max_steps=1))
+    lines = [r.getMessage() for r in lf_log.records if r.getMessage().startswith("tsplugin: dataset")]
+    assert lines == [
+        "tsplugin: dataset long: kept 2 of 4 records, dropped 2 (2 cutoff_len=128 cut through a series). "
+        "Raise cutoff_len or shorten the series (`tsconvert --max-length`).",
+        "tsplugin: dataset short: kept 2 of 2 records.",
+    ]
+
+
+def test_chatts_training_cutoff_mode_counts_two_tokens_per_series(tiny_qwen3ts, tmp_path, lf_log):
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    # ~105 tokens of prompt and prefix a record. 1600 points = 200 patches: cut when every position counts,
+    # kept when a series counts 2 tokens; a ~300-token answer after a short series: LLaMA-Factory truncates
+    # the answer only (kept), ChatTS-Training drops the record.
+    records = [_record(1, length=40), _record(1, length=1600), _record(1, length=40, answer="ok " * 150), _record(0, answer="ok " * 150)]
+    data = write_dataset(tmp_path / "data", "cmp", records)
+
+    def load(mode):
+        lf_log.clear()
+        args = lf_args(tiny_qwen3ts, tmp_path / mode, dataset="cmp", dataset_dir=str(data), cutoff_len=240, timeseries_cutoff_mode=mode)
+        model_args, data_args, training_args, _, _ = get_train_args(args)
+        module = load_tokenizer(model_args)
+        template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+        dataset = get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
+        lines = [r.getMessage() for r in lf_log.records if r.getMessage().startswith("tsplugin: dataset")]
+        return dataset, lines, module["tokenizer"].convert_tokens_to_ids("<ts>")
+
+    dataset, lines, ts_id = load("expanded")
+    assert lines == ["tsplugin: dataset cmp: kept 3 of 4 records, dropped 1 (1 cutoff_len=240 cut through a series). "
+                     "Raise cutoff_len or shorten the series (`tsconvert --max-length`)."]
+    assert set(dataset.column_names) == {"input_ids", "attention_mask", "labels", "images", "videos", "audios"}
+    assert max(len(ids) for ids in dataset["input_ids"]) <= 240
+    assert sorted(ids.count(ts_id) for ids in dataset["input_ids"]) == [0, 5, 5]
+
+    dataset, lines, ts_id = load("chatts_training")
+    assert lines == ["tsplugin: dataset cmp: kept 3 of 4 records, dropped 1 (1 longer than cutoff_len=240 counting 2 tokens "
+                     "per series, ChatTS-Training's rule (timeseries_cutoff_mode: chatts_training)). "
+                     "Raise cutoff_len or shorten the series (`tsconvert --max-length`)."]
+    assert max(len(ids) for ids in dataset["input_ids"]) > 240  # the long series is whole: its patches come on top
+    assert sorted(ids.count(ts_id) for ids in dataset["input_ids"]) == [0, 5, 200]
+
+    with pytest.raises(ValueError, match=r"`timeseries_cutoff_mode: whole` is unknown; choose one of \['expanded', 'chatts_training'\]"):
+        get_train_args(lf_args(tiny_qwen3ts, tmp_path / "y", timeseries_cutoff_mode="whole"))
+
+
+def test_chatts_training_selection_rule():
+    from tsplugin.llamafactory.data import chatts_training_keeps
+
+    assert chatts_training_keeps([(90, 10, True)], 100)  # exactly cutoff_len: nothing is cut
+    assert not chatts_training_keeps([(91, 10, True)], 100)  # one token over, with a series: dropped
+    assert chatts_training_keeps([(91, 10, False)], 100)  # no series: LLaMA-Factory truncates it, kept
+    # second turn has the series and no room left: dropped; a first turn with series that fits is kept
+    assert not chatts_training_keeps([(50, 40, False), (20, 5, True)], 100)
+    assert chatts_training_keeps([(50, 40, True), (20, 5, False)], 100)
 
 
 def test_default_lora_freezes_encoder_additional_target_trains_it_with_its_own_lr(tiny_qwen3ts, tmp_path):

@@ -79,7 +79,9 @@ def test_registry_lists_names_and_refuses_duplicates():
             {"auto_map": {"AutoProcessor": "processing_qwen3_ts.Qwen3TSProcessor"}, "processor_class": "Qwen3TSProcessor"})},
          "chatts-8b", "processor class Qwen3TSProcessor"),
         (CONFIG_14B_V1, {}, "chatts-14b-v1", "model_type qwen2"),
-        (CONFIG_OLD_INIT, {}, "tsfactory-v0", "written by tsplugin before ts_profile existed"),
+        (CONFIG_OLD_INIT, {}, "tsfactory-v0", "no auto_map: so written by tsplugin before ts_profile existed"),
+        ({**CONFIG_OLD_INIT, "architectures": ["Qwen3TSForCausalLM"], "model_type": "qwen3ts", "ts": TS_0801}, {},
+         "tsfactory-v0", "no auto_map: so written by tsplugin before ts_profile existed"),
     ],
 )
 def test_resolve_from_what_the_checkpoint_ships(tmp_path, caplog, config, files, name, reason_part):
@@ -92,9 +94,11 @@ def test_resolve_from_what_the_checkpoint_ships(tmp_path, caplog, config, files,
 
 
 def test_release_is_not_decided_by_model_type_alone():
-    # model_type chatts with a position embedding and no shipped files: 0801 by the ts block, not by the name
-    profile, reason = resolve_profile({"model_type": "chatts", "ts": TS_0801})
-    assert profile.name == "chatts-14b-0801" and "ts.use_position_embedding true" in reason
+    # the first release's model_type, but the current release's ts block and processor: 0801
+    profile, reason = resolve_profile({**CONFIG_14B_0801, "model_type": "qwen2"})
+    assert profile.name == "chatts-14b-0801" and "model_type qwen2 + ts.use_position_embedding true" in reason
+    # model_type chatts, but nothing a release ships: tsplugin's own pre-profile checkpoint
+    assert resolve_profile({"model_type": "chatts", "ts": TS_0801})[0].name == "tsfactory-v0"
 
 
 def test_config_key_and_recipe_override(tmp_path):
@@ -153,3 +157,77 @@ def test_token_ids_from_files_and_mismatch_error(tmp_path):
     )
     with pytest.raises(ValueError, match=r"tok.json has no <ts/> token"):
         check_ts_token_ids(swapped, {"<ts>": 7}, tokenizer_file="tok.json")
+
+
+# ---------------------------------------------------------------- the override in LLaMA-Factory and chat
+
+
+def test_recipe_key_overrides_the_profile_for_prefix_padding_and_saved_config(tiny_qwen3ts, tmp_path):
+    import tsplugin._bootstrap  # noqa: F401
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    from conftest import lf_args
+
+    model_args, _, _, finetuning_args, _ = get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o", timeseries_profile="chatts-14b-v1"))
+    module = load_tokenizer(model_args)
+    assert module["processor"].profile.name == "chatts-14b-v1"
+    assert module["processor"].prefix([1.0, 2.0, 3.0]) == "[Value Offset: -2.0000|Value Scaling: 1.0000]"
+    model = load_model(module["tokenizer"], model_args, finetuning_args, is_trainable=False)
+    assert model.ts_encoder.last_patch_padding == "zeros" and model.config.ts_profile == "chatts-14b-v1"
+
+    model_args, *_ = get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o"))
+    assert load_tokenizer(model_args)["processor"].profile.name == "chatts-8b"  # config.json ts_profile
+    with pytest.raises(ValueError, match=r"recipe `timeseries_profile`: unknown time-series profile 'v3'; choose one of"):
+        get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o", timeseries_profile="v3"))
+
+
+def test_load_tokenizer_refuses_disagreeing_token_ids(tiny_qwen3ts, tmp_path):
+    import shutil
+
+    import tsplugin._bootstrap  # noqa: F401
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    from conftest import lf_args
+
+    ckpt = shutil.copytree(tiny_qwen3ts, tmp_path / "ckpt")
+    config = json.loads((ckpt / "config.json").read_text())
+    start, end = config["ts_token_start_index"], config["ts_token_end_index"]
+    (ckpt / "config.json").write_text(json.dumps({**config, "ts_token_start_index": end, "ts_token_end_index": start}))
+    model_args, *_ = get_train_args(lf_args(ckpt, tmp_path / "o"))
+    with pytest.raises(ValueError, match=rf"{ckpt}/config.json: the <ts>/<ts/> token ids disagree with the tokenizer: "
+                                         rf"ts_token_start_index = {end} but the tokenizer in {ckpt} gives <ts> id {start}.*"
+                                         rf"Fix: set \"ts_token_start_index\": {start}, \"ts_token_end_index\": {end} in {ckpt}/config.json"):
+        load_tokenizer(model_args)
+
+
+def test_chat_profile_option(tiny_qwen3ts):
+    from tsplugin.chat import TimeSeriesChat
+
+    chat = TimeSeriesChat.from_pretrained(tiny_qwen3ts, profile="chatts-14b-v1")
+    assert chat.model.ts_encoder.last_patch_padding == "zeros"
+    text = chat.tokenizer.decode(chat.encode("Look at <ts><ts/>", [[1.0, 2.0, 3.0]])["input_ids"][0])
+    assert "[Value Offset: -2.0000|Value Scaling: 1.0000]<ts><|im_end|>" in text
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")  # the chatts-14b-v1 template
+    chat = TimeSeriesChat.from_pretrained(tiny_qwen3ts)
+    text = chat.tokenizer.decode(chat.encode("Look at <ts><ts/>", [[1.0, 2.0, 3.0]])["input_ids"][0])
+    assert "[offset=-2.0000|scaling=1.0000|length=3|max=3.0000|min=1.0000|left=1.0000|right=3.0000]<ts><|im_end|>" in text
+
+
+def test_the_contract_module_stays_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys, tsplugin.processing, tsplugin.profiles; print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def test_init_model_profile_choice():
+    from tsplugin.init_model import init_profile
+
+    assert init_profile("chatts", None) == "chatts-14b-0801" and init_profile("qwen3ts", None) == "chatts-8b"
+    assert init_profile("chatts", "chatts-14b-v1") == "chatts-14b-v1"
+    with pytest.raises(ValueError, match=r"^--profile: unknown time-series profile 'latest'; choose one of: chatts-14b-0801"):
+        init_profile("qwen3ts", "latest")

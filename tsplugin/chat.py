@@ -75,8 +75,8 @@ class TimeSeriesChat:
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
         processor = TimeSeriesProcessor.from_config(config, model_dir=checkpoint_dir(model_dir), profile=profile)
-        if profile is not None and callable(getattr(model, "use_profile", None)):
-            model.use_profile(processor.profile)
+        if callable(getattr(model, "use_profile", None)):
+            model.use_profile(processor.profile)  # one decision for prefix and padding (directory files included)
         name = template or default_template(model.config, processor.profile)
         if name is None:
             raise ValueError(f"{model_dir}: no default template for model_type {model.config.model_type!r}; pass --template.")

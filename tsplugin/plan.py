@@ -26,7 +26,7 @@ def render(est: Estimate) -> str:
     counts = parameter_counts(s)
     out = [
         f"model {s.name} ({s.arch}): {sum(counts.values()) / 1e9:.2f} B parameters, {s.num_layers} layers, hidden {s.hidden_size}, "
-        f"vocab {s.vocab_size}, ts patch {s.patch_size}",
+        f"vocab {s.vocab_size}, ts patch {s.patch_size}, profile {s.profile}",
         f"sequence: {p.text_tokens} text + {p.series_count} x {p.series_length}-point series = {p.sequence_tokens()} positions; "
         f"sized for {p.seq()} x batch {p.batch_size} (cutoff_len: {p.cutoff_len or round_cutoff(p.sequence_tokens())})",
         f"quant {p.quant}, LoRA r{p.lora_rank} on {p.lora_target}, {p.optim}, gradient checkpointing "

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from tsplugin.profiles import prefix_token_estimate
+
 from .plan_shapes import ModelShape, lora_params, lora_tensor_sizes, parameter_counts, resolve_targets, series_positions
 
 GiB = 1024**3
 CUDA_CONTEXT_GIB = 0.5  # CUDA context + cuBLAS workspace, outside torch's allocator
 FRAGMENTATION = 0.08  # reserved/allocated - 1 of the caching allocator, as a fraction of the peak
-# `[Value Offset: -1234.5678|Value Scaling: 1.0000]` before each series: Qwen tokenises digits one by one.
-SERIES_PREFIX_TOKENS = 26
 QUANT_BLOCK = 64  # bitsandbytes NF4 block size (one absmax per 64 weights)
 DOUBLE_QUANT_BLOCK = 256  # double quantisation: absmax in 8 bit, one fp32 absmax per 256 of them
 OPTIM_8BIT_BLOCK = 256  # bitsandbytes blockwise 8-bit optimizer states
@@ -103,7 +103,11 @@ class PlanInputs:
 
     def sequence_tokens(self) -> int:
         """Decoder positions one record needs: text + per series (prefix + one `<ts>` per patch)."""
-        per_series = SERIES_PREFIX_TOKENS + series_positions(self.shape, self.series_length) if self.series_length else 0
+        per_series = (
+            prefix_token_estimate(self.shape.profile, self.series_length) + series_positions(self.shape, self.series_length)
+            if self.series_length
+            else 0
+        )
         return self.text_tokens + self.series_count * per_series
 
     def seq(self) -> int:
@@ -272,6 +276,6 @@ def estimate(p: PlanInputs) -> Estimate:
 
 
 __all__ = [
-    "CUDA_CONTEXT_GIB", "Estimate", "GPUS", "GiB", "Line", "OPTIMIZERS", "PlanInputs", "SERIES_PREFIX_TOKENS",
+    "CUDA_CONTEXT_GIB", "Estimate", "GPUS", "GiB", "Line", "OPTIMIZERS", "PlanInputs",
     "estimate", "get_gpu_memory", "layer_activation_bytes", "nf4_constant_bytes", "optimizer_state_bytes", "register_gpu",
 ]

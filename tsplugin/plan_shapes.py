@@ -36,6 +36,7 @@ class ModelShape:
     vocab_size: int
     tie_word_embeddings: bool = False
     ts: dict[str, Any] = field(default_factory=dict)
+    profile: str = "chatts-14b-v1"  # encoding profile (tsplugin.profiles): the prefix the planner counts
 
     @property
     def attention_bias(self) -> bool:
@@ -99,19 +100,25 @@ def get_preset(name: str) -> ModelShape:
 
 
 register_preset(ModelShape("chatts-14b", "chatts", **_QWEN25_14B,
-                           ts={"patch_size": 16, "num_layers": 5, "num_features": 2}))
+                           ts={"patch_size": 16, "num_layers": 5, "num_features": 2}, profile="chatts-14b-v1"))
 register_preset(ModelShape("chatts-14b-0801", "chatts", **_QWEN25_14B,
                            ts={"patch_size": 8, "num_layers": 5, "num_features": 2, "use_position_embedding": True,
-                               "embedding_dim": 16, "max_sequence_length": 32768}))
+                               "embedding_dim": 16, "max_sequence_length": 32768}, profile="chatts-14b-0801"))
 register_preset(ModelShape("chatts-8b", "qwen3ts", **_QWEN3_8B,
                            ts={"patch_size": 8, "num_layers": 5, "num_features": 2, "use_position_embedding": True,
-                               "embedding_dim": 16, "max_sequence_length": 8192}))
+                               "embedding_dim": 16, "max_sequence_length": 8192}, profile="chatts-8b"))
 
 _ARCH_OF_MODEL_TYPE = {"chatts": "chatts", "qwen2": "chatts", "qwen3ts": "qwen3ts", "qwen3": "qwen3ts"}
 
 
-def shape_from_config(config: dict[str, Any], name: str = "config") -> ModelShape:
-    """A ModelShape from a config.json dict (ChatTS `chatts`/`qwen3ts`, or a plain Qwen2/Qwen3)."""
+def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: str | Path | None = None) -> ModelShape:
+    """A ModelShape from a config.json dict (ChatTS `chatts`/`qwen3ts`, or a plain Qwen2/Qwen3).
+
+    The encoding profile is the checkpoint's (tsplugin.profiles.resolve_profile); a plain Qwen gets the
+    one `tsplugin init-model --base` would write.
+    """
+    from tsplugin.profiles import INIT_MODEL_PROFILES, resolve_profile
+
     model_type = config.get("model_type")
     if model_type not in _ARCH_OF_MODEL_TYPE:
         raise ValueError(f"{name}: model_type {model_type!r} is not a ChatTS/Qwen architecture; expected one of {sorted(_ARCH_OF_MODEL_TYPE)}")
@@ -121,9 +128,14 @@ def shape_from_config(config: dict[str, Any], name: str = "config") -> ModelShap
     heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
     head_dim = config.get("head_dim") or hidden // heads
+    arch = _ARCH_OF_MODEL_TYPE[model_type]
+    if isinstance(config.get("ts"), dict):
+        profile = resolve_profile(config, model_dir)[0].name
+    else:
+        profile = INIT_MODEL_PROFILES[arch]
     return ModelShape(
         name=name,
-        arch=_ARCH_OF_MODEL_TYPE[model_type],
+        arch=arch,
         hidden_size=hidden,
         num_layers=int(config["num_hidden_layers"]),
         num_heads=heads,
@@ -133,6 +145,7 @@ def shape_from_config(config: dict[str, Any], name: str = "config") -> ModelShap
         vocab_size=int(config["vocab_size"]),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         ts=dict(config.get("ts") or {}),
+        profile=profile,
     )
 
 
@@ -148,7 +161,7 @@ def load_shape(model: str) -> ModelShape:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{config_file}: not valid JSON ({e})") from None
-    return shape_from_config(config, name=str(path))
+    return shape_from_config(config, name=str(path), model_dir=path if path.is_dir() else None)
 
 
 # ---- parameter counts -------------------------------------------------------------------------

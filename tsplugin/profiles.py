@@ -161,16 +161,35 @@ def sp_stats(values: Iterable[float] | np.ndarray) -> tuple[np.ndarray, float, f
     return x, -mean, scale
 
 
+def _prefix_text(style: str, offset: float, scale: float, length: int, high: float, low: float, left: float, right: float) -> str:
+    if style == "value_offset":
+        return f"[Value Offset: {offset:.4f}|Value Scaling: {scale:.4f}]"
+    return (
+        f"[offset={offset:.4f}|scaling={scale:.4f}|length={length}|max={high:.4f}|"
+        f"min={low:.4f}|left={left:.4f}|right={right:.4f}]"
+    )
+
+
 def format_prefix(values: Iterable[float] | np.ndarray, profile: str | TSProfile) -> str:
     """The text the release's own processor writes before a series' `<ts>` positions."""
     profile = get_profile(profile)
     x, offset, scale = sp_stats(values)
-    if profile.prefix_style == "value_offset":
-        return f"[Value Offset: {offset:.4f}|Value Scaling: {scale:.4f}]"
-    return (
-        f"[offset={offset:.4f}|scaling={scale:.4f}|length={x.size}|max={float(x.max()):.4f}|"
-        f"min={float(x.min()):.4f}|left={float(x[0]):.4f}|right={float(x[-1]):.4f}]"
+    return _prefix_text(
+        profile.prefix_style, offset, scale, x.size, float(x.max()), float(x.min()), float(x[0]), float(x[-1])
     )
+
+
+def prefix_token_estimate(profile: str | TSProfile, series_length: int) -> int:
+    """Tokens of one series' prefix for the memory planner (an upper estimate, no tokenizer needed).
+
+    Written for an offset, max, min, left and right like -1234.5678 and a scale of 1: Qwen tokenises
+    every digit separately; a run of letters and every other character count one token each; plus one.
+    """
+    import re
+
+    v = -1234.5678
+    text = _prefix_text(get_profile(profile).prefix_style, v, 1.0, int(series_length), v, v, v, v)
+    return len(re.findall(r"\d|[A-Za-z]+|[^\sA-Za-z\d]", text)) + 1
 
 
 # --- which profile a checkpoint uses -------------------------------------------------------------
@@ -292,6 +311,10 @@ def resolve_profile(
         return TSFACTORY_V0, f"qwen_ts `ts.encoder` block without {CONFIG_KEY} (tsfactory's own architecture, pre-profile prefix)"
 
     ev = CheckpointEvidence.collect(config, model_dir)
+    released = bool(ev.auto_map or ev.processor_files or ev.processor_classes) or ev.model_type == "qwen2"
+    if not released and ev.model_type in ("chatts", "qwen3ts"):
+        # Every release ships auto_map (and later ones processor files); tsplugin never wrote either.
+        return TSFACTORY_V0, f"{ev.describe()}: so written by tsplugin before {CONFIG_KEY} existed"
     names = ev.names()
     qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == "qwen3ts"
     qwen2 = bool(names & set(QWEN2_TS_CLASSES))
@@ -304,11 +327,8 @@ def resolve_profile(
     if qwen2 or ev.model_type in ("chatts", "qwen2"):
         if ev.position_embedding:
             return CHATTS_14B_0801, ev.describe()
-        released_map = bool(ev.auto_map) or ev.model_type == "qwen2"
-        if released_map and not ev.processor_files and "AutoProcessor" not in ev.auto_map:
+        if not ev.processor_files and not ev.processor_classes and "AutoProcessor" not in ev.auto_map:
             return CHATTS_14B_V1, ev.describe()
-        if not ev.auto_map and not ev.processor_files and not ev.processor_classes and ev.model_type == "chatts":
-            return TSFACTORY_V0, f"{ev.describe()}: written by tsplugin before {CONFIG_KEY} existed"
         return _ambiguous(
             CHATTS_14B_V1, ev, "no position embedding (first release) but processor files of a later release", where
         )
@@ -390,6 +410,7 @@ __all__ = [
     "check_ts_token_ids",
     "format_prefix",
     "get_profile",
+    "prefix_token_estimate",
     "profile_names",
     "register_profile",
     "resolve_profile",

@@ -129,14 +129,19 @@ def check_tokenizer_ids(config: dict[str, Any], where: str, tokenizer: Any) -> N
     check_ts_token_ids(config, ids, os.path.join(where, "config.json"), f"the tokenizer in {where}")
 
 
-def apply_profile_override(model: Any, override: str | None) -> None:
-    """The recipe's `timeseries_profile` also decides the encoder's last-patch padding, and is saved with the model."""
-    if not override:
-        return
-    from tsplugin.profiles import CONFIG_KEY, get_profile
+def apply_profile(model: Any, model_args: Any) -> None:
+    """The model encodes with the same profile as the processor: resolved from the checkpoint directory
+    (its files, not only config.json) and the recipe's `timeseries_profile`; saved with the model."""
+    from tsplugin.profiles import CONFIG_KEY, resolve_profile
 
-    profile = get_profile(override)
+    override = getattr(model_args, "timeseries_profile", None)
+    config, path = checkpoint_config(model_args)  # local dir or Hub ID (the normalised config.json)
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if config is None or "ts" not in config:
+        if not override:
+            return
+        config = {"ts": {}}
+    profile, _ = resolve_profile(config, path, override)
     if callable(getattr(base, "use_profile", None)):
         base.use_profile(profile)  # ChatTS architectures: the encoder's last-patch padding too
     else:
@@ -242,8 +247,42 @@ def hook_template(module: ModuleType) -> None:
 
 
 def hook_data_loader(module: ModuleType) -> None:
-    """`_get_dataset_processor`: drop (and count) records whose series `cutoff_len` cut."""
-    _require(module, "_get_dataset_processor")
+    """`_get_dataset_processor`: drop records whose series `cutoff_len` cut (or ChatTS-Training's selection);
+    `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
+    dataset how many records were kept and dropped, and why."""
+    _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset", "get_dataset_list")
+
+    def make_merged(original):
+        def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
+            from tsplugin.llamafactory.data import tag_sources
+
+            if dataset_names is None or data_args.streaming:
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            attrs = module.get_dataset_list(dataset_names, data_args.dataset_dir)
+            if not any(getattr(attr, "timeseries", None) for attr in attrs):
+                return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
+            datasets = tag_sources(original(dataset_names, model_args, data_args, training_args, stage, return_dict=True))
+            if return_dict:
+                return datasets
+            return module.merge_dataset(list(datasets.values()), data_args, seed=training_args.seed)
+
+        return _get_merged_dataset
+
+    def make_preprocessed(original):
+        def _get_preprocessed_dataset(dataset, data_args, training_args, *args, **kwargs):
+            from llamafactory.extras import logging as lf_logging
+
+            from tsplugin.llamafactory.data import report_and_filter
+
+            result = original(dataset, data_args, training_args, *args, **kwargs)
+            log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
+            label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
+            return report_and_filter(dataset, result, data_args.cutoff_len, log, label)
+
+        return _get_preprocessed_dataset
+
+    _wrap(module, "_get_merged_dataset", make_merged)
+    _wrap(module, "_get_preprocessed_dataset", make_preprocessed)
 
     def make(original):
         def _get_dataset_processor(data_args, stage, template, tokenizer, processor, *args, **kwargs):
@@ -306,7 +345,7 @@ def hook_model_loader(module: ModuleType) -> None:
             is_trainable = kwargs.get("is_trainable", args[0] if args else False)
             if is_ts_model_type(getattr(getattr(model, "config", None), "model_type", None)):
                 apply_after_load(model, finetuning_args, is_trainable)
-                apply_profile_override(model, getattr(model_args, "timeseries_profile", None))
+                apply_profile(model, model_args)
             return model
 
         return load_model
