@@ -64,7 +64,7 @@ class ChatTSProcessor(ProcessorMixin):
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (rules.ts_token, rules.ts_end_token)}
         ids = {t: (i if i != tokenizer.unk_token_id else None) for t, i in ids.items()}
         where = model_dir or path
-        check_ts_token_ids(config, ids, os.path.join(where, "config.json"), f"the tokenizer of {path}", rules.ts_token, rules.ts_end_token)
+        check_ts_token_ids(config, ids, os.path.join(where, "config.json"), f"the tokenizer in {where}", rules.ts_token, rules.ts_end_token)
         return cls(tokenizer, ts_rules=rules)
 
     def __call__(
