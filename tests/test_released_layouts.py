@@ -89,6 +89,7 @@ FRESH_PROCESS = """
 import json, os, sys
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
+lazy = "tsplugin.models" not in sys.modules  # importing transformers alone loads no model code of ours
 report = []
 for name, (path, revision) in json.loads(sys.argv[1]).items():
     for trust in (False, True):
@@ -106,7 +107,7 @@ for name, (path, revision) in json.loads(sys.argv[1]).items():
             finite=bool(torch.isfinite(logits).all()), ts_positions=int((inputs["input_ids"] == config.ts_token_start_index).sum()),
             auto_map=hasattr(config, "auto_map")))
 print(json.dumps(report))
-print(json.dumps(sorted(m for m in sys.modules if m.startswith("tsplugin"))))
+print(json.dumps([lazy] + sorted(m for m in sys.modules if m.startswith("tsplugin"))))
 """
 
 
@@ -130,7 +131,36 @@ def test_pip_install_alone_loads_every_layout_in_a_fresh_process(layout_twins, t
         assert not row["missing"] and not row["unexpected"] and row["finite"] and not row["auto_map"], row
         patch = 16 if profile == "chatts-14b-v1" else 8
         assert row["ts_positions"] == -(-40 // patch) + -(-9 // patch), row
-    assert "tsplugin.models" in json.loads(modules_line)  # registered by the start-up hook, not by the script
+    lazy, *modules = json.loads(modules_line)
+    assert lazy and "tsplugin.models" in modules  # registered by the start-up hook on the first ChatTS config
+
+
+def test_transformers_hooks_fail_loudly_on_shape_change_but_never_break_the_import(monkeypatch):
+    from types import ModuleType
+
+    import transformers.models.auto.processing_auto  # noqa: F401
+
+    from tsplugin.llamafactory import hooks
+
+    assert {"transformers.configuration_utils", "transformers.models.auto.processing_auto"} <= hooks.applied()
+    fake = ModuleType("transformers.models.auto.processing_auto")
+    with pytest.raises(ImportError, match=r"processing_auto has no AutoProcessor; transformers changed shape"):
+        hooks.hook_processing_auto(fake)
+    monkeypatch.setattr(hooks, "_applied", set())
+    with pytest.warns(UserWarning, match="released ChatTS checkpoints will not load with tsfactory's classes"):
+        hooks.on_import("transformers.models.auto.processing_auto", fake)  # what the start-up hook calls
+
+
+def test_not_a_time_series_checkpoint_is_left_alone(tmp_path):
+    from transformers import AutoConfig, PretrainedConfig
+
+    from tsplugin.layouts import read_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                                                      "auto_map": {"AutoConfig": "x.Y"}, "hidden_size": 64}))
+    raw, _ = PretrainedConfig.get_config_dict(str(tmp_path))
+    assert raw["auto_map"] == {"AutoConfig": "x.Y"} and read_config(tmp_path) is None
+    assert type(AutoConfig.from_pretrained(tmp_path, trust_remote_code=False)).__name__ == "Qwen2Config"
 
 
 # ---------------------------------------------------------------- stock LLaMA-Factory: train, export, reload, chat
