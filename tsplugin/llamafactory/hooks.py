@@ -445,7 +445,9 @@ def hook_configuration_utils(module: ModuleType) -> None:
         import tsplugin.models  # noqa: F401  (registers tsplugin's classes with the Auto classes)
 
         where = str(pretrained_model_name_or_path)
-        return normalise_config(config, checkpoint_dir(where, **kwargs), where), unused
+        # the snapshot just read (its commit hash: no second Hub lookup online)
+        model_dir = checkpoint_dir(where, **{**kwargs, "_commit_hash": config.get("_commit_hash", kwargs.get("_commit_hash"))})
+        return normalise_config(config, model_dir, where), unused
 
     get_config_dict.__tsplugin__ = True
     base.get_config_dict = classmethod(get_config_dict)
