@@ -184,3 +184,52 @@ def tiny_timellm(tmp_path_factory) -> Path:
     Qwen2ForCausalLM(config).save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     return build_timellm(root / "base", root / "model", TIMELLM_BLOCK, seed=0)
+
+
+# --- layout twins of the released ChatTS checkpoints (tests/_layouts.py) --------------------------
+
+_TWIN_MARKERS: list[Path] = []  # marker directories of the twins built in this session
+
+
+@pytest.fixture(scope="session")
+def twin_markers(tmp_path_factory) -> Path:
+    """Where the twins' shipped .py files write a marker when imported (must stay empty)."""
+    path = tmp_path_factory.mktemp("shipped_code_markers")
+    _TWIN_MARKERS.append(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def layout_twins(tmp_path_factory, twin_markers) -> dict[str, Path]:
+    """release name -> a tiny twin of that release, laid out as released (see tests/_layouts.py)."""
+    from _layouts import RELEASES, build_twin
+
+    root = tmp_path_factory.mktemp("twins")
+    return {name: build_twin(name, root / name, twin_markers) for name in RELEASES}
+
+
+@pytest.fixture(scope="session")
+def twin_hub(tmp_path_factory, layout_twins) -> dict:
+    """An offline HF Hub cache holding the twins as `bytedance-research/ChatTS-14B` (main: current release;
+    the first release at an older revision) and `bytedance-research/ChatTS-8B`.
+
+    Returns {"cache": HF_HUB_CACHE dir, "ids": {release: (repo id, revision or None)}}.
+    """
+    from _layouts import RELEASES, add_to_hub_cache
+
+    cache = tmp_path_factory.mktemp("hf_home") / "hub"
+    ids = {}
+    for name in ("chatts-14b-first", "chatts-14b", "chatts-8b"):  # first release written first: main moves on
+        revision = add_to_hub_cache(cache, RELEASES[name].hub_id, layout_twins[name])
+        ids[name] = (RELEASES[name].hub_id, revision if name == "chatts-14b-first" else None)
+    return {"cache": cache, "ids": ids}
+
+
+@pytest.fixture(autouse=True)
+def _no_checkpoint_code_runs():
+    """Every test: no twin's shipped .py file was imported (by LLaMA-Factory, tsplugin or transformers)."""
+    yield
+    from _layouts import markers
+
+    ran = [name for path in _TWIN_MARKERS for name in markers(path)]
+    assert not ran, f"a checkpoint's own code was imported: {ran}"

@@ -3,9 +3,10 @@
 LLaMA-Factory has no plugin entry points, and it re-launches itself under torchrun for multi-GPU and
 DeepSpeed runs, so registration done in one process would be lost. A ``.pth`` file is executed by
 ``site`` at every interpreter start; this module puts a finder on ``sys.meta_path`` that waits for
-the LLaMA-Factory modules we extend and, right after each one executes, calls
-``tsplugin.llamafactory.hooks.on_import``. Processes that never import ``llamafactory`` pay only for
-this stdlib-only module. It must never raise: a broken start-up hook would break every Python
+the LLaMA-Factory modules we extend (and two transformers modules: released ChatTS checkpoints then
+load with tsplugin's classes in any script) and, right after each one executes, calls
+``tsplugin.llamafactory.hooks.on_import``. Processes that never import ``llamafactory`` or
+``transformers`` pay only for this stdlib-only module. It must never raise: a broken start-up hook would break every Python
 program of the environment.
 """
 
@@ -16,7 +17,8 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-# Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS.
+# Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS and
+# TRANSFORMERS_HOOKS.
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
@@ -42,6 +44,9 @@ WATCHED = frozenset(
         "llamafactory.webui.components.infer",
         "llamafactory.webui.components.top",
         "llamafactory.webui.components.data",
+        # transformers itself: released ChatTS checkpoints load with tsplugin's classes in any process.
+        "transformers.configuration_utils",
+        "transformers.models.auto.processing_auto",
     }
 )
 

@@ -68,12 +68,19 @@ class TimeSeriesChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import tsplugin.models  # noqa: F401
+        from tsplugin.layouts import checkpoint_dir, local_model_type, read_config
         from tsplugin.processing import TimeSeriesProcessor
 
-        model_dir = str(model_dir)
-        processor = TimeSeriesProcessor.from_pretrained(model_dir, profile=profile)
-        if processor.is_forecaster:  # it reads raw series and answers with numbers only
-            raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
+        model_dir = str(model_dir)  # a local directory or a Hub ID in the HF cache
+        config = read_config(model_dir)
+        if config is None:
+            if local_model_type(model_dir) == "timellm":  # it reads raw series and answers with numbers only
+                raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
+            raise ValueError(
+                f"{model_dir}: not a time-series checkpoint (no config.json with a `ts` block and a ChatTS model type "
+                "in that directory or the HF cache)"
+            )
+        processor = TimeSeriesProcessor.from_config(config, model_dir=checkpoint_dir(model_dir), profile=profile)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
@@ -181,7 +188,8 @@ def add_parser(subparsers: Any) -> None:
         "<ts><ts/> placeholders are filled in order (appended at the end when there are none).",
     )
     parser.add_argument("question", help='the question, e.g. "Is there a spike in <ts><ts/>?"')
-    parser.add_argument("--model", required=True, help="model directory (merged export, or the base model with --adapter)")
+    parser.add_argument("--model", required=True,
+                        help="model directory or a Hub ID in the HF cache (merged export, or the base model with --adapter)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter directory trained on --model (LLaMA-Factory's adapter_name_or_path)")
     parser.add_argument("--csv", action="append", required=True, help="CSV file with the series (repeatable)")
     parser.add_argument("--value-col", default="value", help="value column name (default: value)")

@@ -5,14 +5,20 @@ executes (in every process, torchrun workers included). Each hook names the upst
 extends. Nothing here changes behaviour for datasets without a `timeseries` column or templates
 without the `timeseries` plugin: image, video and audio data go through untouched.
 
-Supported: llamafactory >=0.9.5,<0.9.6. Another version gets one warning and no hooks (so stock
-LLaMA-Factory keeps working); `tests/test_hooks.py` fails loudly when upstream changes shape.
+Two hooks are on transformers itself (`TRANSFORMERS_HOOKS`), so that released ChatTS checkpoints load
+with tsplugin's classes in any process of the environment, LLaMA-Factory or not (users' scripts,
+lm-eval, TRL): every config.json transformers reads is normalised by `tsplugin.layouts` (model_type
+from the released class name, encoding profile pinned, the checkpoint's `auto_map` dropped), and
+`AutoProcessor` gives `tsplugin.models.processing_chatts.ChatTSProcessor` for time-series checkpoints.
+
+Supported: llamafactory >=0.9.5,<0.9.6 and transformers >=4.49,<=5.6. Another version gets one warning
+and no hooks (so stock LLaMA-Factory keeps working); `tests/test_hooks.py` fails loudly when upstream
+changes shape.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -23,6 +29,8 @@ from typing import Any, Callable
 
 SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [min, max)
 SUPPORTED_TEXT = "llamafactory>=0.9.5,<0.9.6"
+TRANSFORMERS_SUPPORTED = ((4, 49, 0), (5, 6, 1))  # [min, max)
+TRANSFORMERS_SUPPORTED_TEXT = "transformers>=4.49.0,<=5.6.0"
 
 logger = logging.getLogger("tsplugin")
 
@@ -57,6 +65,23 @@ def _version_ok() -> bool:
     return ok
 
 
+def _transformers_version_ok() -> bool:
+    try:
+        raw = metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return False
+    parts = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
+    ok = TRANSFORMERS_SUPPORTED[0] <= parts < TRANSFORMERS_SUPPORTED[1]
+    if not ok and "transformers-version" not in _applied:
+        _applied.add("transformers-version")
+        warnings.warn(
+            f"tsfactory supports {TRANSFORMERS_SUPPORTED_TEXT}, found {raw}: released ChatTS checkpoints are NOT "
+            "loaded with tsfactory's classes in this environment. Install a supported version.",
+            stacklevel=2,
+        )
+    return ok
+
+
 def _require(module: ModuleType, *names: str) -> None:
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
@@ -75,32 +100,35 @@ def _wrap(module: ModuleType, name: str, make: Callable[[Callable], Callable]) -
     setattr(module, name, wrapped)
 
 
-def _local_model_type(path: str | None) -> str | None:
-    try:
-        with open(os.path.join(path or "", "config.json"), encoding="utf-8") as f:
-            return json.load(f).get("model_type")
-    except (OSError, ValueError):
-        return None
+def _hub_kwargs(model_args: Any) -> dict[str, Any]:
+    """The Hub lookup arguments LLaMA-Factory passes to from_pretrained (`_get_init_kwargs`)."""
+    return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.hf_hub_token}
+
+
+def checkpoint_config(model_args: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(normalised config.json, local directory) of a time-series checkpoint, local dir or Hub ID; (None, None) otherwise."""
+    from tsplugin.layouts import checkpoint_dir, read_config
+
+    path = model_args.model_name_or_path
+    config = read_config(path, **_hub_kwargs(model_args))
+    if config is None:
+        return None, None
+    return config, checkpoint_dir(path, **_hub_kwargs(model_args))
 
 
 def is_ts_model_type(model_type: str | None) -> bool:
     return model_type in COMPOSITE
 
 
-def check_tokenizer_ids(path: str, tokenizer: Any) -> None:
+def check_tokenizer_ids(config: dict[str, Any], where: str, tokenizer: Any) -> None:
     """Fail before training when config.json's `<ts>`/`<ts/>` ids are not the tokenizer's."""
     from tsplugin.profiles import check_ts_token_ids
 
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return
     if "ts_token_start_index" not in config and "ts_token_end_index" not in config:
         return
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<ts>", "<ts/>")}
     ids = {t: (i if i != tokenizer.unk_token_id else None) for t, i in ids.items()}
-    check_ts_token_ids(config, ids, os.path.join(path, "config.json"), f"the tokenizer in {path}")
+    check_ts_token_ids(config, ids, os.path.join(where, "config.json"), f"the tokenizer in {where}")
 
 
 def apply_profile(model: Any, model_args: Any) -> None:
@@ -108,13 +136,8 @@ def apply_profile(model: Any, model_args: Any) -> None:
     (its files, not only config.json) and the recipe's `timeseries_profile`; saved with the model."""
     from tsplugin.profiles import CONFIG_KEY, resolve_profile
 
-    path = model_args.model_name_or_path
     override = getattr(model_args, "timeseries_profile", None)
-    try:
-        with open(os.path.join(path or "", "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = None
+    config, path = checkpoint_config(model_args)  # local dir or Hub ID (the normalised config.json)
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     if config is None or "ts" not in config:
         if not override:
@@ -319,13 +342,14 @@ def hook_model_loader(module: ModuleType) -> None:
     `load_model`: memory options (`timeseries_chunked_loss`, `quantize_lm_head`, tsplugin.llamafactory.memory_options)."""
     _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor", "load_model")
     import tsplugin.models  # noqa: F401  (Auto* registration of the model classes)
+    from tsplugin.layouts import forget_shipped_processor
     from tsplugin.processing import TimeSeriesProcessor
 
     def make_init_kwargs(original):
         def _get_init_kwargs(model_args):
             kwargs = original(model_args)
-            if kwargs.get("trust_remote_code") and is_ts_model_type(_local_model_type(model_args.model_name_or_path)):
-                # ChatTS checkpoints ship remote code; tsplugin's native classes replace it.
+            if kwargs.get("trust_remote_code") and checkpoint_config(model_args)[0] is not None:
+                # ChatTS checkpoints ship remote code; tsplugin's native classes replace it (Hub IDs too).
                 kwargs["trust_remote_code"] = False
             return kwargs
 
@@ -335,10 +359,14 @@ def hook_model_loader(module: ModuleType) -> None:
         def load_tokenizer(model_args):
             result = original(model_args)
             if not isinstance(result.get("processor"), TimeSeriesProcessor):
-                path = model_args.model_name_or_path
-                if is_ts_model_type(_local_model_type(path)):
-                    processor = TimeSeriesProcessor.from_pretrained(path, profile=getattr(model_args, "timeseries_profile", None))
-                    check_tokenizer_ids(path, result["tokenizer"])
+                config, model_dir = checkpoint_config(model_args)
+                if config is not None:
+                    where = model_dir or model_args.model_name_or_path
+                    processor = TimeSeriesProcessor.from_config(
+                        config, model_dir=model_dir, profile=getattr(model_args, "timeseries_profile", None)
+                    )
+                    check_tokenizer_ids(config, where, result["tokenizer"])
+                    forget_shipped_processor(result["tokenizer"])
                     logger.info("tsplugin: encoding profile %s (%s)", processor.profile.name, processor.profile_reason)
                     module.patch_processor(processor, result["tokenizer"], model_args)
                     result["processor"] = processor
@@ -632,6 +660,75 @@ def hook_webui_data(module: ModuleType) -> None:
     _wrap(module, "create_preview_box", lambda original: make_create_preview_box(original, read_page))
 
 
+def hook_configuration_utils(module: ModuleType) -> None:
+    """transformers `PretrainedConfig.get_config_dict`: time-series configs come out normalised
+    (`tsplugin.layouts.normalise_config`) and tsplugin's classes get registered with the Auto classes."""
+    base = getattr(module, "PreTrainedConfig", None) or getattr(module, "PretrainedConfig", None)
+    if base is None or not hasattr(base, "get_config_dict"):
+        raise ImportError(
+            f"tsfactory: {module.__name__} has no PretrainedConfig.get_config_dict; transformers changed shape. "
+            f"Install {TRANSFORMERS_SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+    original = base.__dict__["get_config_dict"].__func__
+    if getattr(original, "__tsplugin__", False):
+        return
+
+    @functools.wraps(original)
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config, unused = original(cls, pretrained_model_name_or_path, **kwargs)
+        from tsplugin.layouts import checkpoint_dir, is_ts_config, normalise_config
+
+        if not isinstance(config, dict) or not is_ts_config(config):
+            return config, unused
+        import tsplugin.models  # noqa: F401  (registers tsplugin's classes with the Auto classes)
+
+        where = str(pretrained_model_name_or_path)
+        # the snapshot just read (its commit hash: no second Hub lookup online)
+        model_dir = checkpoint_dir(where, **{**kwargs, "_commit_hash": config.get("_commit_hash", kwargs.get("_commit_hash"))})
+        return normalise_config(config, model_dir, where), unused
+
+    get_config_dict.__tsplugin__ = True
+    base.get_config_dict = classmethod(get_config_dict)
+
+
+def hook_processing_auto(module: ModuleType) -> None:
+    """transformers `AutoProcessor.from_pretrained`: a time-series checkpoint gets `ChatTSProcessor`
+    (never the processor class or code it ships, which stock transformers would run or refuse)."""
+    _require_transformers(module, "AutoProcessor")
+    auto = module.AutoProcessor
+    original = auto.__dict__["from_pretrained"].__func__
+    if getattr(original, "__tsplugin__", False):
+        return
+
+    @functools.wraps(original)
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        from tsplugin.layouts import read_config
+
+        if read_config(pretrained_model_name_or_path, **kwargs) is None:
+            return original(cls, pretrained_model_name_or_path, *args, **kwargs)
+        from tsplugin.models.processing_chatts import ChatTSProcessor
+
+        return ChatTSProcessor.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    from_pretrained.__tsplugin__ = True
+    auto.from_pretrained = classmethod(from_pretrained)
+
+
+def _require_transformers(module: ModuleType, *names: str) -> None:
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ImportError(
+            f"tsfactory: {module.__name__} has no {', '.join(missing)}; transformers changed shape. "
+            f"Install {TRANSFORMERS_SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+
+
+# transformers modules (any process of the environment), version-checked separately from LLaMA-Factory's.
+TRANSFORMERS_HOOKS: dict[str, Callable[[ModuleType], None]] = {
+    "transformers.configuration_utils": hook_configuration_utils,
+    "transformers.models.auto.processing_auto": hook_processing_auto,
+}
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.hparams.model_args": hook_model_args,
@@ -661,8 +758,20 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
 
 def on_import(name: str, module: ModuleType) -> None:
     """Apply the hook for `name` once per process (called by `tsplugin._bootstrap`)."""
+    if name in _applied:
+        return
+    if name in TRANSFORMERS_HOOKS:
+        if not _transformers_version_ok():
+            return
+        try:
+            TRANSFORMERS_HOOKS[name](module)
+        except Exception as err:  # never break `import transformers` for the whole environment
+            warnings.warn(f"tsfactory: released ChatTS checkpoints will not load with tsfactory's classes: {err}", stacklevel=2)
+            return
+        _applied.add(name)
+        return
     hook = HOOKS.get(name)
-    if hook is None or name in _applied or not _version_ok():
+    if hook is None or not _version_ok():
         return
     hook(module)
     _applied.add(name)
@@ -670,11 +779,11 @@ def on_import(name: str, module: ModuleType) -> None:
 
 def applied() -> set[str]:
     """Names of the upstream modules hooked in this process (for `tsplugin doctor` and tests)."""
-    return {name for name in _applied if name in HOOKS}
+    return {name for name in _applied if name in HOOKS or name in TRANSFORMERS_HOOKS}
 
 
 def install_now() -> None:
-    """Hook LLaMA-Factory modules already imported (for a process started without the .pth)."""
-    for name in HOOKS:
+    """Hook upstream modules already imported (for a process started without the .pth)."""
+    for name in (*TRANSFORMERS_HOOKS, *HOOKS):
         if name in sys.modules:
             on_import(name, sys.modules[name])

@@ -7,21 +7,21 @@ After `import tsplugin.models`, `AutoConfig` / `AutoModelForCausalLM.from_pretra
 `TimeLLMConfig` + `TimeLLMForForecasting` for model_type `timellm` (Time-LLM's forecaster, see
 `tsplugin.models.timellm`).
 
-Released ChatTS checkpoints carry an `auto_map` pointing at their own modeling .py files:
-- without `trust_remote_code` the registered classes here are used;
-- with `trust_remote_code=True` they are still used, whether those .py files are present or not:
-  transformers (>= 4.45 or so) prefers a model_type registered by non-transformers code over the
-  checkpoint's `auto_map` ("explicit local code"). To run a checkpoint's own remote code instead, load
-  it in a process that has not imported `tsplugin.models`.
+Released ChatTS checkpoints carry an `auto_map` pointing at their own .py files. In an environment with
+tsfactory installed that code never runs: the start-up hook normalises every config transformers reads
+(`tsplugin.layouts`: model_type from the released class name, `auto_map` dropped) and registers these
+classes, so `AutoConfig` / `AutoModel(ForCausalLM)` / `AutoProcessor` give tsplugin's classes with
+`trust_remote_code` true or false, from a local directory or a Hub ID.
 Registration is idempotent: importing (or reloading) this package twice does not raise.
 """
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
 from .configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
 from .modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM, TimeSeriesCausalLMMixin
+from .processing_chatts import ChatTSProcessor
 from .qwen_ts import QwenTSConfig, QwenTSForCausalLM
 from .timellm import TimeLLMConfig, TimeLLMForForecasting
 from .ts_encoder import TimeSeriesEmbedding
@@ -36,10 +36,13 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 
 
 def register_auto_classes() -> None:
-    """Register every architecture with AutoConfig / AutoModelForCausalLM (safe to call repeatedly)."""
+    """Register every architecture with AutoConfig / AutoModel / AutoModelForCausalLM / AutoProcessor
+    (safe to call repeatedly). AutoModel gives the causal LM, as the released checkpoints' auto_map does."""
     for model_type, (config_cls, model_cls) in ARCHITECTURES.items():
         AutoConfig.register(model_type, config_cls, exist_ok=True)
+        AutoModel.register(config_cls, model_cls, exist_ok=True)
         AutoModelForCausalLM.register(config_cls, model_cls, exist_ok=True)
+        AutoProcessor.register(config_cls, ChatTSProcessor, exist_ok=True)
 
 
 def get_architecture(model_type: str) -> tuple[type, type]:
@@ -62,6 +65,7 @@ register_auto_classes()
 __all__ = [
     "ARCHITECTURES",
     "ChatTSConfig",
+    "ChatTSProcessor",
     "Qwen2TSConfig",
     "Qwen2TSForCausalLM",
     "Qwen3TSConfig",

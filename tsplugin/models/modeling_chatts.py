@@ -19,6 +19,7 @@ from transformers import Qwen2ForCausalLM, Qwen3ForCausalLM
 
 from .chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from .configuration_chatts import ChatTSConfig, Qwen3TSConfig
+from .placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
 from .ts_encoder import TimeSeriesEmbedding
 
 
@@ -164,7 +165,17 @@ class TimeSeriesCausalLMMixin:
         timeseries: torch.Tensor | None = None,
         **kwargs: Any,
     ):
-        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`."""
+        """Causal-LM forward; `timeseries` (S, T, 2) fills the `<ts>` positions of `input_ids`.
+
+        Prompts from ChatTS's own processors (one `<ts><ts/>` pair per series, series as (S, 2T, 1)) are
+        accepted too: the pairs are expanded first (`tsplugin.models.placeholder_ids`), so the logits
+        cover the expanded sequence, as ChatTS's HF code returns them.
+        """
+        if input_ids is not None and timeseries is not None and past_length(past_key_values) == 0:
+            if is_unexpanded(input_ids, getattr(self.config, "ts_token_end_index", None)):
+                input_ids, attention_mask, labels = self.expand_ts_pairs(input_ids, attention_mask, labels, timeseries)
+                if position_ids is None and bool((attention_mask == 0).any()):
+                    position_ids = positions_from_mask(attention_mask)
         input_ids, inputs_embeds = self.merge_ts_inputs(input_ids, inputs_embeds, timeseries, past_key_values)
         chunk = loss_chunk_size(self, labels, kwargs)
         if chunk:  # training with `timeseries_chunked_loss`: the decoder, then the loss chunk by chunk
@@ -187,6 +198,45 @@ class TimeSeriesCausalLMMixin:
     def language_model_forward(self, **kwargs: Any):
         """The text model's own causal-LM forward, once series are merged (the parent class's here)."""
         return super(TimeSeriesCausalLMMixin, self).forward(**kwargs)
+
+    def expand_ts_pairs(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, labels: torch.LongTensor | None,
+        timeseries: torch.Tensor, side: str | None = None,
+    ) -> tuple[torch.LongTensor, torch.Tensor, torch.LongTensor | None]:
+        """ChatTS-processor prompts (`<ts><ts/>` per series) -> one `<ts>` per patch; `side`: where to pad
+        (default: the side the batch is padded on)."""
+        if not torch.is_tensor(timeseries):
+            timeseries = torch.as_tensor(timeseries, dtype=torch.float32)
+        pad_id = self.config.pad_token_id if self.config.pad_token_id is not None else 0
+        return expand_pairs(
+            input_ids, attention_mask, labels, self.ts_encoder.patch_counts(timeseries), self._ts_token_id(),
+            int(self.config.ts_token_end_index), int(pad_id), side or padding_side_of(attention_mask),
+        )
+
+    def generate(self, *args: Any, **kwargs: Any):
+        """`GenerationMixin.generate`; also takes ChatTS-processor prompts (`<ts><ts/>` per series).
+
+        Those are expanded and left-padded (every row of a batch then continues from its own last
+        token), and the returned sequences start with the caller's own `input_ids`, as ChatTS's code
+        returns them (so `outputs[0][len(inputs["input_ids"][0]):]` is the answer either way).
+        """
+        input_ids = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+        timeseries = kwargs.get("timeseries")
+        end_id = getattr(self.config, "ts_token_end_index", None)
+        if not torch.is_tensor(input_ids) or timeseries is None or not is_unexpanded(input_ids, end_id):
+            return super().generate(*args, **kwargs)
+        args = args[1:] if args and "input_ids" not in kwargs and "inputs" not in kwargs else args
+        kwargs.pop("inputs", None)
+        ids, mask, _ = self.expand_ts_pairs(input_ids, kwargs.get("attention_mask"), None, timeseries, side="left")
+        kwargs.update(input_ids=ids, attention_mask=mask)
+        out = super().generate(*args, **kwargs)
+        sequences = out if torch.is_tensor(out) else out.sequences
+        prompt = input_ids.to(sequences.device).repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
+        restored = torch.cat([prompt, sequences[:, ids.shape[1] :]], dim=1)
+        if torch.is_tensor(out):
+            return restored
+        out.sequences = restored
+        return out
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, timeseries=None, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)

@@ -48,9 +48,10 @@ def choice_values(choices: list[Any]) -> list[str]:
 
 def template_for_path(model_path: str) -> str | None:
     """The template a local time-series model directory was trained with (None when not one)."""
-    from tsplugin.llamafactory.hooks import _local_model_type, is_ts_model_type
+    from tsplugin.layouts import local_model_type
+    from tsplugin.llamafactory.hooks import is_ts_model_type
 
-    if not model_path or not is_ts_model_type(_local_model_type(model_path)):
+    if not model_path or not is_ts_model_type(local_model_type(model_path)):
         return None
     from transformers import AutoConfig
 
