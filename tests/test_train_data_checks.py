@@ -72,13 +72,13 @@ def test_validate_agrees_with_training_on_values(tmp_path):
 
 
 def test_the_check_is_the_encoding_training_runs():
-    from tsplugin.processing import sp_encode
+    from tsplugin.processing import encode_series
 
     rng = np.random.default_rng(0)
     for scale in (1e-3, 1.0, 1e6, 1e30):
         values = (rng.standard_normal(64) * scale).tolist()
         assert series_problem(values) is None
-        features, _ = sp_encode(values)
+        features = encode_series(values)
         assert np.isfinite(features).all() and np.abs(features[:, 0]).max() <= 3.0
     # centred values beyond fp32's range are refused (the converter's rule), though float64 could centre them
     assert series_problem((rng.standard_normal(64) * 1e300).tolist()).code == "magnitude"
@@ -87,7 +87,7 @@ def test_the_check_is_the_encoding_training_runs():
         problem = series_problem(values)
         assert problem is not None and problem.code == "magnitude"
         with np.errstate(over="ignore", invalid="ignore"):
-            assert not np.isfinite(sp_encode(values)[0]).all()
+            assert not np.isfinite(encode_series(values)).all()
 
 
 def test_the_magnitude_check_is_the_converters():
