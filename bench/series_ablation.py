@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lf_output import lf_output_to, offline
+
 from tsplugin.ramps import ANSWERS, derangement, make_records, shuffled
 
 offline()

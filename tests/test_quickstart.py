@@ -4,6 +4,7 @@ series shuffled, and writes the training curves (slow)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,11 +13,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
+from converters.cli import main as tsconvert
 from tsplugin.bundled import BUNDLED
-from tsplugin.quickstart import RECIPES, TASK, write_task
-from tsplugin.ramps import ANSWERS, QUESTION
+from tsplugin.quickstart import (DATA, HELD_OUT, HELD_OUT_SEED, LENGTH, LORA, OUT, PREDICTIONS, RECIPES, SHUFFLE_SEED, SPLITS,
+                                 TASK, write_task)
+from tsplugin.ramps import ANSWERS, QUESTION, derangement, make_records
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -67,11 +71,6 @@ def test_wheel_ships_recipes_and_sample_and_quickstart_finds_them_outside_a_clon
 def test_task_files_convert_to_the_records_the_generator_made(tmp_path):
     """The task written in the users' shape (chat JSON + CSVs) converts back to the generated records;
     the shuffled held-out file keeps each question and answer and takes another record's series."""
-    from converters.cli import main as tsconvert
-    from tsplugin.quickstart import HELD_OUT, HELD_OUT_SEED, LENGTH, SHUFFLE_SEED
-    from tsplugin.ramps import derangement, make_records
-    import json
-
     written = write_task(tmp_path)
     for name in ("ramps_test", "ramps_test_shuffled"):
         assert tsconvert([str(written[name]), "--csv-dir", str(tmp_path / TASK / "csv"), "-o", str(tmp_path / "data"),
@@ -81,7 +80,7 @@ def test_task_files_convert_to_the_records_the_generator_made(tmp_path):
     held_out = make_records(HELD_OUT, LENGTH, HELD_OUT_SEED)
     assert [r["input"] for r in aligned] == [QUESTION] * HELD_OUT
     assert [r["output"] for r in aligned] == [r["output"] for r in held_out] == [r["output"] for r in shuffled]
-    assert sorted(set(r["output"] for r in aligned)) == sorted(ANSWERS)
+    assert sorted({r["output"] for r in aligned}) == sorted(ANSWERS)
     assert [r["timeseries"] for r in aligned] == [r["timeseries"] for r in held_out]  # 4 decimals both ways
     donors = derangement(HELD_OUT, SHUFFLE_SEED)
     assert [r["timeseries"] for r in shuffled] == [held_out[j]["timeseries"] for j in donors]
@@ -109,8 +108,6 @@ def test_quickstart_end_to_end_prints_evidence_that_the_model_reads_the_series(t
 
 def test_repo_dataset_info_points_at_its_own_files():
     """dataset_info/ is the recipes' dataset_dir: every entry is a file in that folder (nothing in tests/)."""
-    import json
-
     folder = ROOT / "dataset_info"
     for name, entry in json.loads((folder / "dataset_info.json").read_text(encoding="utf-8")).items():
         path = (folder / entry["file_name"]).resolve()
@@ -118,10 +115,6 @@ def test_repo_dataset_info_points_at_its_own_files():
 
 
 def test_recipes_train_and_predict_on_the_datasets_quickstart_writes():
-    import yaml
-
-    from tsplugin.quickstart import DATA, LORA, OUT, PREDICTIONS, SPLITS
-
     recipes = {name: yaml.safe_load((ROOT / "yaml_recipes" / name).read_text(encoding="utf-8")) for name in RECIPES}
     train, export, predict = (recipes[name] for name in RECIPES)
     assert train["dataset"] == SPLITS[0] and predict["eval_dataset"] == ",".join(SPLITS[1:])

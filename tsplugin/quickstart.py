@@ -35,6 +35,8 @@ from typing import Any, Sequence
 import yaml
 
 from tsplugin.bundled import bundled
+from tsplugin.monitor import PLOT_NAME, analyze, plot_curves, read_rows, summary
+from tsplugin.ramps import derangement, make_records
 
 OUT = Path("runs/quickstart")
 DATA = OUT / "data"  # the recipes' dataset_dir
@@ -81,8 +83,6 @@ def write_task(root: Path) -> dict[str, Path]:
 
     Returns {dataset name: JSON file}. The shuffled held-out file asks the held-out questions with
     another held-out record's CSVs (a derangement): same text and answers, series that do not match."""
-    from tsplugin.ramps import derangement, make_records
-
     task, csv_dir = root / TASK, root / TASK / "csv"
     if task.exists():
         shutil.rmtree(task)
@@ -160,8 +160,6 @@ def _describe(series: Sequence[float]) -> str:
 
 def report(root: Path, log: Any = print) -> tuple[Accuracy, Accuracy]:
     """Print the held-out accuracies, one example, the run's health; write training_curves.png."""
-    from tsplugin.monitor import PLOT_NAME, analyze, plot_curves, read_rows, summary
-
     aligned, shuffled = read_predictions(root / PREDICTIONS, HELD_OUT)
     with_series, without = accuracy(aligned), accuracy(shuffled)
     log(f"\n==> held-out accuracy ({HELD_OUT} records the model never saw; chance is 0.50)")
