@@ -4,7 +4,7 @@ Usage: python bench/plugin_overhead.py [--dataset chatts_dev] [--arch chatts] [-
                                        [--warmup 2] [--steps 8] [--batch 1] [--copies 2]
                                        [--threads 1] [--profile auto|always|never]
 
-(a) Training step time. The time-series set is the dataset_info/ entry (every record as shipped);
+(a) Training step time. The time-series set is the --dataset-dir entry (every record as shipped);
     its text-only twin has the SAME token count per record: each placeholder becomes the prefix
     the plugin writes plus one ordinary filler token per patch, so both sides train on identical
     sequence lengths, batches and padding. The token counts are checked record by record after
@@ -210,8 +210,9 @@ def profiled(fn, *args) -> tuple[cProfile.Profile, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="chatts_dev", help="dataset_info/ entry (default chatts_dev)")
-    parser.add_argument("--dataset-dir", type=Path, default=ROOT / "dataset_info")
+    parser.add_argument("--dataset", default="chatts_dev", help="entry of --dataset-dir's dataset_info.json (default chatts_dev)")
+    parser.add_argument("--dataset-dir", type=Path, default=ROOT / "tests" / "fixtures" / "chatts_dev",
+                        help="folder with dataset_info.json (default: the ChatTS dev fixture, which has its own)")
     parser.add_argument("--arch", default="chatts", choices=sorted(TEMPLATES), help="tiny model architecture")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating (default 2)")

@@ -5,7 +5,8 @@ Usage: python bench/series_ablation.py [--records 960] [--eval 400] [--steps 60]
                                        [--threads 1] [--seed 0] [--no-controls] [--keep DIR]
 
 Design choices:
-- Task: each record holds two series of the same length, "A: <ts><ts/> / B: <ts><ts/>";
+- Task (`tsplugin.ramps`, shared with `tsplugin quickstart`): each record holds two series of the
+  same length, "A: <ts><ts/> / B: <ts><ts/>";
   one rises and the other falls (same |slope|, noise, random level and amplitude).
   Question: "Which rises, the first or the second?"; answer "first" / "second".
 - The text cannot leak the answer: the model is built with the `tsfactory-v0` encoding profile, so
@@ -45,58 +46,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from lf_output import lf_output_to, offline
+
+from tsplugin.ramps import ANSWERS, derangement, make_records, shuffled
 
 offline()
 
 # Prefix without first/last values: the label (rising or falling) must not be readable from the text.
 PROFILE = "tsfactory-v0"
 TEMPLATE = "chatts8b_nothink"
-QUESTION = "A: <ts><ts/>\nB: <ts><ts/>\nOne rises, one falls. Which rises, the first or the second?"
-ANSWERS = ("first", "second")
 CONTROLS = ("trained_shuffled", "text_only")
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def ramp(rng: np.random.Generator, length: int, rising: bool, level: float, amplitude: float) -> list[float]:
-    """A noisy linear ramp; a rising and a falling one share level, amplitude and noise law."""
-    t = np.linspace(-1.0, 1.0, length)
-    x = level + (1.0 if rising else -1.0) * amplitude * t + rng.normal(0.0, 0.15 * amplitude, length)
-    return [round(float(v), 4) for v in x]
-
-
-def make_records(n: int, length: int, seed: int) -> list[dict[str, Any]]:
-    """Balanced records: answer "first" iff series A rises. Levels/amplitudes drawn per series."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([i % 2 for i in range(n)])
-    rng.shuffle(labels)
-    records = []
-    for label in labels:
-        pair = []
-        for k in range(2):
-            rising = (k == 0) == (label == 0)
-            pair.append(ramp(rng, length, rising, level=rng.uniform(-50, 50), amplitude=rng.uniform(2, 20)))
-        records.append({"input": QUESTION, "output": ANSWERS[label], "timeseries": pair})
-    return records
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    """A permutation with no fixed point (record i never keeps its own series)."""
-    rng = np.random.default_rng(seed)
-    perm = np.arange(n)
-    while n > 1 and (perm == np.arange(n)).any():
-        perm = rng.permutation(n)
-    return perm.tolist()
-
-
-def shuffled(records: Sequence[dict], seed: int) -> list[dict]:
-    """Each record gets another record's series pair; text and answer stay."""
-    perm = derangement(len(records), seed)
-    return [dict(r, timeseries=records[j]["timeseries"]) for r, j in zip(records, perm)]
+# The task (records, derangement, shuffle) lives in the package: `tsplugin quickstart` trains on it too.
 
 
 def prefix_text(record: dict) -> dict:
