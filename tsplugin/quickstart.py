@@ -5,7 +5,8 @@ Runs the commands a user types, as subprocesses, and prints each one:
   2. write a learnable task in that same shape (tsplugin.ramps: two noisy ramps per record, "which
      one rises?", answers that only the series carry) and tsconvert it: training records, held-out
      records, and the held-out records with their series shuffled between records;
-  3. tsplugin init-model (a tiny random ChatTS-8B-architecture model);
+  3. tsplugin init-model (a tiny random ChatTS-8B-architecture model, with the offset/scale-only prefix
+     of profile tsfactory-v0, so that the answer can only reach the model through its encoder);
   4. llamafactory-cli train (LoRA), llamafactory-cli export (merge), llamafactory-cli train with
      do_predict (answers to the held-out questions);
 then prints held-out accuracy with the series and with the series shuffled (the gap is the model
@@ -219,8 +220,12 @@ def steps(root: Path) -> list[tuple[str, list[str] | None, str]]:
             "-o", str(OUT / "gdsh_sample"), "--name", "gdsh_sample", "-q"], "convert_gdsh_sample"),
         (WRITE_TASK, None, "write_task"),
         *convert,
-        ("build a tiny random ChatTS-8B-architecture model (~1.5M parameters)", [
-            _tool("tsplugin"), "init-model", "-o", str(OUT / "model"), "--arch", "qwen3ts", "--preset", "tiny", "--seed", "0"],
+        # Profile tsfactory-v0 writes only offset/scale before each series, which by the task's symmetry carry no
+        # answer; the current releases' prefix also writes left=/right= (first and last value), from which a model
+        # could read "which one rises" as text. So here the answer can only come through the encoder.
+        ("build a tiny random ChatTS-8B-architecture model (~1.5M parameters; offset/scale prefix only)", [
+            _tool("tsplugin"), "init-model", "-o", str(OUT / "model"), "--arch", "qwen3ts", "--preset", "tiny", "--seed", "0",
+            "--profile", "tsfactory-v0"],
          "init_model"),
         ("LoRA fine-tune with stock LLaMA-Factory (60 steps)", [_tool("llamafactory-cli"), "train", recipe[RECIPES[0]]], "train"),
         ("merge the adapter into a standalone model", [_tool("llamafactory-cli"), "export", recipe[RECIPES[1]]], "export"),
