@@ -17,6 +17,7 @@ engine, API and CLI are tested against it: same greedy settings, same answer.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -158,7 +159,7 @@ def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: st
 
     series = []
     for path in paths:
-        if not Path(path).is_file():
+        if not os.path.lexists(path):  # anything else (a FIFO, a device, a directory) is tsconvert's to name
             raise ValueError(f"{path}: no such file")
         try:
             raw = read_series(Path(path), [value_col], time_col, str(path))
