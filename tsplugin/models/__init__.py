@@ -36,13 +36,15 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 
 
 def register_auto_classes() -> None:
-    """Register every architecture with AutoConfig / AutoModel / AutoModelForCausalLM / AutoProcessor
-    (safe to call repeatedly). AutoModel gives the causal LM, as the released checkpoints' auto_map does."""
+    """Register every architecture with AutoConfig / AutoModel / AutoModelForCausalLM, and the chat models
+    with AutoProcessor (safe to call repeatedly). AutoModel gives the causal LM, as the released
+    checkpoints' auto_map does."""
     for model_type, (config_cls, model_cls) in ARCHITECTURES.items():
         AutoConfig.register(model_type, config_cls, exist_ok=True)
         AutoModel.register(config_cls, model_cls, exist_ok=True)
         AutoModelForCausalLM.register(config_cls, model_cls, exist_ok=True)
-        AutoProcessor.register(config_cls, ChatTSProcessor, exist_ok=True)
+        if issubclass(model_cls, TimeSeriesCausalLMMixin):  # chat models; a forecaster reads raw series, no processor
+            AutoProcessor.register(config_cls, ChatTSProcessor, exist_ok=True)
 
 
 def get_architecture(model_type: str) -> tuple[type, type]:

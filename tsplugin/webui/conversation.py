@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tsplugin.series import count_placeholders
+from tsplugin.placeholders import count_placeholders
 
 SERIES_ROLE = "timeseries"
 
