@@ -69,19 +69,19 @@ class TimeSeriesChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import tsplugin.models  # noqa: F401
-        from tsplugin.layouts import checkpoint_dir, local_model_type, read_config
+        from tsplugin.layouts import checkpoint_dir, read_config
         from tsplugin.processing import TimeSeriesProcessor
 
         model_dir = str(model_dir)  # a local directory or a Hub ID in the HF cache
         config = read_config(model_dir)
         if config is None:
-            if local_model_type(model_dir) == "timellm":  # it reads raw series and answers with numbers only
-                raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
             raise ValueError(
                 f"{model_dir}: not a time-series checkpoint (no config.json with a `ts` block and a ChatTS model type "
                 "in that directory or the HF cache)"
             )
         processor = TimeSeriesProcessor.from_config(config, model_dir=checkpoint_dir(model_dir), profile=profile)
+        if processor.is_forecaster:  # it reads raw series and answers with numbers only
+            raise ValueError(f"{model_dir} is a Time-LLM forecaster (model_type timellm): use `tsplugin forecast --model {model_dir}`")
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)

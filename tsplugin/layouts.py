@@ -28,7 +28,7 @@ ARCHITECTURE_MODEL_TYPES = {"Qwen2TSForCausalLM": "chatts", "Qwen3TSForCausalLM"
 # Processor classes the releases ship (their own code, never run).
 RELEASED_PROCESSOR_CLASSES = ("Qwen2TSProcessor", "Qwen3TSProcessor")
 # model_types of tsplugin's own classes.
-TS_MODEL_TYPES = ("chatts", "qwen3ts", "qwen_ts")
+TS_MODEL_TYPES = ("chatts", "qwen3ts", "qwen_ts", "timellm")  # timellm: a forecaster (no `ts` block, no profile)
 # Keys of transformers' hub file lookups (cached_file) that a config read may carry.
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder", "_commit_hash")
 
