@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LLM_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
 INT_FLAGS = ("seq_len", "pred_len", "patch_len", "stride", "d_model", "d_ff", "num_heads", "num_prototypes", "prototype_vocab",
              "top_k_lags")
 
@@ -25,37 +24,18 @@ INT_FLAGS = ("seq_len", "pred_len", "patch_len", "stride", "d_model", "d_ff", "n
 def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, Any] | None = None, seed: int = 0,
                   dtype: str = "float32", verbose: bool = False) -> Path:
     """Write a `timellm` checkpoint (LLM weights kept, new reprogramming + head) to `output_dir`; return it."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+    from tsplugin.build_model import check_llm_dir, copy_llm_weights, load_llm_with_ts_tokens
     from tsplugin.init_model import save_checkpoint
     from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
-    from tsplugin.tokenizer_build import add_ts_tokens
 
     llm, out = Path(llm), Path(output_dir)
-    if not (llm / "config.json").is_file():
-        raise FileNotFoundError(f"--llm {llm}: no config.json there; pass a local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
-    llm_config = AutoConfig.from_pretrained(llm)
-    if llm_config.model_type not in LLM_MODEL_TYPES:
-        raise ValueError(f"--llm {llm}: model_type {llm_config.model_type!r} is not supported; expected one of {list(LLM_MODEL_TYPES)}")
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(llm)
-    start_id, end_id = add_ts_tokens(tokenizer)
-    lm = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32)
-    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    check_llm_dir(llm)
+    tokenizer, lm, start_id, end_id = load_llm_with_ts_tokens(llm, seed)
     text_config = lm.config
-    for key in ("architectures", "_name_or_path", "auto_map"):
-        if hasattr(text_config, key):
-            setattr(text_config, key, None)
     config = TimeLLMConfig(text_config=text_config.to_dict(), forecast=dict(forecast or {}),
                            ts_token_start_index=start_id, ts_token_end_index=end_id)
     model = TimeLLMForForecasting(config)
-    missing, unexpected = model.language_model.load_state_dict(lm.state_dict(), strict=False)
-    tied = {"lm_head.weight"} if getattr(text_config, "tie_word_embeddings", False) else set()
-    if unexpected or set(missing) - tied:
-        raise ValueError(f"--llm {llm}: weights do not fit {type(model.language_model).__name__}: missing {missing}, unexpected {unexpected}")
-    model.language_model.tie_weights()
+    copy_llm_weights(model, lm, llm)
     model = save_checkpoint(model, tokenizer, out, dtype, llm)
     if verbose:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -36,6 +36,47 @@ DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {
 LLM_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
 
 
+def check_llm_dir(llm: Path) -> None:
+    """Fail before anything is built unless `llm` is a local Qwen2/Qwen2.5/Qwen3 checkpoint directory."""
+    from transformers import AutoConfig
+
+    if not (llm / "config.json").is_file():
+        raise FileNotFoundError(f"--llm {llm}: no config.json there; pass a local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
+    llm_config = AutoConfig.from_pretrained(llm)
+    if llm_config.model_type not in LLM_MODEL_TYPES:
+        raise ValueError(f"--llm {llm}: model_type {llm_config.model_type!r} is not supported; expected one of {list(LLM_MODEL_TYPES)}")
+
+
+def load_llm_with_ts_tokens(llm: Path, seed: int) -> tuple[Any, Any, int, int]:
+    """(tokenizer with `<ts>`/`<ts/>` added, the LLM in float32 with its embeddings resized to it, `<ts>` id,
+    `<ts/>` id). The LLM's config loses `architectures`, `_name_or_path` and `auto_map`: it becomes the
+    `text_config` of a composite model, which must not point back at another class or code."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tsplugin.tokenizer_build import add_ts_tokens
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(llm)
+    start_id, end_id = add_ts_tokens(tokenizer)
+    lm = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32)
+    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
+        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    for key in ("architectures", "_name_or_path", "auto_map"):
+        if hasattr(lm.config, key):
+            setattr(lm.config, key, None)
+    return tokenizer, lm, start_id, end_id
+
+
+def copy_llm_weights(model: Any, lm: Any, llm: Path) -> None:
+    """The LLM's weights, verbatim, into `model.language_model` (a tied lm_head may be absent)."""
+    missing, unexpected = model.language_model.load_state_dict(lm.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if getattr(lm.config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"--llm {llm}: weights do not fit {type(model.language_model).__name__}: missing {missing}, unexpected {unexpected}")
+    model.language_model.tie_weights()
+
+
 def encoder_block(encoder: str, flags: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `ts.encoder` block from CLI-style flags (None = not given) and free `--encoder-param`s."""
     from tsplugin.encoders import get_encoder
@@ -110,22 +151,14 @@ def build_qwen_ts(
     verbose: bool = False,
 ) -> Path:
     """Write a `qwen_ts` checkpoint (LLM weights kept, new encoder/projector) to `output_dir`; return it."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     from tsplugin.init_model import save_checkpoint
     from tsplugin.models.qwen_ts import QwenTSConfig, QwenTSForCausalLM
     from tsplugin.projectors import get_projector
-    from tsplugin.tokenizer_build import add_ts_tokens
 
     llm, out, flags = Path(llm), Path(output_dir), dict(flags or {})
     get_projector(projector)  # bad names fail before any file is read
     block = encoder_block(encoder, flags, encoder_params)
-    if not (llm / "config.json").is_file():
-        raise FileNotFoundError(f"--llm {llm}: no config.json there; pass a local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
-    llm_config = AutoConfig.from_pretrained(llm)
-    if llm_config.model_type not in LLM_MODEL_TYPES:
-        raise ValueError(f"--llm {llm}: model_type {llm_config.model_type!r} is not supported; expected one of {list(LLM_MODEL_TYPES)}")
+    check_llm_dir(llm)
     load_encoder = None
     if encoder_ckpt is not None:
         ckpt = Path(encoder_ckpt)
@@ -134,16 +167,8 @@ def build_qwen_ts(
         else:
             load_encoder = _state_dict_loader(ckpt)
 
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(llm)
-    start_id, end_id = add_ts_tokens(tokenizer)
-    lm = AutoModelForCausalLM.from_pretrained(llm, dtype=torch.float32)
-    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    tokenizer, lm, start_id, end_id = load_llm_with_ts_tokens(llm, seed)
     text_config = lm.config
-    for key in ("architectures", "_name_or_path", "auto_map"):
-        if hasattr(text_config, key):
-            setattr(text_config, key, None)
     config = QwenTSConfig(
         text_config=text_config.to_dict(),
         ts={"encoder": block, "projector": projector},
@@ -151,11 +176,7 @@ def build_qwen_ts(
         ts_token_end_index=end_id,
     )
     model = QwenTSForCausalLM(config)
-    missing, unexpected = model.language_model.load_state_dict(lm.state_dict(), strict=False)
-    tied = {"lm_head.weight"} if getattr(text_config, "tie_word_embeddings", False) else set()
-    if unexpected or set(missing) - tied:
-        raise ValueError(f"--llm {llm}: weights do not fit {type(model.language_model).__name__}: missing {missing}, unexpected {unexpected}")
-    model.language_model.tie_weights()
+    copy_llm_weights(model, lm, llm)
     report = None
     if load_encoder is not None:
         target = getattr(model.ts_encoder, "backbone", model.ts_encoder) if encoder == "patchtst" else model.ts_encoder
