@@ -153,6 +153,9 @@ class OutputSet:
     def abort(self) -> None:
         for f in self.files:
             f.discard()
+        # A Ctrl-C or SIGTERM raised between a temp file's creation and `open()` recording it leaves a
+        # file no StagedFile knows: remove every temp file of this process in the folder.
+        remove_stale_temps(self.out_dir, own=True)
 
     def __enter__(self) -> "OutputSet":
         return self
@@ -215,15 +218,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(out_dir: Path) -> None:
-    """Remove hidden temp files that a killed tsconvert left (their writer's pid is gone)."""
+def remove_stale_temps(out_dir: Path, own: bool = False) -> None:
+    """Remove hidden temp files that a killed tsconvert left (their writer's pid is gone); with `own`,
+    this process's too (an interrupt can land between creating a temp file and recording it)."""
     try:
         names = os.listdir(out_dir)
     except OSError:
         return
     for name in names:
         m = _STALE.match(name)
-        if m is None or _alive(int(m.group(1))):
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if _alive(pid) and not (own and pid == os.getpid()):
             continue
         try:
             os.unlink(out_dir / name)
