@@ -81,15 +81,16 @@ def test_gradients_reach_reprogramming_and_head_only(tiny_timellm):
     assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("language_model."))
 
 
-def test_channel_independence(model):
+def test_channel_independence(model, fp_close):
     series = waves(3)
     before = model.forecast(series_batch(*series))
     changed = [series[0], series[1][::-1] * 40 + 3, series[2]]  # another channel j = 1: other prompt, other patches
     after = model.forecast(series_batch(*changed))
-    torch.testing.assert_close(after[[0, 2]], before[[0, 2]], **TOL)
+    # Rows differ only in batch shape (kernel blocking, padding of other rows): rounding-level differences.
+    fp_close(after[[0, 2]], before[[0, 2]], model=model)
     assert (after[1] - before[1]).abs().max() > 1e-3
     alone = model.forecast(series_batch(series[2]))  # and a channel alone = the same channel in a batch
-    torch.testing.assert_close(alone[0], before[2], **TOL)
+    fp_close(alone[0], before[2], model=model)
 
 
 def test_generate_writes_the_converter_answer_format_that_eval_parses(model):
