@@ -33,6 +33,24 @@ def check_ts_block(ts: Any) -> dict[str, Any]:
     return {"encoder": dict(ts["encoder"]), "projector": ts["projector"]}
 
 
+def build_text_config(text_config: dict[str, Any] | PretrainedConfig | None, owner: str, default_type: str) -> PretrainedConfig:
+    """The LLM config of a composite model (`owner`: its model_type, for messages): from the dict config.json
+    stores, a config object, or `default_type`'s defaults; only the Qwen2/Qwen3 families."""
+    if isinstance(text_config, dict):
+        text_type = text_config.get("model_type", default_type)
+        if text_type not in SUPPORTED_TEXT_MODEL_TYPES:
+            raise ValueError(f"{owner} text_config has model_type {text_type!r}; supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}")
+        return CONFIG_MAPPING[text_type](**{k: v for k, v in text_config.items() if k != "model_type"})
+    if text_config is None:
+        return CONFIG_MAPPING[default_type]()
+    if getattr(text_config, "model_type", None) not in SUPPORTED_TEXT_MODEL_TYPES:
+        raise ValueError(
+            f"{owner} text_config has model_type {getattr(text_config, 'model_type', None)!r}; "
+            f"supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}"
+        )
+    return text_config
+
+
 class QwenTSConfig(PretrainedConfig):
     """Composite config: `text_config` (Qwen2/Qwen3) + `ts` block + `<ts>` token ids."""
 
@@ -47,19 +65,7 @@ class QwenTSConfig(PretrainedConfig):
         ts_token_end_index: int | None = None,
         **kwargs: Any,
     ):
-        if isinstance(text_config, dict):
-            text_type = text_config.get("model_type", "qwen3")
-            if text_type not in SUPPORTED_TEXT_MODEL_TYPES:
-                raise ValueError(
-                    f"qwen_ts text_config has model_type {text_type!r}; supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}"
-                )
-            text_config = CONFIG_MAPPING[text_type](**{k: v for k, v in text_config.items() if k != "model_type"})
-        elif text_config is None:
-            text_config = CONFIG_MAPPING["qwen3"]()
-        elif getattr(text_config, "model_type", None) not in SUPPORTED_TEXT_MODEL_TYPES:
-            raise ValueError(
-                f"qwen_ts text_config has model_type {text_config.model_type!r}; supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}"
-            )
+        text_config = build_text_config(text_config, "qwen_ts", default_type="qwen3")
         self.text_config = text_config
         self.ts = check_ts_block(ts) if ts is not None else None
         self.ts_token_start_index = ts_token_start_index

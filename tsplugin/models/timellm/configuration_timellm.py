@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from tsplugin.models.qwen_ts.configuration_qwen_ts import SUPPORTED_TEXT_MODEL_TYPES
+from tsplugin.models.qwen_ts.configuration_qwen_ts import build_text_config
 
 FORECAST_DEFAULTS: dict[str, Any] = {
     "seq_len": 512,
@@ -72,15 +71,7 @@ class TimeLLMConfig(PretrainedConfig):
         ts_token_end_index: int | None = None,
         **kwargs: Any,
     ):
-        if isinstance(text_config, dict):
-            text_type = text_config.get("model_type", "qwen2")
-            if text_type not in SUPPORTED_TEXT_MODEL_TYPES:
-                raise ValueError(f"timellm text_config has model_type {text_type!r}; supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}")
-            text_config = CONFIG_MAPPING[text_type](**{k: v for k, v in text_config.items() if k != "model_type"})
-        elif text_config is None:
-            text_config = CONFIG_MAPPING["qwen2"]()
-        elif getattr(text_config, "model_type", None) not in SUPPORTED_TEXT_MODEL_TYPES:
-            raise ValueError(f"timellm text_config has model_type {text_config.model_type!r}; supported: {list(SUPPORTED_TEXT_MODEL_TYPES)}")
+        text_config = build_text_config(text_config, "timellm", default_type="qwen2")
         self.text_config = text_config
         self.forecast = forecast_block(forecast, int(text_config.hidden_size), int(text_config.vocab_size)) if forecast is not None else None
         self.ts_token_start_index = ts_token_start_index
