@@ -157,8 +157,8 @@ def tiny_base(out: Path, seed: int) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from tsplugin.init_model import PRESETS
-    from tsplugin.tokenizer_build import build_tokenizer
+    from tsplugin.build.init_model import PRESETS
+    from tsplugin.build.tokenizer import build_tokenizer
 
     if (out / "config.json").is_file():
         return out
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--skip {sorted(skip - set(METHODS))}: valid: {', '.join(METHODS)}")
 
     from converters.forecast import ForecastOptions, convert_forecast
-    from tsplugin.eval_forecast import evaluate_forecast
+    from tsplugin.eval.forecast import evaluate_forecast
 
     out, t_start = args.out, time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = tiny_base(out / "base", args.seed)
     if {"timellm", "timellm_lora"} - skip:
-        from tsplugin.build_forecaster import build_timellm
+        from tsplugin.build.build_forecaster import build_timellm
 
         model_dir = out / "timellm_model"
         with lf_output_to(lf_log):
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"train MSE {_f(stats['loss_first'])} -> {_f(stats['loss_last'])}")
             score(name, path)
     if "text" not in skip:
-        from tsplugin.build_model import build_qwen_ts
+        from tsplugin.build.build_model import build_qwen_ts
 
         with lf_output_to(lf_log):
             text_model = build_qwen_ts(base, out / "text_model", encoder="timellm", seed=args.seed,

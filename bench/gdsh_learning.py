@@ -8,11 +8,11 @@ Design choices:
   naming a process tag, one `<ts><ts/>`, a JSON answer `is_anomaly` / `anomaly_type` / `start` / `end`),
   256-512 points each, one of spike, dip, level_shift, drift, oscillation, flatline at a known span, or
   none. The `reason` field is left out so that generation stays short on CPU.
-- Training: stock LLaMA-Factory in-process on a tiny random qwen3ts model (`tsplugin.init_model`),
+- Training: stock LLaMA-Factory in-process on a tiny random qwen3ts model (`tsplugin.build.init_model`),
   the encoder trainable (full fine-tuning with `freeze_vision_tower: false`, or LoRA with
   `additional_target: ts_encoder`), stopped by a wall-time callback after `--minutes`.
 - Scoring: LLaMA-Factory `do_predict` with `predict_with_generate` on held-out records, scored by
-  `tsplugin.eval_anomaly`; then again with the series shuffled between the held-out records (prompt
+  `tsplugin.eval.anomaly`; then again with the series shuffled between the held-out records (prompt
   and label kept). The gap between the two is what the model reads from the series: with shuffled
   series the text alone is left (the `[Value Offset|Value Scaling]` prefix still carries the record's
   own mean and scale, a weak leak the shuffle keeps on purpose: it is what a user's data has too).
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tsplugin.eval_anomaly import format_scores, score_file
-    from tsplugin.init_model import build_model
+    from tsplugin.eval.anomaly import format_scores, score_file
+    from tsplugin.build.init_model import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

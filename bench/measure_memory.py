@@ -1,6 +1,6 @@
 """Measure the true peak GPU memory of one QLoRA step of ChatTS-14B / ChatTS-8B, with no download.
 
-Builds a random-initialised model with the real shapes (tsplugin.plan_shapes presets) directly on the
+Builds a random-initialised model with the real shapes (tsplugin.planner.shapes presets) directly on the
 GPU in 4-bit NF4 (double quantisation, fp16 storage, as LLaMA-Factory's BitsAndBytesConfig), the
 ts_encoder/embeddings/lm_head/norms in fp16, LoRA as LLaMA-Factory sets it up (fp32 adapters,
 gradient checkpointing with reentrant checkpoints, input grads), then runs two optimizer steps
@@ -30,7 +30,7 @@ def build_4bit_model(preset: str, seed: int = 0, device: str = "cuda", shape=Non
     from torch import nn
 
     from tsplugin.models import get_architecture
-    from tsplugin.plan_shapes import get_preset
+    from tsplugin.planner.shapes import get_preset
 
     shape = shape or get_preset(preset)
     config_cls, model_cls = get_architecture(shape.arch)
@@ -101,8 +101,8 @@ def main() -> int:
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model
 
-    from tsplugin.plan_estimate import GiB, PlanInputs, estimate
-    from tsplugin.plan_shapes import resolve_targets, series_positions
+    from tsplugin.planner.estimate import GiB, PlanInputs, estimate
+    from tsplugin.planner.shapes import resolve_targets, series_positions
     from tsplugin.processing import batch_series, encode_series
 
     device = torch.cuda.get_device_properties(0)
@@ -117,7 +117,7 @@ def main() -> int:
             p.data = p.data.float()  # LLaMA-Factory upcasts trainable parameters to fp32
     model.train()
     if args.chunked_loss:
-        from tsplugin.models.chunked_loss import set_loss_chunk_size
+        from tsplugin.models.modeling_ts import set_loss_chunk_size
 
         set_loss_chunk_size(model, args.chunked_loss)
     if args.offload_embed_tokens:

@@ -2,7 +2,7 @@
 
 Measured: parameter/gradient/optimizer-state bytes after one real LoRA step (torch AdamW and
 bitsandbytes 8-bit AdamW), and activation bytes saved inside the decoder layers (saved-tensor
-hooks, fp32). Predicted: tsplugin.plan_* for the same config. Prints each pair and the ratio.
+hooks, fp32). Predicted: tsplugin.planner for the same config. Prints each pair and the ratio.
 
     .venv/bin/python bench/plan_vs_measured.py [--preset small] [--seq 128]
 """
@@ -10,7 +10,12 @@ hooks, fp32). Predicted: tsplugin.plan_* for the same config. Prints each pair a
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
+from pathlib import Path
+
+# the measurement harness is shared with tests/test_plan.py (it checks the planner against the same numbers)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
@@ -20,10 +25,10 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     args = parser.parse_args()
 
-    from tsplugin.init_model import build_model
-    from tsplugin.plan_check import lora_model, measure_layer_activations, measure_training_state
-    from tsplugin.plan_estimate import layer_activation_bytes, optimizer_state_bytes
-    from tsplugin.plan_shapes import load_shape, lora_params, lora_tensor_sizes, parameter_counts
+    from tsplugin.build.init_model import build_model
+    from plan_measure import lora_model, measure_layer_activations, measure_training_state
+    from tsplugin.planner.estimate import layer_activation_bytes, optimizer_state_bytes
+    from tsplugin.planner.shapes import load_shape, lora_params, lora_tensor_sizes, parameter_counts
 
     print(f"{'arch':8s} {'quantity':34s} {'measured':>14s} {'planner':>14s} {'planner/measured':>17s}")
     for arch in ("chatts", "qwen3ts"):

@@ -77,7 +77,7 @@ def write_set(directory: Path, name: str, records: Sequence[dict], with_series: 
 def same_length_twin(record: dict, patch_size: int, filler: str, profile: str) -> dict:
     """Text-only record: each placeholder -> the plugin's prefix + one filler token per patch."""
     from tsplugin.processing import num_patches, sp_encode
-    from tsplugin.placeholders import PLACEHOLDER_PATTERN
+    from tsplugin.processing.placeholders import PLACEHOLDER_PATTERN
 
     series = iter(record["timeseries"])
 
@@ -90,7 +90,7 @@ def same_length_twin(record: dict, patch_size: int, filler: str, profile: str) -
 
 def stripped_twin(record: dict) -> dict:
     """Text-only record: series and placeholders removed."""
-    from tsplugin.placeholders import PLACEHOLDER_PATTERN
+    from tsplugin.processing.placeholders import PLACEHOLDER_PATTERN
 
     return {"input": PLACEHOLDER_PATTERN.sub("", record["input"]), "output": record["output"]}
 
@@ -158,9 +158,9 @@ def train_steps(args: dict) -> tuple[list[float], float]:
 # ----------------------------------------------------------------------------- profiling
 
 BUCKETS = {  # label -> (file suffix, function name) as pstats names them
-    "ts_encoder forward (tsplugin/models/ts_encoder.py)": ("ts_encoder.py", "forward"),
-    "sp_encode (tsplugin/processing.py)": ("processing.py", "sp_encode"),
-    "batch_series (tsplugin/processing.py)": ("processing.py", "batch_series"),
+    "ts_encoder forward (tsplugin/models/encoders/ts_embedding.py)": ("ts_encoder.py", "forward"),
+    "sp_encode (tsplugin/processing/__init__.py)": ("processing.py", "sp_encode"),
+    "batch_series (tsplugin/processing/__init__.py)": ("processing.py", "batch_series"),
     "collator get_mm_inputs (tsplugin mm_plugin.py)": ("mm_plugin.py", "get_mm_inputs"),
     "plugin process_messages (placeholder expansion)": ("mm_plugin.py", "process_messages"),
     "collator __call__ (llamafactory/data/collator.py)": ("collator.py", "__call__"),
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import tsplugin._bootstrap  # noqa: F401  (hooks, also without the .pth)
-    from tsplugin.init_model import build_model
-    from tsplugin.profiles import INIT_MODEL_PROFILES
+    from tsplugin.build.init_model import build_model
+    from tsplugin.processing.profiles import INIT_MODEL_PROFILES
     from tsplugin.processing import TimeSeriesProcessor
 
     torch.set_num_threads(args.threads)

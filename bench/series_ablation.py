@@ -5,7 +5,7 @@ Usage: python bench/series_ablation.py [--records 960] [--eval 400] [--steps 60]
                                        [--threads 1] [--seed 0] [--no-controls] [--keep DIR]
 
 Design choices:
-- Task (`tsplugin.ramps`, shared with `tsplugin quickstart`): each record holds two series of the
+- Task (`tsplugin.quickstart.ramps`, shared with `tsplugin quickstart`): each record holds two series of the
   same length, "A: <ts><ts/> / B: <ts><ts/>";
   one rises and the other falls (same |slope|, noise, random level and amplitude).
   Question: "Which rises, the first or the second?"; answer "first" / "second".
@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 from lf_output import lf_output_to, offline
 
-from tsplugin.ramps import ANSWERS, derangement, make_records, shuffled
+from tsplugin.quickstart.ramps import ANSWERS, derangement, make_records, shuffled
 
 offline()
 
@@ -227,7 +227,7 @@ def run(records: int, eval_records: int, steps: int, minutes: float, seed: int, 
     import torch
 
     import tsplugin._bootstrap  # noqa: F401  (hooks, also without the .pth)
-    from tsplugin.init_model import build_model
+    from tsplugin.build.init_model import build_model
 
     torch.manual_seed(seed)
     total_start = time.perf_counter()

@@ -179,7 +179,7 @@ def main() -> int:
 
     import tsplugin._bootstrap  # noqa: F401
     from tsplugin.chat import TimeSeriesChat
-    from tsplugin.init_model import build_model
+    from tsplugin.build.init_model import build_model
 
     work = Path(args.work or tempfile.mkdtemp(prefix="serve_bench_"))
     work.mkdir(parents=True, exist_ok=True)

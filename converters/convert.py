@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tsplugin.placeholders import (
+from tsplugin.processing.placeholders import (
     IMAGE,
     IMAGE_TOKEN,
     PLACEHOLDER,
@@ -48,7 +48,7 @@ iter_records = iter_raw_records
 _DATA_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, UnicodeError)
 
 TS_PLACEHOLDER = PLACEHOLDER
-MISPLACED_CHOICES = ("reject", "move")  # <image> outside user turns (tsplugin.placeholders); cli.py lists them too
+MISPLACED_CHOICES = ("reject", "move")  # <image> outside user turns (tsplugin.processing.placeholders); cli.py lists them too
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tsplugin.placeholders import PLACEHOLDER
+from tsplugin.processing.placeholders import PLACEHOLDER
 
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line

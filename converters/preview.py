@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tsplugin.jsonl import FileEncodingError, read_records
-from tsplugin.series_values import show_value
+from tsplugin.processing.series_values import show_value
 
 from .errors import InputError
 

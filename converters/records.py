@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tsplugin.placeholders import IMAGE_TOKEN
+from tsplugin.processing.placeholders import IMAGE_TOKEN
 
 from .errors import RejectError
 from .registry import Registry

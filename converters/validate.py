@@ -1,5 +1,5 @@
 """`tsconvert validate`: check an existing ChatTS JSONL the way training will read it, with the same
-definitions training uses (tsplugin.placeholders, tsplugin.series_values, tsplugin.jsonl; all torch-free):
+definitions training uses (tsplugin.processing.placeholders, tsplugin.processing.series_values, tsplugin.jsonl; all torch-free):
 placeholders only in user turns and one per series, series non-empty lists of finite numbers whose
 value encoding survives every training dtype, lengths reported. A bad line is one invalid record
 (not UTF-8, not JSON, nested too deep, a 5000-digit number): never a traceback."""
@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from tsplugin.jsonl import FileEncodingError, read_records
-from tsplugin.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
-from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem
+from tsplugin.processing.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
+from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError
 from .report import Report
 from .writer import write_bytes_atomic
 
 TS_PLACEHOLDER = PLACEHOLDER
-# The dtype training checks with (tsplugin.series_values): validate answers as training will.
+# The dtype training checks with (tsplugin.processing.series_values): validate answers as training will.
 VALIDATE_DTYPE = TRAINING_CHECK_DTYPE
 _ROLES = {"user": USER, "human": USER, "assistant": "assistant", "gpt": "assistant", "system": SYSTEM}
 

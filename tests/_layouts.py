@@ -132,7 +132,7 @@ RELEASES: dict[str, Release] = {
 
 @functools.lru_cache(maxsize=1)
 def _base_tokenizer() -> Any:
-    from tsplugin.tokenizer_build import build_tokenizer
+    from tsplugin.build.tokenizer import build_tokenizer
 
     return build_tokenizer(ts_tokens=False)  # trained once per process (seconds), copied per twin
 

@@ -22,7 +22,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 @pytest.fixture(scope="session")
 def tiny_qwen3ts(tmp_path_factory) -> Path:
     """A tiny ChatTS-8B-architecture model (Qwen3 backbone, patch 8, position embedding)."""
-    from tsplugin.init_model import build_model
+    from tsplugin.build.init_model import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "qwen3ts", arch="qwen3ts", preset="tiny", seed=0)
 
@@ -30,7 +30,7 @@ def tiny_qwen3ts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chatts(tmp_path_factory) -> Path:
     """A tiny ChatTS-14B-architecture model (Qwen2 backbone, patch 16)."""
-    from tsplugin.init_model import build_model
+    from tsplugin.build.init_model import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "chatts", arch="chatts", preset="tiny", seed=0)
 
@@ -172,8 +172,8 @@ def tiny_timellm(tmp_path_factory) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from tsplugin.build_forecaster import build_timellm
-    from tsplugin.tokenizer_build import build_tokenizer
+    from tsplugin.build.build_forecaster import build_timellm
+    from tsplugin.build.tokenizer import build_tokenizer
 
     root = tmp_path_factory.mktemp("timellm")
     tokenizer = build_tokenizer(ts_tokens=False)

@@ -9,7 +9,8 @@ import torch
 
 from conftest import lf_args, run_lf, trainer_losses
 
-from tsplugin.models.chunked_loss import chunked_causal_lm_loss, set_loss_chunk_size
+from tsplugin.models.chunked_loss import chunked_causal_lm_loss
+from tsplugin.models.modeling_ts import set_loss_chunk_size
 
 
 def load(path):
@@ -171,7 +172,7 @@ def test_set_loss_chunk_size_refuses_other_models_and_negative_sizes(tiny_chatts
 def test_qwen_ts_model_goes_through_the_same_path(tmp_path, fp_close):
     from test_qwen_ts import make_qwen_base
 
-    from tsplugin.build_model import build_qwen_ts
+    from tsplugin.build.build_model import build_qwen_ts
 
     base = make_qwen_base(tmp_path / "base", "qwen2", tie=False)
     built = build_qwen_ts(base, tmp_path / "qts", encoder="chatts_mlp", flags={"patch_len": 8})

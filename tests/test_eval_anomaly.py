@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tsplugin import evaluate
+from tsplugin.eval import cli as evaluate
 from tsplugin.cli import main
-from tsplugin.eval_anomaly import extract_json, parse_answer, score, span_iou
+from tsplugin.eval.anomaly import extract_json, parse_answer, score, span_iou
 
 
 def _a(is_anomaly, kind="none", start=None, end=None) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from converters.forecast import ForecastOptions, convert_forecast
-from tsplugin.eval_forecast import ForecastEvalError, evaluate_forecast, main, parse_numbers
+from tsplugin.eval.forecast import ForecastEvalError, evaluate_forecast, main, parse_numbers
 
 
 def test_parse_numbers_separators_surrounding_text_and_first_count():

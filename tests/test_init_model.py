@@ -16,10 +16,10 @@ from transformers import (
 )
 
 from tsplugin.cli import main
-from tsplugin.init_model import PRESETS, build_model, ts_block
+from tsplugin.build.init_model import PRESETS, build_model, ts_block
 from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
 from tsplugin.processing import TimeSeriesProcessor
-from tsplugin.tokenizer_build import build_tokenizer, ts_token_ids
+from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
 
 EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
 

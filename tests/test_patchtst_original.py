@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import PatchTSTConfig, PatchTSTForPrediction, PatchTSTModel
 
-from tsplugin.encoders.patchtst_original import (
+from tsplugin.models.encoders.patchtst_original import (
     build_patchtst_backbone,
     config_from_original_checkpoint,
     from_original_checkpoint,
@@ -343,7 +343,7 @@ def test_transformers_prediction_directory_loads_into_backbone(tmp_path):
 
 def test_patchtst_encoder_block_uses_original_backbone(tmp_path, fp_close):
     """The registered `patchtst` encoder builds this backbone and loads an original checkpoint."""
-    from tsplugin.encoders import get_encoder
+    from tsplugin.models.encoders import get_encoder
 
     ref, path = make_checkpoint(tmp_path, res_attention=True, padding_patch="end", affine=False)
     block = {"name": "patchtst", "context_window": L, "patch_len": P, "stride": S, "d_model": D, "num_layers": LAYERS,

@@ -1,5 +1,5 @@
 """One definition of a placeholder and of where it may stand: tsconvert, validate, training, the plugin
-and the API answer every conversation the same way (tsplugin.placeholders)."""
+and the API answer every conversation the same way (tsplugin.processing.placeholders)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import lf_args, write_dataset
 from convert_helpers import convert_dir, read_jsonl, run, write_csv
 
-from tsplugin.placeholders import (
+from tsplugin.processing.placeholders import (
     IMAGE,
     PlaceholderError,
     check_messages,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tsplugin.cli import main
-from tsplugin.plan_estimate import GiB, PlanInputs, estimate, layer_activation_bytes, optimizer_state_bytes
-from tsplugin.plan_shapes import PRESETS, get_preset, load_shape, lora_params, lora_tensor_sizes, parameter_counts
+from tsplugin.planner.estimate import GiB, PlanInputs, estimate, layer_activation_bytes, optimizer_state_bytes
+from tsplugin.planner.shapes import PRESETS, get_preset, load_shape, lora_params, lora_tensor_sizes, parameter_counts
 
 
 @pytest.fixture(scope="module", params=["tiny_chatts", "tiny_qwen3ts"])
@@ -16,7 +16,7 @@ def tiny(request):
 
 
 def test_parameter_counts_equal_the_real_model(tiny):
-    from tsplugin.plan_check import lora_model
+    from plan_measure import lora_model
 
     model = lora_model(tiny, rank=4)
     base = model.get_base_model()
@@ -31,7 +31,7 @@ def test_parameter_counts_equal_the_real_model(tiny):
 
 
 def test_lora_count_equals_peft_for_a_subset(tiny_chatts):
-    from tsplugin.plan_check import lora_model
+    from plan_measure import lora_model
 
     model = lora_model(tiny_chatts, rank=8, targets=("q_proj", "v_proj"))
     assert lora_params(load_shape(str(tiny_chatts)), "q_proj,v_proj", 8) == model.get_nb_trainable_parameters()[0]
@@ -40,7 +40,7 @@ def test_lora_count_equals_peft_for_a_subset(tiny_chatts):
 @pytest.mark.parametrize("optim", ["adamw_torch", "adamw_bnb_8bit"])
 def test_optimizer_and_gradient_bytes_after_one_step(tiny_qwen3ts, optim):
     """rank 64 so most LoRA tensors pass bitsandbytes' 4096-element threshold for 8-bit state."""
-    from tsplugin.plan_check import lora_model, measure_training_state
+    from plan_measure import lora_model, measure_training_state
 
     shape = load_shape(str(tiny_qwen3ts))
     measured = measure_training_state(lora_model(tiny_qwen3ts, rank=64), optim)
@@ -51,7 +51,7 @@ def test_optimizer_and_gradient_bytes_after_one_step(tiny_qwen3ts, optim):
 
 def test_activation_model_matches_saved_tensor_hooks(tiny):
     """fp32 on CPU: the same per-tensor accounting the fp16 GPU estimate uses (measured -0.6% when written)."""
-    from tsplugin.plan_check import lora_model, measure_layer_activations
+    from plan_measure import lora_model, measure_layer_activations
 
     measured = measure_layer_activations(lora_model(tiny, rank=8), seq=64)
     predicted = layer_activation_bytes(load_shape(str(tiny)), 4, 8, 7, gqa_native=True)
@@ -113,8 +113,8 @@ def test_bad_input_errors(capsys, tmp_path):
 
 
 def test_presets_registry_refuses_duplicates():
-    from tsplugin.plan_estimate import register_gpu
-    from tsplugin.plan_shapes import register_preset
+    from tsplugin.planner.estimate import register_gpu
+    from tsplugin.planner.shapes import register_preset
 
     with pytest.raises(ValueError, match="already registered"):
         register_preset(PRESETS["chatts-8b"])
@@ -123,7 +123,7 @@ def test_presets_registry_refuses_duplicates():
 
 
 def test_chunked_loss_lm_head_4bit_and_embed_offload_parts_are_exact():
-    from tsplugin.plan_estimate import nf4_constant_bytes
+    from tsplugin.planner.estimate import nf4_constant_bytes
 
     s = get_preset("chatts-14b")
     p = PlanInputs(s, cutoff_len=896)
@@ -150,7 +150,7 @@ def test_nf4_bytes_equal_bitsandbytes_on_cpu():
     bnb_f = pytest.importorskip("bitsandbytes.functional")
     import torch
 
-    from tsplugin.plan_estimate import nf4_constant_bytes
+    from tsplugin.planner.estimate import nf4_constant_bytes
 
     w = torch.randn(512, 256, dtype=torch.float16)
     packed, state = bnb_f.quantize_4bit(w, blocksize=64, compress_statistics=True, quant_type="nf4")

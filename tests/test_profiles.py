@@ -219,13 +219,13 @@ def test_the_contract_module_stays_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, tsplugin.processing, tsplugin.profiles; print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
+    code = "import sys, tsplugin.processing, tsplugin.processing.profiles; print(sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
 
 
 def test_init_model_profile_choice():
-    from tsplugin.init_model import init_profile
+    from tsplugin.build.init_model import init_profile
 
     assert init_profile("chatts", None) == "chatts-14b-0801" and init_profile("qwen3ts", None) == "chatts-8b"
     assert init_profile("chatts", "chatts-14b-v1") == "chatts-14b-v1"

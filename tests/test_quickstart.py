@@ -17,10 +17,10 @@ import yaml
 
 from conftest import ROOT
 from converters.cli import main as tsconvert
-from tsplugin.bundled import BUNDLED
+from tsplugin.quickstart.bundled import BUNDLED
 from tsplugin.quickstart import (DATA, HELD_OUT, HELD_OUT_SEED, LENGTH, LORA, OUT, PREDICTIONS, RECIPES, SHUFFLE_SEED, SPLITS,
                                  TASK, write_task)
-from tsplugin.ramps import ANSWERS, QUESTION, derangement, make_records
+from tsplugin.quickstart.ramps import ANSWERS, QUESTION, derangement, make_records
 
 
 def _env(**extra: str) -> dict[str, str]:

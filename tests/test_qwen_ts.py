@@ -10,9 +10,9 @@ import torch
 
 from conftest import lf_args, run_lf, trainer_losses, write_dataset
 
-from tsplugin.build_model import build_qwen_ts
-from tsplugin.encoders import ENCODERS, build_encoder, get_encoder, register_encoder
-from tsplugin.projectors import PROJECTORS, build_projector, get_projector, register_projector
+from tsplugin.build.build_model import build_qwen_ts
+from tsplugin.models.encoders import ENCODERS, build_encoder, get_encoder, register_encoder
+from tsplugin.models.projectors import PROJECTORS, build_projector, get_projector, register_projector
 
 PATCHTST = {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 32, "num_layers": 2, "num_heads": 4, "ffn_dim": 64}
 # Small geometry per encoder, for the flags each one takes (registry-wide tests use these).
@@ -24,7 +24,7 @@ def make_qwen_base(directory, model_type: str = "qwen3", tie: bool = True):
     """A tiny random Qwen2/Qwen3 checkpoint + Qwen-style tokenizer without <ts> tokens (what a user has)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-    from tsplugin.tokenizer_build import build_tokenizer
+    from tsplugin.build.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(ts_tokens=False)
     sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

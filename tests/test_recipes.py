@@ -159,8 +159,8 @@ def is_planned(name: str) -> bool:
 @pytest.mark.parametrize("name", [n for n in RECIPES if is_planned(n)])
 def test_header_number_comes_from_planner(name, capsys):
     """The header's peak is what the `tsplugin plan` command written next to it prints, and it fits."""
-    from tsplugin.plan import inputs_from_args
-    from tsplugin.plan_estimate import GiB, estimate
+    from tsplugin.planner.cli import inputs_from_args
+    from tsplugin.planner.estimate import GiB, estimate
     from tsplugin.cli import build_parser
 
     number, argv = _header_plan(name)

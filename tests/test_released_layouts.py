@@ -154,7 +154,7 @@ def test_transformers_hooks_fail_loudly_on_shape_change_but_never_break_the_impo
 def test_not_a_time_series_checkpoint_is_left_alone(tmp_path):
     from transformers import AutoConfig, PretrainedConfig
 
-    from tsplugin.layouts import read_config
+    from tsplugin.checkpoints.layouts import read_config
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
                                                       "auto_map": {"AutoConfig": "x.Y"}, "hidden_size": 64}))

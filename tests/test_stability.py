@@ -10,8 +10,8 @@ import torch
 from transformers import AutoTokenizer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from conftest import lf_args, write_dataset
-from tsplugin.models.modeling_chatts import Qwen3TSForCausalLM
-from tsplugin.stability import NanGuardCallback, TrainingDiverged
+from tsplugin.models.chatts.modeling_chatts import Qwen3TSForCausalLM
+from tsplugin.nan_guard import NanGuardCallback, TrainingDiverged
 
 
 def _records(poisoned: set[int], n: int = 8) -> list[dict]:

@@ -20,7 +20,7 @@ NO_SYSTEM_PROMPT = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assista
 
 @pytest.fixture(scope="module")
 def base_tokenizer():
-    from tsplugin.tokenizer_build import build_tokenizer
+    from tsplugin.build.tokenizer import build_tokenizer
 
     return build_tokenizer()
 
@@ -63,6 +63,6 @@ def test_given_system_prompt_replaces_the_default(base_tokenizer):
 def test_profiles_name_registered_templates():
     from llamafactory.data.template import TEMPLATES
 
-    from tsplugin.profiles import PROFILES
+    from tsplugin.processing.profiles import PROFILES
 
     assert {p.default_template for p in PROFILES.values() if p.default_template} <= set(TEMPLATES)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from tsplugin.encoders import encoder_num_positions, get_encoder
-from tsplugin.encoders.timellm import TimeLLMEncoder
+from tsplugin.models.encoders import encoder_num_positions, get_encoder
+from tsplugin.models.encoders.timellm import TimeLLMEncoder
 from tsplugin.processing import batch_series, encode_series
 
 VOCAB, D_LLM = 50, 24

@@ -94,7 +94,7 @@ def test_channel_independence(model, fp_close):
 
 
 def test_generate_writes_the_converter_answer_format_that_eval_parses(model):
-    from tsplugin.eval_forecast import parse_numbers
+    from tsplugin.eval.forecast import parse_numbers
 
     ts = series_batch(*waves(3))
     rows = torch.tensor([0, 0, 1])
@@ -134,7 +134,7 @@ def test_llamafactory_train_predict_eval_export_forecast(tiny_timellm, tmp_path)
     `tsplugin eval forecast` scores them unchanged, and the exported (merged) directory forecasts the same."""
     from safetensors import safe_open
 
-    from tsplugin.eval_forecast import evaluate_forecast
+    from tsplugin.eval.forecast import evaluate_forecast
 
     data = _converted(tmp_path)
     lora = tmp_path / "lora"

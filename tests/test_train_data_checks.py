@@ -1,5 +1,5 @@
 """Training refuses series that cannot train, naming the dataset file, the record and the value; the
-same check (tsplugin.series_values) serves tsconvert validate and conversion."""
+same check (tsplugin.processing.series_values) serves tsconvert validate and conversion."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import lf_args, run_lf, write_dataset
 from convert_helpers import run
 
-from tsplugin.series_values import series_problem
+from tsplugin.processing.series_values import series_problem
 
 
 def _record(values, text="Look: <ts><ts/>. Odd?") -> dict:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import ROOT, run_lf, trainer_losses
 from test_qwen_ts import PATCHTST, make_qwen_base
 
-from tsplugin.build_model import build_qwen_ts
+from tsplugin.build.build_model import build_qwen_ts
 
 RECIPES = ROOT / "yaml_recipes"
 CPU_OVERRIDES = dict(bf16=False, max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=1,

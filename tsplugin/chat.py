@@ -2,7 +2,7 @@
 
 Prompts are built with LLaMA-Factory's own template and the plugin's placeholder expansion, so a
 question is encoded exactly as training encoded it (same chat format, same `<ts>` positions, same
-value-preserving prefix in the checkpoint's encoding profile, tsplugin.profiles).
+value-preserving prefix in the checkpoint's encoding profile, tsplugin.processing.profiles).
 
     from tsplugin.chat import TimeSeriesChat
     chat = TimeSeriesChat.from_pretrained("runs/quickstart/merged", template="chatts8b_nothink")
@@ -69,7 +69,7 @@ class TimeSeriesChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import tsplugin.models  # noqa: F401
-        from tsplugin.layouts import checkpoint_dir, read_config
+        from tsplugin.checkpoints.layouts import checkpoint_dir, read_config
         from tsplugin.processing import TimeSeriesProcessor
 
         model_dir = str(model_dir)  # a local directory or a Hub ID in the HF cache

@@ -24,15 +24,15 @@ def register_command(name: str, module: str) -> None:
 
 
 register_command("quickstart", "tsplugin.quickstart")
-register_command("init-model", "tsplugin.init_model")
+register_command("init-model", "tsplugin.build.init_model")
 register_command("chat", "tsplugin.chat")
-register_command("plan", "tsplugin.plan")
-register_command("inspect", "tsplugin.inspect_model")
-register_command("build-model", "tsplugin.build_model")
-register_command("build-forecaster", "tsplugin.build_forecaster")
+register_command("plan", "tsplugin.planner.cli")
+register_command("inspect", "tsplugin.checkpoints.inspect")
+register_command("build-model", "tsplugin.build.build_model")
+register_command("build-forecaster", "tsplugin.build.build_forecaster")
 register_command("forecast", "tsplugin.forecast")
 register_command("monitor", "tsplugin.monitor")
-register_command("eval", "tsplugin.evaluate")
+register_command("eval", "tsplugin.eval.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         record = {"timeseries": [s.tolist() for s in series],
                   "forecast_target": [{"series": i, "name": c} for i, c in enumerate(columns)]}
         text = forecast_records(model, [record])[0]
-        from tsplugin.eval_forecast import parse_numbers
+        from tsplugin.eval.forecast import parse_numbers
 
         numbers = parse_numbers(text, model.config.forecast["pred_len"], columns if len(columns) > 1 else ())
         for c, row in zip(columns, numbers):

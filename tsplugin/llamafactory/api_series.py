@@ -12,7 +12,7 @@ gets a 4xx JSON error instead of a broken stream): placeholders per message == s
 message, numbers only, finite, non-empty, within `timeseries_max_points` / `timeseries_max_series`.
 Errors name the message and part: `messages[1].content[2]: value 7 is nan; ...`.
 
-The placeholder count uses `tsplugin.placeholders.count_placeholders` (in `prepare_request`).
+The placeholder count uses `tsplugin.processing.placeholders.count_placeholders` (in `prepare_request`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tsplugin.llamafactory.engine import (
     is_timeseries_template,
     limits_of,
 )
-from tsplugin.placeholders import count_placeholders
+from tsplugin.processing.placeholders import count_placeholders
 
 SERIES_TYPE = "timeseries"
 

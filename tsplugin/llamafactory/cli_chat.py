@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from tsplugin.placeholders import PLACEHOLDER, PLACEHOLDER_PATTERN
+from tsplugin.processing.placeholders import PLACEHOLDER, PLACEHOLDER_PATTERN
 
 BANNER = (
     "Welcome to the CLI application, use `clear` to remove the history, use `exit` to exit the application.\n"

@@ -5,8 +5,8 @@
   `forecast_target` column, each target (`{"series": k, "name": ..., "values": [...]}`) rides in the
   `_videos` slot as one JSON string (a time-series template takes no video), the same path to the
   collator, where the plugin turns it into `forecast_target` tensors for a Time-LLM forecaster.
-- `check_aligned` verifies every record with the shared definitions (tsplugin.placeholders: placeholders
-  only in user turns, none stray, one per series; tsplugin.series_values: numbers only, finite, encodable
+- `check_aligned` verifies every record with the shared definitions (tsplugin.processing.placeholders: placeholders
+  only in user turns, none stray, one per series; tsplugin.processing.series_values: numbers only, finite, encodable
   as tsconvert checks at conversion) and its forecast targets, and fails naming the dataset and the
   record index: never a silent drop.
 - `TimeSeriesDatasetProcessor` wraps the tokenising processor and drops records whose series were
@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tsplugin.placeholders import SYSTEM, count_placeholders, placeholder_problem
-from tsplugin.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
+from tsplugin.processing.placeholders import SYSTEM, count_placeholders, placeholder_problem
+from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 
 logger = logging.getLogger("tsplugin")
 
@@ -92,7 +92,7 @@ def _turns(row: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def check_series(series: Any, where: str, dtype: str = TRAINING_CHECK_DTYPE) -> None:
-    """Raise a ValueError naming `where` unless `series` can train in `dtype` (tsplugin.series_values)."""
+    """Raise a ValueError naming `where` unless `series` can train in `dtype` (tsplugin.processing.series_values)."""
     problem = series_problem(series, dtype)
     if problem is not None:
         raise TimeSeriesDataError(f"{where}: {problem.message}.")

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tsplugin.placeholders import PlaceholderError, check_messages, count_placeholders
+from tsplugin.processing.placeholders import PlaceholderError, check_messages, count_placeholders
 
 # Defaults of the request limits (YAML keys `timeseries_max_points` / `timeseries_max_series`, or the
 # environment variables below; YAML wins). ChatTS's authors recommend up to ~30 series a prompt.

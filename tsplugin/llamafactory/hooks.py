@@ -7,9 +7,9 @@ without the `timeseries` plugin: image, video and audio data go through untouche
 
 Two hooks are on transformers itself (`TRANSFORMERS_HOOKS`), so that released ChatTS checkpoints load
 with tsplugin's classes in any process of the environment, LLaMA-Factory or not (users' scripts,
-lm-eval, TRL): every config.json transformers reads is normalised by `tsplugin.layouts` (model_type
+lm-eval, TRL): every config.json transformers reads is normalised by `tsplugin.checkpoints.layouts` (model_type
 from the released class name, encoding profile pinned, the checkpoint's `auto_map` dropped), and
-`AutoProcessor` gives `tsplugin.models.processing_chatts.ChatTSProcessor` for time-series checkpoints.
+`AutoProcessor` gives `tsplugin.models.chatts.processing_chatts.ChatTSProcessor` for time-series checkpoints.
 
 Supported: llamafactory >=0.9.5,<0.9.6 and transformers >=4.49,<=5.6. Another version gets one warning
 and no hooks (so stock LLaMA-Factory keeps working); `tests/test_hooks.py` fails loudly when upstream
@@ -107,7 +107,7 @@ def _hub_kwargs(model_args: Any) -> dict[str, Any]:
 
 def checkpoint_config(model_args: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(normalised config.json, local directory) of a time-series checkpoint, local dir or Hub ID; (None, None) otherwise."""
-    from tsplugin.layouts import checkpoint_dir, read_config
+    from tsplugin.checkpoints.layouts import checkpoint_dir, read_config
 
     path = model_args.model_name_or_path
     config = read_config(path, **_hub_kwargs(model_args))
@@ -122,7 +122,7 @@ def is_ts_model_type(model_type: str | None) -> bool:
 
 def check_tokenizer_ids(config: dict[str, Any], where: str, tokenizer: Any) -> None:
     """Fail before training when config.json's `<ts>`/`<ts/>` ids are not the tokenizer's."""
-    from tsplugin.profiles import check_ts_token_ids
+    from tsplugin.processing.profiles import check_ts_token_ids
 
     if "ts_token_start_index" not in config and "ts_token_end_index" not in config:
         return
@@ -134,7 +134,7 @@ def check_tokenizer_ids(config: dict[str, Any], where: str, tokenizer: Any) -> N
 def apply_profile(model: Any, model_args: Any) -> None:
     """The model encodes with the same profile as the processor: resolved from the checkpoint directory
     (its files, not only config.json) and the recipe's `timeseries_profile`; saved with the model."""
-    from tsplugin.profiles import CONFIG_KEY, resolve_profile
+    from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
 
     override = getattr(model_args, "timeseries_profile", None)
     config, path = checkpoint_config(model_args)  # local dir or Hub ID (the normalised config.json)
@@ -342,7 +342,7 @@ def hook_model_loader(module: ModuleType) -> None:
     `load_model`: memory options (`timeseries_chunked_loss`, `quantize_lm_head`, tsplugin.llamafactory.memory_options)."""
     _require(module, "load_tokenizer", "_get_init_kwargs", "patch_processor", "load_model")
     import tsplugin.models  # noqa: F401  (Auto* registration of the model classes)
-    from tsplugin.layouts import forget_shipped_processor
+    from tsplugin.checkpoints.layouts import forget_shipped_processor
     from tsplugin.processing import TimeSeriesProcessor
 
     def make_init_kwargs(original):
@@ -443,13 +443,13 @@ def hook_trainer_utils(module: ModuleType) -> None:
 
 def hook_tuner(module: ModuleType) -> None:
     """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
-    `tsplugin.stability.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
     _require(module, "_training_function", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
-            from tsplugin.stability import callback_from_args
+            from tsplugin.nan_guard import callback_from_args
 
             guard = callback_from_args(finetuning_args)
             callbacks = kwargs.get("callbacks", rest[-1] if rest else None)
@@ -662,7 +662,7 @@ def hook_webui_data(module: ModuleType) -> None:
 
 def hook_configuration_utils(module: ModuleType) -> None:
     """transformers `PretrainedConfig.get_config_dict`: time-series configs come out normalised
-    (`tsplugin.layouts.normalise_config`) and tsplugin's classes get registered with the Auto classes."""
+    (`tsplugin.checkpoints.layouts.normalise_config`) and tsplugin's classes get registered with the Auto classes."""
     base = getattr(module, "PreTrainedConfig", None) or getattr(module, "PretrainedConfig", None)
     if base is None or not hasattr(base, "get_config_dict"):
         raise ImportError(
@@ -676,7 +676,7 @@ def hook_configuration_utils(module: ModuleType) -> None:
     @functools.wraps(original)
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
         config, unused = original(cls, pretrained_model_name_or_path, **kwargs)
-        from tsplugin.layouts import checkpoint_dir, is_ts_config, normalise_config
+        from tsplugin.checkpoints.layouts import checkpoint_dir, is_ts_config, normalise_config
 
         if not isinstance(config, dict) or not is_ts_config(config):
             return config, unused
@@ -702,11 +702,11 @@ def hook_processing_auto(module: ModuleType) -> None:
 
     @functools.wraps(original)
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        from tsplugin.layouts import read_config
+        from tsplugin.checkpoints.layouts import read_config
 
         if read_config(pretrained_model_name_or_path, **kwargs) is None:
             return original(cls, pretrained_model_name_or_path, *args, **kwargs)
-        from tsplugin.models.processing_chatts import ChatTSProcessor
+        from tsplugin.models.chatts.processing_chatts import ChatTSProcessor
 
         return ChatTSProcessor.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 

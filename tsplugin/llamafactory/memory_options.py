@@ -87,7 +87,7 @@ def apply_after_load(model: Any, finetuning_args: Any, is_trainable: bool) -> An
     """Options that act on the loaded (possibly PEFT-wrapped) model."""
     chunk = int(getattr(finetuning_args, "timeseries_chunked_loss", 0) or 0)
     if chunk and is_trainable:
-        from tsplugin.models.chunked_loss import set_loss_chunk_size
+        from tsplugin.models.modeling_ts import set_loss_chunk_size
 
         set_loss_chunk_size(model, chunk)
         logger.info("tsplugin: timeseries_chunked_loss: the loss is computed %d positions at a time (no full logits)", chunk)

@@ -4,7 +4,7 @@ LLaMA-Factory's data path knows images, videos and audios. A time-series dataset
 in the audio slot (`_audios` / `audios`) from the dataset converter to the collator: the processors
 and the collator pass that slot through untouched, and a template that uses this plugin takes no
 audio. Each `<ts><ts/>` in a message becomes the value-preserving prefix (in the format of the
-checkpoint's encoding profile, tsplugin.profiles) plus one `<ts>` token per patch; `get_mm_inputs`
+checkpoint's encoding profile, tsplugin.processing.profiles) plus one `<ts>` token per patch; `get_mm_inputs`
 turns the batch's series into the `timeseries` tensor the model takes.
 
 Forecast targets (`forecast_target` column, JSON strings in the video slot, see
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.placeholders import check_messages, count_placeholders
+from tsplugin.processing.placeholders import check_messages, count_placeholders
 from tsplugin.processing import batch_series, encode_series, expand_placeholders
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class TimeSeriesPlugin(BasePlugin):
     ) -> list[dict[str, str]]:
         self._validate_input(processor, images, videos, audios)
         series = list(audios)
-        try:  # placeholders only in user turns, none stray, one per series (tsplugin.placeholders)
+        try:  # placeholders only in user turns, none stray, one per series (tsplugin.processing.placeholders)
             check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
         except ValueError as err:
             raise ValueError(f"{err}. In a record: {str(messages)[:300]}") from None

@@ -14,13 +14,13 @@ How the encoder trains, with LLaMA-Factory's own options:
 - `timeseries_learning_rate: 1e-4`: the encoder's own learning rate in any of these
   (ChatTS-Training's `timeseries_sft_lr`); a Time-LLM forecaster's head (`ts_head`) trains at it too.
 
-Training that does not blow up (`tsplugin.stability`, attached by the `llamafactory.train.tuner` hook):
+Training that does not blow up (`tsplugin.nan_guard`, attached by the `llamafactory.train.tuner` hook):
 - `timeseries_nan_guard: true`: skip updates whose loss or gradients are non-finite, log the rows of the
   offending batch, stop (non-zero exit) after `nan_guard_max_bad_steps` (default 3) bad steps in a row;
 - `grad_spike_factor: 10.0`: warn when grad_norm exceeds this many times its running median.
 
 Checkpoint encoding and data selection (ModelArguments / DataArguments, same mechanism):
-- `timeseries_profile: chatts-14b-0801`: the encoding profile (tsplugin.profiles) instead of the detected one;
+- `timeseries_profile: chatts-14b-0801`: the encoding profile (tsplugin.processing.profiles) instead of the detected one;
 - `timeseries_cutoff_mode: chatts_training`: ChatTS-Training's `cutoff_len` selection (tsplugin.llamafactory.data).
 """
 
@@ -59,7 +59,7 @@ def extend_finetuning_arguments(base: type) -> type:
         timeseries_nan_guard: bool = dataclasses.field(
             default=False,
             metadata={
-                "help": "Guard every update (tsplugin.stability.NanGuardCallback): skip steps with non-finite "
+                "help": "Guard every update (tsplugin.nan_guard.NanGuardCallback): skip steps with non-finite "
                 "loss or gradients, log the batch's rows, stop after `nan_guard_max_bad_steps` in a row, "
                 "warn on grad-norm spikes."
             },
@@ -163,14 +163,14 @@ def extend_model_arguments(base: type) -> type:
             metadata={
                 "help": "Time-series models: the encoding profile (prefix format, last-patch padding, template "
                 "default) instead of the one detected from the checkpoint (see `tsplugin inspect MODEL`). "
-                "Overrides config.json `ts_profile`. Choices: tsplugin.profiles.PROFILES."
+                "Overrides config.json `ts_profile`. Choices: tsplugin.processing.profiles.PROFILES."
             },
         )
 
         def __post_init__(self):
             super().__post_init__()
             if self.timeseries_profile is not None:
-                from tsplugin.profiles import RECIPE_KEY, get_profile
+                from tsplugin.processing.profiles import RECIPE_KEY, get_profile
 
                 get_profile(self.timeseries_profile, f"recipe `{RECIPE_KEY}`")
 

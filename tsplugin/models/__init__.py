@@ -9,7 +9,7 @@ After `import tsplugin.models`, `AutoConfig` / `AutoModelForCausalLM.from_pretra
 
 Released ChatTS checkpoints carry an `auto_map` pointing at their own .py files. In an environment with
 tsfactory installed that code never runs: the start-up hook normalises every config transformers reads
-(`tsplugin.layouts`: model_type from the released class name, `auto_map` dropped) and registers these
+(`tsplugin.checkpoints.layouts`: model_type from the released class name, `auto_map` dropped) and registers these
 classes, so `AutoConfig` / `AutoModel(ForCausalLM)` / `AutoProcessor` give tsplugin's classes with
 `trust_remote_code` true or false, from a local directory or a Hub ID.
 Registration is idempotent: importing (or reloading) this package twice does not raise.
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
-from .configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
-from .modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM, TimeSeriesCausalLMMixin
-from .processing_chatts import ChatTSProcessor
-from .qwen_ts import QwenTSConfig, QwenTSForCausalLM
-from .timellm import TimeLLMConfig, TimeLLMForForecasting
-from .ts_encoder import TimeSeriesEmbedding
+from tsplugin.models.chatts.configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
+from tsplugin.models.chatts.modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM
+from tsplugin.models.modeling_ts import TimeSeriesCausalLMMixin
+from tsplugin.models.chatts.processing_chatts import ChatTSProcessor
+from tsplugin.models.qwen_ts import QwenTSConfig, QwenTSForCausalLM
+from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
+from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
 
 # model_type -> (config class, causal LM class); one entry per supported ChatTS architecture.
 ARCHITECTURES: dict[str, tuple[type, type]] = {

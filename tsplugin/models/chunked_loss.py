@@ -107,24 +107,4 @@ def forward_with_chunked_loss(
     )
 
 
-def set_loss_chunk_size(model: Any, chunk_size: int) -> Any:
-    """Turn the chunked loss on (chunk_size > 0) or off (0) for a time-series model, PEFT-wrapped or not.
-
-    An attribute of the model object, not of its config: it is a training setting and is never saved.
-    """
-    from tsplugin.models.modeling_chatts import TimeSeriesCausalLMMixin
-
-    if chunk_size < 0:
-        raise ValueError(f"timeseries_chunked_loss must be >= 0 (0 = off), got {chunk_size}")
-    get_base = getattr(model, "get_base_model", None)
-    base = get_base() if callable(get_base) else model
-    if not isinstance(base, TimeSeriesCausalLMMixin):
-        raise ValueError(
-            f"timeseries_chunked_loss works with the time-series models (model_type chatts, qwen3ts, qwen_ts); "
-            f"this model is {type(base).__name__}. Remove the key, or use `enable_liger_kernel` for stock models."
-        )
-    base.loss_chunk_size = int(chunk_size)
-    return model
-
-
-__all__ = ["LOSS_KWARGS", "chunked_causal_lm_loss", "forward_with_chunked_loss", "loss_chunk_size", "set_loss_chunk_size"]
+__all__ = ["LOSS_KWARGS", "chunked_causal_lm_loss", "forward_with_chunked_loss", "loss_chunk_size"]

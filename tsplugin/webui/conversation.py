@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tsplugin.placeholders import count_placeholders
+from tsplugin.processing.placeholders import count_placeholders
 
 SERIES_ROLE = "timeseries"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tsplugin.placeholders import PLACEHOLDER, count_placeholders
+from tsplugin.processing.placeholders import PLACEHOLDER, count_placeholders
 
 DEFAULT_VALUE_COLS = "value"
 DEFAULT_TIME_COL = "timestamp"

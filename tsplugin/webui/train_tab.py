@@ -48,7 +48,7 @@ def choice_values(choices: list[Any]) -> list[str]:
 
 def template_for_path(model_path: str) -> str | None:
     """The template a local time-series model directory was trained with (None when not one)."""
-    from tsplugin.layouts import local_model_type
+    from tsplugin.checkpoints.layouts import local_model_type
     from tsplugin.llamafactory.hooks import is_ts_model_type
 
     if not model_path or not is_ts_model_type(local_model_type(model_path)):

@@ -2,8 +2,8 @@
 
 The LLM's own config is kept whole as `text_config` (with its model_type), like LLaVA: a qwen_ts
 checkpoint records exactly which decoder it wraps, and a new Qwen release needs no change here.
-`ts` holds `encoder` (a registry name + its parameters, see `tsplugin.encoders`) and `projector` (a
-name from `tsplugin.projectors`); `ts_token_start_index` / `ts_token_end_index` are the ids of
+`ts` holds `encoder` (a registry name + its parameters, see `tsplugin.models.encoders`) and `projector` (a
+name from `tsplugin.models.projectors`); `ts_token_start_index` / `ts_token_end_index` are the ids of
 `<ts>` / `<ts/>` in the checkpoint's tokenizer (never literals).
 """
 
@@ -20,8 +20,8 @@ SUPPORTED_TEXT_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
 
 def check_ts_block(ts: Any) -> dict[str, Any]:
     """Validate `ts` = {"encoder": {"name": ..., ...}, "projector": name}; unknown names list the valid ones."""
-    from tsplugin.encoders import get_encoder
-    from tsplugin.projectors import get_projector
+    from tsplugin.models.encoders import get_encoder
+    from tsplugin.models.projectors import get_projector
 
     if not isinstance(ts, dict) or not isinstance(ts.get("encoder"), dict) or not isinstance(ts.get("projector"), str):
         raise ValueError(

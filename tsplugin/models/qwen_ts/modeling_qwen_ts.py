@@ -26,11 +26,11 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-from tsplugin.encoders import build_encoder
-from tsplugin.models.modeling_chatts import TimeSeriesCausalLMMixin, scatter_ts_features
-from tsplugin.projectors import build_projector
+from tsplugin.models.encoders import build_encoder
+from tsplugin.models.modeling_ts import TimeSeriesCausalLMMixin, scatter_ts_features
+from tsplugin.models.projectors import build_projector
 
-from .configuration_qwen_ts import QwenTSConfig
+from tsplugin.models.qwen_ts.configuration_qwen_ts import QwenTSConfig
 
 # Points in the constant series that keeps encoder + projector in the graph on text-only batches.
 _DUMMY_POINTS = 16

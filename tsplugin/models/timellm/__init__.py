@@ -1,7 +1,7 @@
 """`timellm`: Time-LLM (Jin et al., ICLR 2024) as its authors built it: a frozen LLM reprogrammed to
 forecast, trained with MSE through a linear head. See `modeling_timellm` for the design choices."""
 
-from .configuration_timellm import FORECAST_DEFAULTS, TimeLLMConfig, forecast_block
-from .modeling_timellm import TimeLLMForForecasting
+from tsplugin.models.timellm.configuration_timellm import FORECAST_DEFAULTS, TimeLLMConfig, forecast_block
+from tsplugin.models.timellm.modeling_timellm import TimeLLMForForecasting
 
 __all__ = ["FORECAST_DEFAULTS", "TimeLLMConfig", "TimeLLMForForecasting", "forecast_block"]

@@ -41,15 +41,15 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from transformers.utils import ModelOutput
 
-from .configuration_timellm import TimeLLMConfig
-from .layers import (
+from tsplugin.models.timellm.configuration_timellm import TimeLLMConfig
+from tsplugin.models.timellm.layers import (
     FlattenHead,
     TimeLLMEncoder,
     num_patches,
     revin_denormalize,
     revin_normalize,
 )
-from .prompt import prompt_texts, tokenize_left_padded
+from tsplugin.models.timellm.prompt import prompt_texts, tokenize_left_padded
 
 ANSWER_DECIMALS = 4
 

@@ -1,4 +1,7 @@
-"""ChatTS causal LMs: a Qwen2/Qwen3 causal LM plus the `ts_encoder` patch encoder.
+"""The shared time-series causal-LM mixin: `ts_encoder`, the `timeseries` input, the splice, past length.
+
+Every chat architecture (ChatTS-14B/8B in `tsplugin.models.chatts`, `qwen_ts`) is a stock causal LM plus
+this mixin.
 
 Design choices:
 - Subclass the stock `Qwen2ForCausalLM` / `Qwen3ForCausalLM`, so `model.*` and `lm_head.weight`
@@ -15,12 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import Qwen2ForCausalLM, Qwen3ForCausalLM
 
-from .chunked_loss import forward_with_chunked_loss, loss_chunk_size
-from .configuration_chatts import ChatTSConfig, Qwen3TSConfig
-from .placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
-from .ts_encoder import TimeSeriesEmbedding
+from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_size
+from tsplugin.models.placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
+from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
 
 
 def past_length(past_key_values: Any) -> int:
@@ -76,7 +77,7 @@ class TimeSeriesCausalLMMixin:
     def _add_ts_encoder(self) -> None:
         if not isinstance(getattr(self.config, "ts", None), dict):
             raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
-        from tsplugin.profiles import CONFIG_KEY, resolve_profile
+        from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
 
         profile, reason = resolve_profile(self.config.to_dict())
         # Kept in the config, so every save (checkpoint, export) names the profile it was built with.
@@ -87,7 +88,7 @@ class TimeSeriesCausalLMMixin:
 
     def use_profile(self, profile: Any) -> None:
         """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
-        from tsplugin.profiles import CONFIG_KEY, get_profile
+        from tsplugin.processing.profiles import CONFIG_KEY, get_profile
 
         profile = get_profile(profile)
         self.ts_encoder.last_patch_padding = profile.last_patch_padding
@@ -246,26 +247,22 @@ class TimeSeriesCausalLMMixin:
         return model_inputs
 
 
-class Qwen2TSForCausalLM(TimeSeriesCausalLMMixin, Qwen2ForCausalLM):
-    """ChatTS-14B architecture (model_type `chatts`)."""
+def set_loss_chunk_size(model: Any, chunk_size: int) -> Any:
+    """Turn the chunked loss on (chunk_size > 0) or off (0) for a time-series model, PEFT-wrapped or not.
 
-    config_class = ChatTSConfig
-
-    def __init__(self, config: ChatTSConfig):
-        super().__init__(config)
-        self._add_ts_encoder()
-        self.post_init()
-
-
-class Qwen3TSForCausalLM(TimeSeriesCausalLMMixin, Qwen3ForCausalLM):
-    """ChatTS-8B architecture (model_type `qwen3ts`)."""
-
-    config_class = Qwen3TSConfig
-
-    def __init__(self, config: Qwen3TSConfig):
-        super().__init__(config)
-        self._add_ts_encoder()
-        self.post_init()
+    An attribute of the model object, not of its config: it is a training setting and is never saved.
+    """
+    if chunk_size < 0:
+        raise ValueError(f"timeseries_chunked_loss must be >= 0 (0 = off), got {chunk_size}")
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
+    if not isinstance(base, TimeSeriesCausalLMMixin):
+        raise ValueError(
+            f"timeseries_chunked_loss works with the time-series models (model_type chatts, qwen3ts, qwen_ts); "
+            f"this model is {type(base).__name__}. Remove the key, or use `enable_liger_kernel` for stock models."
+        )
+    base.loss_chunk_size = int(chunk_size)
+    return model
 
 
-__all__ = ["Qwen2TSForCausalLM", "Qwen3TSForCausalLM", "TimeSeriesCausalLMMixin", "past_length", "scatter_ts_features"]
+__all__ = ["TimeSeriesCausalLMMixin", "past_length", "scatter_ts_features", "set_loss_chunk_size"]

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from tsplugin.layouts import HUB_KWARGS, checkpoint_dir, forget_shipped_processor, read_config
+from tsplugin.checkpoints.layouts import HUB_KWARGS, checkpoint_dir, forget_shipped_processor, read_config
 from tsplugin.processing import TimeSeriesProcessor, batch_series, check_ts_token_ids
 
 PROCESSOR_CONFIG = "processor_config.json"

@@ -200,7 +200,7 @@ class LoadReport:
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict from `path`, read with `weights_only=True` (no arbitrary unpickling)."""
     # refused pickles and mislabelled files get clear errors there
-    from tsplugin.checkpoint_io import read_state_dict
+    from tsplugin.checkpoints.weights import read_state_dict
 
     obj = read_state_dict(path)
     if isinstance(obj, dict) and not all(torch.is_tensor(v) for v in obj.values()):

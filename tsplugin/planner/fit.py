@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan_estimate import GiB, PlanInputs, estimate
-from .plan_shapes import parameter_counts, series_positions
+from tsplugin.planner.estimate import GiB, PlanInputs, estimate
+from tsplugin.planner.shapes import parameter_counts, series_positions
 
 MIN_SERIES_POINTS = 64  # ChatTS authors: shorter series are less reliable
 # Chunk proposed for `timeseries_chunked_loss`: 128 x 152064 x 12 B = 0.22 GiB, about one recomputed layer

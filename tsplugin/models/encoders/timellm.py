@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tsplugin.encoders import register_encoder, series_lengths
+from tsplugin.models.encoders import register_encoder, series_lengths
 
 TIMELLM_DEFAULTS: dict[str, Any] = {
     "context_window": 512,

@@ -1,7 +1,7 @@
 """`tsplugin eval KIND FILE`: score a model's answers; one scorer module per kind of task.
 
 Kinds register by module name (so `tsplugin --help` imports no scorer): `register_eval("anomaly",
-"tsplugin.eval_anomaly")`. A scorer module exposes `add_arguments(parser)` (its own options; the
+"tsplugin.eval.anomaly")`. A scorer module exposes `add_arguments(parser)` (its own options; the
 predictions file is already there as `args.predictions`) and `run(args) -> int` (the exit code).
 """
 
@@ -29,8 +29,8 @@ def get_eval(kind: str) -> ModuleType:
     return importlib.import_module(EVALS[kind])
 
 
-register_eval("anomaly", "tsplugin.eval_anomaly")
-register_eval("forecast", "tsplugin.eval_forecast")
+register_eval("anomaly", "tsplugin.eval.anomaly")
+register_eval("forecast", "tsplugin.eval.forecast")
 
 
 def add_parser(subparsers) -> None:

@@ -24,8 +24,8 @@ INT_FLAGS = ("seq_len", "pred_len", "patch_len", "stride", "d_model", "d_ff", "n
 def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, Any] | None = None, seed: int = 0,
                   dtype: str = "float32", verbose: bool = False) -> Path:
     """Write a `timellm` checkpoint (LLM weights kept, new reprogramming + head) to `output_dir`; return it."""
-    from tsplugin.build_model import check_llm_dir, copy_llm_weights, load_llm_with_ts_tokens
-    from tsplugin.init_model import save_checkpoint
+    from tsplugin.build.build_model import check_llm_dir, copy_llm_weights, load_llm_with_ts_tokens
+    from tsplugin.build.init_model import save_checkpoint
     from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
 
     llm, out = Path(llm), Path(output_dir)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .plan_estimate import GPUS, GiB, Estimate, PlanInputs, estimate, get_gpu_memory
-from .plan_fit import not_available, not_proposed, propose, round_cutoff
-from .plan_shapes import PRESETS, load_shape, parameter_counts
+from tsplugin.planner.estimate import GPUS, GiB, Estimate, PlanInputs, estimate, get_gpu_memory
+from tsplugin.planner.fit import not_available, not_proposed, propose, round_cutoff
+from tsplugin.planner.shapes import PRESETS, load_shape, parameter_counts
 
 
 def render(est: Estimate) -> str:

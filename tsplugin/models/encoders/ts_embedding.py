@@ -5,7 +5,7 @@ Design choices:
   `position_embedding`), so their weights load with no missing/unexpected keys.
 - Vectorised over series: one gather builds every patch of the batch (no Python loop over series).
 - The last, partial patch is padded as the checkpoint's release does (`last_patch_padding`, from its
-  encoding profile, tsplugin.profiles): "repeat_last" (ChatTS-14B 0801, ChatTS-8B) repeats the last
+  encoding profile, tsplugin.processing.profiles): "repeat_last" (ChatTS-14B 0801, ChatTS-8B) repeats the last
   value, "zeros" (the first ChatTS-14B release) writes 0. With a position embedding, padded points take
   index `max_sequence_length` (the spare row of the table).
 - Each series' length comes from its mask column (feature -1): real points carry 1.0, padding 0.0,
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from tsplugin.profiles import PADDINGS
+from tsplugin.processing.profiles import PADDINGS
 
 # Defaults of the optional keys of a `ts` config block (as in the released checkpoints).
 TS_DEFAULTS: dict[str, Any] = {

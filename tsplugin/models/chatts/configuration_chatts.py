@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import Qwen2Config, Qwen3Config
 
-from .ts_encoder import TS_REQUIRED
+from tsplugin.models.encoders.ts_embedding import TS_REQUIRED
 
 
 def _check_ts_block(config: Any, ts: dict[str, Any] | None) -> dict[str, Any] | None:

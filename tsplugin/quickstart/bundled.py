@@ -16,8 +16,8 @@ BUNDLED: dict[str, str] = {
     "yaml_recipes": "yaml_recipes",
     "gdsh_sample": "tests/fixtures/gdsh_sample",
 }
-PACKAGE_DIR = Path(__file__).resolve().parent / "_bundled"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_bundled"  # tsplugin/_bundled
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def bundled(name: str) -> Path:

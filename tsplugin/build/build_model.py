@@ -54,7 +54,7 @@ def load_llm_with_ts_tokens(llm: Path, seed: int) -> tuple[Any, Any, int, int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tsplugin.tokenizer_build import add_ts_tokens
+    from tsplugin.build.tokenizer import add_ts_tokens
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(llm)
@@ -79,7 +79,7 @@ def copy_llm_weights(model: Any, lm: Any, llm: Path) -> None:
 
 def encoder_block(encoder: str, flags: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `ts.encoder` block from CLI-style flags (None = not given) and free `--encoder-param`s."""
-    from tsplugin.encoders import get_encoder
+    from tsplugin.models.encoders import get_encoder
 
     get_encoder(encoder)  # unknown names list the registered ones
     mapping = ENCODER_FLAGS.get(encoder, {})
@@ -98,8 +98,8 @@ def _patchtst_from_ckpt(path: Path, block: dict[str, Any], flags: dict[str, Any]
     """(block, loader(backbone) -> report) for a pretrained PatchTST; explicit geometry flags must agree."""
     from transformers import PatchTSTConfig
 
-    from tsplugin.encoders import patchtst_original as original
-    from tsplugin.encoders.patchtst import block_from_patchtst_config
+    from tsplugin.models.encoders import patchtst_original as original
+    from tsplugin.models.encoders.patchtst import block_from_patchtst_config
 
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -125,7 +125,7 @@ def _patchtst_from_ckpt(path: Path, block: dict[str, Any], flags: dict[str, Any]
 
 def _state_dict_loader(path: Path) -> Any:
     def load(module: Any) -> str:
-        from tsplugin.encoders.patchtst_original import read_checkpoint  # tensors only
+        from tsplugin.models.encoders.patchtst_original import read_checkpoint  # tensors only
 
         state = read_checkpoint(path)
         missing, unexpected = module.load_state_dict(state, strict=False)
@@ -151,9 +151,9 @@ def build_qwen_ts(
     verbose: bool = False,
 ) -> Path:
     """Write a `qwen_ts` checkpoint (LLM weights kept, new encoder/projector) to `output_dir`; return it."""
-    from tsplugin.init_model import save_checkpoint
+    from tsplugin.build.init_model import save_checkpoint
     from tsplugin.models.qwen_ts import QwenTSConfig, QwenTSForCausalLM
-    from tsplugin.projectors import get_projector
+    from tsplugin.models.projectors import get_projector
 
     llm, out, flags = Path(llm), Path(output_dir), dict(flags or {})
     get_projector(projector)  # bad names fail before any file is read
@@ -238,7 +238,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 written; 2 an argument or input file that cannot be used (the message says which and the
     fix: unknown names, contradicting flags, a checkpoint refused or unreadable, an output that cannot be written)."""
-    from tsplugin.checkpoint_io import explain_any
+    from tsplugin.checkpoints.weights import explain_any
 
     flags = {k: getattr(args, k) for k in ("context_window", "patch_len", "stride", "d_model", "num_layers", "num_heads", "ffn_dim")}
     try:

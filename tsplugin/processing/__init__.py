@@ -3,7 +3,7 @@
 Design choices:
 - "sp" (value-preserving) encoding, as in ChatTS: centre on the mean, shrink only when the centred
   series leaves [-3, 3), and tell the model the offset/scale in a text prefix whose format is the
-  checkpoint's release's (`tsplugin.profiles`: `TSProfile`, `resolve_profile`, `format_prefix`).
+  checkpoint's release's (`tsplugin.processing.profiles`: `TSProfile`, `resolve_profile`, `format_prefix`).
 - A placeholder `<ts><ts/>` (or `<ts></ts>`) becomes the prefix + exactly ceil(L / patch_size)
   `<ts>` tokens; the model overwrites those positions with the encoder's patch embeddings.
 - Encoder input per series is an (L, 2) float32 array `[value, 1.0]`; a batch is zero padded to
@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-# What a placeholder is and where it may stand: tsplugin.placeholders (one definition, also for tsconvert).
-from tsplugin.placeholders import TS_END_TOKEN as DEFAULT_TS_END_TOKEN
-from tsplugin.placeholders import TS_TOKEN as DEFAULT_TS_TOKEN
-from tsplugin.placeholders import count_placeholders, ts_placeholder
-from tsplugin.profiles import (
+# What a placeholder is and where it may stand: tsplugin.processing.placeholders (one definition, also for tsconvert).
+from tsplugin.processing.placeholders import TS_END_TOKEN as DEFAULT_TS_END_TOKEN
+from tsplugin.processing.placeholders import TS_TOKEN as DEFAULT_TS_TOKEN
+from tsplugin.processing.placeholders import count_placeholders, ts_placeholder
+from tsplugin.processing.profiles import (
     CONFIG_KEY,
     PROFILES,
     RECIPE_KEY,
@@ -234,7 +234,7 @@ class TimeSeriesProcessor:
                 raise ValueError(f"a time series has length {length}; it needs at least one value")
             return 1
         if self.encoder is not None:
-            from tsplugin.encoders import encoder_num_positions
+            from tsplugin.models.encoders import encoder_num_positions
 
             return encoder_num_positions(self.encoder, length)
         return num_patches(length, self.patch_size)

@@ -2,7 +2,7 @@
 
 Two ways:
 - from scratch: a preset-sized Qwen2 (`--arch chatts`) or Qwen3 (`--arch qwen3ts`) decoder with a
-  locally trained tokenizer (tsplugin.tokenizer_build), for tests, demos and pipeline dry runs;
+  locally trained tokenizer (tsplugin.build.tokenizer), for tests, demos and pipeline dry runs;
 - `--base DIR`: a local Qwen2/Qwen3 checkpoint whose weights are kept; `<ts>`/`<ts/>` are added to
   its tokenizer, embeddings are resized if needed and a fresh `ts_encoder` gets Xavier-normal init
   (what ChatTS-Training recommends for a newly added encoder).
@@ -63,7 +63,7 @@ def ts_block(arch: str, hidden_size: int, patch_size: int | None = None, positio
 
 def init_profile(arch: str, profile: str | None) -> str:
     """The `ts_profile` a new checkpoint gets: `profile` if given (checked), else the architecture's current one."""
-    from tsplugin.profiles import INIT_MODEL_PROFILES, get_profile
+    from tsplugin.processing.profiles import INIT_MODEL_PROFILES, get_profile
 
     return get_profile(profile or INIT_MODEL_PROFILES[arch], "--profile").name
 
@@ -127,12 +127,12 @@ def build_model(
 
     `arch` defaults to chatts, or to the architecture matching `base` (qwen2 -> chatts, qwen3 -> qwen3ts).
     `profile` (written as config.json `ts_profile`) defaults to the current release's for the architecture
-    (`tsplugin.profiles.INIT_MODEL_PROFILES`).
+    (`tsplugin.processing.profiles.INIT_MODEL_PROFILES`).
     """
     import torch
 
     from tsplugin.models import get_architecture
-    from tsplugin.tokenizer_build import add_ts_tokens, build_tokenizer
+    from tsplugin.build.tokenizer import add_ts_tokens, build_tokenizer
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
@@ -190,7 +190,7 @@ def _from_base(
     from transformers import AutoConfig, AutoTokenizer
 
     from tsplugin.models import get_architecture
-    from tsplugin.tokenizer_build import add_ts_tokens
+    from tsplugin.build.tokenizer import add_ts_tokens
 
     if not (base / "config.json").is_file():
         raise FileNotFoundError(f"--base {base}: no config.json there; pass a local Qwen2/Qwen3 checkpoint directory")
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _explained(err: BaseException, base: Path | None) -> BaseException:
     """A refused or unreadable weight file of --base as a clear error (never PyTorch's weights_only=False advice)."""
-    from tsplugin.checkpoint_io import explain_any
+    from tsplugin.checkpoints.weights import explain_any
 
     return (explain_any(err, base) if base is not None else None) or err
 

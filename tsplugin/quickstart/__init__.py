@@ -2,7 +2,7 @@
 
 Runs the commands a user types, as subprocesses, and prints each one:
   1. tsconvert the bundled GDSH-shaped sample (the shape of your data: chat JSON + one CSV per plot);
-  2. write a learnable task in that same shape (tsplugin.ramps: two noisy ramps per record, "which
+  2. write a learnable task in that same shape (tsplugin.quickstart.ramps: two noisy ramps per record, "which
      one rises?", answers that only the series carry) and tsconvert it: training records, held-out
      records, and the held-out records with their series shuffled between records;
   3. tsplugin init-model (a tiny random ChatTS-8B-architecture model, with the offset/scale-only prefix
@@ -14,7 +14,7 @@ reading the series), one example question and answer, and writes training_curves
 Everything is seeded: the same machine prints the same numbers.
 
 Inside a tsfactory clone it works in the clone's root; elsewhere (after `pip install` of a wheel) in
-the current folder. Either way the recipes and the sample come from tsplugin.bundled, and the outputs
+the current folder. Either way the recipes and the sample come from tsplugin.quickstart.bundled, and the outputs
 go to runs/quickstart/.
 """
 
@@ -35,9 +35,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from tsplugin.bundled import bundled
+from tsplugin.quickstart.bundled import bundled
 from tsplugin.monitor import PLOT_NAME, analyze, plot_curves, read_rows, summary
-from tsplugin.ramps import derangement, make_records
+from tsplugin.quickstart.ramps import derangement, make_records
 
 OUT = Path("runs/quickstart")
 DATA = OUT / "data"  # the recipes' dataset_dir
@@ -195,7 +195,7 @@ def report(root: Path, log: Any = print) -> tuple[Accuracy, Accuracy]:
 
 
 WRITE_TASK = (f"write the 'which series rises' task ({TRAIN_RECORDS} training + {HELD_OUT} held-out records, two "
-              f"{LENGTH}-point series each) in the same shape (tsplugin.ramps)")
+              f"{LENGTH}-point series each) in the same shape (tsplugin.quickstart.ramps)")
 SPLIT_LABELS = {
     SPLITS[0]: ("train", "the task's training records"),
     SPLITS[1]: ("test", "the held-out records"),

@@ -36,7 +36,7 @@ class ModelShape:
     vocab_size: int
     tie_word_embeddings: bool = False
     ts: dict[str, Any] = field(default_factory=dict)
-    profile: str = "chatts-14b-v1"  # encoding profile (tsplugin.profiles): the prefix the planner counts
+    profile: str = "chatts-14b-v1"  # encoding profile (tsplugin.processing.profiles): the prefix the planner counts
 
     @property
     def attention_bias(self) -> bool:
@@ -114,10 +114,10 @@ _ARCH_OF_MODEL_TYPE = {"chatts": "chatts", "qwen2": "chatts", "qwen3ts": "qwen3t
 def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: str | Path | None = None) -> ModelShape:
     """A ModelShape from a config.json dict (ChatTS `chatts`/`qwen3ts`, or a plain Qwen2/Qwen3).
 
-    The encoding profile is the checkpoint's (tsplugin.profiles.resolve_profile); a plain Qwen gets the
+    The encoding profile is the checkpoint's (tsplugin.processing.profiles.resolve_profile); a plain Qwen gets the
     one `tsplugin init-model --base` would write.
     """
-    from tsplugin.profiles import INIT_MODEL_PROFILES, resolve_profile
+    from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
 
     model_type = config.get("model_type")
     if model_type not in _ARCH_OF_MODEL_TYPE:

@@ -197,7 +197,7 @@ def ts_token_ids(tokenizer: Any) -> tuple[int, int]:
         if token_id is None or token_id == getattr(tokenizer, "unk_token_id", None) or (
             tokenizer.encode(token, add_special_tokens=False) != [token_id]
         ):
-            raise ValueError(f"tokenizer has no single token {token!r}; add it with tsplugin.tokenizer_build.add_ts_tokens")
+            raise ValueError(f"tokenizer has no single token {token!r}; add it with tsplugin.build.tokenizer.add_ts_tokens")
         ids.append(int(token_id))
     return ids[0], ids[1]
 

@@ -1,4 +1,4 @@
-"""`chatts_mlp`: ChatTS's patch MLP (`tsplugin.models.ts_encoder.TimeSeriesEmbedding`) as a registry encoder.
+"""`chatts_mlp`: ChatTS's patch MLP (`tsplugin.models.encoders.ts_embedding.TimeSeriesEmbedding`) as a registry encoder.
 
 One position per `patch_size` points (ceil(L / patch_size)), the last patch padded by repeating the
 last value, exactly as in ChatTS checkpoints. Block keys are those of a ChatTS `ts` block
@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsplugin.encoders import register_encoder
-from tsplugin.models.ts_encoder import TimeSeriesEmbedding
+from tsplugin.models.encoders import register_encoder
+from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
 
 
 class ChatTSMLPEncoder(nn.Module):

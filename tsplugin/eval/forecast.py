@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tsplugin.eval_forecast` (the same as `tsplugin eval forecast`)."""
+    """`python -m tsplugin.eval.forecast` (the same as `tsplugin eval forecast`)."""
     parser = argparse.ArgumentParser(prog="tsplugin eval forecast", description=__doc__.split("\n\n")[0])
     parser.add_argument("predictions", type=Path, help="LLaMA-Factory generated_predictions.jsonl (predict, label)")
     add_arguments(parser)

@@ -1,10 +1,10 @@
 """Peak GPU memory of one QLoRA/LoRA training step, part by part (what `tsplugin plan` prints).
 
 Design choices:
-- Parameter, LoRA and optimizer bytes are exact arithmetic on the shapes (tsplugin.plan_shapes).
+- Parameter, LoRA and optimizer bytes are exact arithmetic on the shapes (tsplugin.planner.shapes).
 - Activations are counted tensor by tensor as autograd saves them in the Qwen2/Qwen3 decoder layers
   of transformers 5 (RMSNorm upcasts to fp32, SDPA saves q/k/v/out + logsumexp, SwiGLU saves four
-  intermediate-wide tensors); `tsplugin.plan_check` measures the same thing with saved-tensor hooks.
+  intermediate-wide tensors); `plan_measure` measures the same thing with saved-tensor hooks.
 - The loss is modelled as transformers computes it: fp16 logits, an fp32 upcast, log-softmax output,
   and in backward two fp32 gradients of seq x vocab (peak 12 bytes per position x vocab in fp16); with
   `timeseries_chunked_loss: N` the same 12 bytes for N positions (one chunk, recomputed in backward).
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from tsplugin.profiles import prefix_token_estimate
+from tsplugin.processing.profiles import prefix_token_estimate
 
-from .plan_shapes import ModelShape, lora_params, lora_tensor_sizes, parameter_counts, resolve_targets, series_positions
+from tsplugin.planner.shapes import ModelShape, lora_params, lora_tensor_sizes, parameter_counts, resolve_targets, series_positions
 
 GiB = 1024**3
 CUDA_CONTEXT_GIB = 0.5  # CUDA context + cuBLAS workspace, outside torch's allocator

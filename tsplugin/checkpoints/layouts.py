@@ -6,7 +6,7 @@ A ChatTS checkpoint as released (ChatTS-14B current, ChatTS-8B, the first ChatTS
 
 - `model_type` follows `architectures` (`Qwen2TSForCausalLM` -> `chatts`, `Qwen3TSForCausalLM` ->
   `qwen3ts`), so the first release is no longer taken for a plain Qwen2 (which would drop `ts_encoder`);
-- the encoding profile is decided now, from everything the checkpoint ships (`tsplugin.profiles.
+- the encoding profile is decided now, from everything the checkpoint ships (`tsplugin.processing.profiles.
   resolve_profile` with the directory's processor files), and kept as `ts_profile`;
 - `auto_map` is dropped: the checkpoint's own code is never imported, whatever `trust_remote_code` says.
 
@@ -59,7 +59,7 @@ def normalise_config(config: dict[str, Any], model_dir: str | os.PathLike | None
     `model_dir`: the directory holding the checkpoint's files (processor files are profile evidence);
     `where`: how the user named the checkpoint, for messages.
     """
-    from tsplugin.profiles import CONFIG_KEY, resolve_profile
+    from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
 
     out = dict(config)
     if CONFIG_KEY not in out and isinstance(out.get("ts"), Mapping):  # decided while the evidence (auto_map, model_type, processor files) is all there

@@ -9,7 +9,7 @@ Design choices (what a PatchTST pretrained for forecasting expects):
 - Channel-independent and univariate: each series is one channel of its own batch row; a record with
   n variables has n placeholders and n series.
 - Output: the per-patch hidden states (`d_model` wide) of the last encoder layer.
-- The backbone comes from `tsplugin.encoders.patchtst_original.build_patchtst_backbone` when that module
+- The backbone comes from `tsplugin.models.encoders.patchtst_original.build_patchtst_backbone` when that module
   is present (it adds the original repo's residual attention / end padding and checkpoint loading), else
   a plain `PatchTSTModel`. Never hand-written.
 - A frozen encoder stays in eval mode while the LLM trains: PatchTST's BatchNorm would otherwise update
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsplugin.encoders import register_encoder, series_lengths
+from tsplugin.models.encoders import register_encoder, series_lengths
 
 PATCHTST_DEFAULTS: dict[str, Any] = {
     "context_window": 512,
@@ -95,7 +95,7 @@ def patchtst_config(ts_config: dict) -> "Any":
 
 def block_from_patchtst_config(config: "Any") -> dict[str, Any]:
     """An encoder block reproducing a pretrained `PatchTSTConfig` (a transformers directory, or the config
-    `tsplugin.encoders.patchtst_original` infers for an original checkpoint); used by build-model."""
+    `tsplugin.models.encoders.patchtst_original` infers for an original checkpoint); used by build-model."""
     if int(getattr(config, "num_input_channels", 1)) != 1:
         raise ValueError(
             f"the PatchTST checkpoint has num_input_channels={config.num_input_channels}; this encoder runs each "
@@ -181,14 +181,14 @@ class PatchTSTEncoder(nn.Module):
 
 def _build_backbone(config: Any, block: dict[str, Any]) -> nn.Module:
     try:
-        from tsplugin.encoders.patchtst_original import build_patchtst_backbone
+        from tsplugin.models.encoders.patchtst_original import build_patchtst_backbone
     except ModuleNotFoundError as err:
-        if err.name != "tsplugin.encoders.patchtst_original":
+        if err.name != "tsplugin.models.encoders.patchtst_original":
             raise
         if block["res_attention"] or block["padding_patch"] or block["revin_affine"]:
             raise ValueError(
                 "patchtst encoder block asks for res_attention/padding_patch/revin_affine (original PatchTST), which needs "
-                "tsplugin.encoders.patchtst_original; it is not installed in this checkout"
+                "tsplugin.models.encoders.patchtst_original; it is not installed in this checkout"
             ) from None
         from transformers import PatchTSTModel
 

@@ -8,7 +8,7 @@ Design choices:
   load, never the checkpoint's own .py files, never a download (a Hub ID is looked up in the local HF
   cache with huggingface_hub's `try_to_load_from_cache`).
 - One line per fact, each saying where it came from, so a user can check it against the model card.
-- The encoding profile and its reason come from `tsplugin.profiles.resolve_profile`, the same call
+- The encoding profile and its reason come from `tsplugin.processing.profiles.resolve_profile`, the same call
   training and chat make; the plan line from the planner (`tsplugin plan`).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tsplugin.profiles import (
+from tsplugin.processing.profiles import (
     CONFIG_KEY,
     RECIPE_KEY,
     TSProfile,
@@ -160,8 +160,8 @@ def padding_text(profile: TSProfile) -> str:
 
 
 def plan_line(directory: Path, gpu_mem: str, series_length: int, text_tokens: int) -> str:
-    from tsplugin.plan_estimate import GiB, PlanInputs, estimate, get_gpu_memory
-    from tsplugin.plan_shapes import load_shape
+    from tsplugin.planner.estimate import GiB, PlanInputs, estimate, get_gpu_memory
+    from tsplugin.planner.shapes import load_shape
 
     total, card = get_gpu_memory(gpu_mem)
     inputs = PlanInputs(load_shape(str(directory)), gpu_total_gib=total, series_length=series_length, text_tokens=text_tokens)
