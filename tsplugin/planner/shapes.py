@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tsplugin.registry import Registry
+
 # Decoder linear layers by LLaMA-Factory/PEFT target name: (in_features, out_features) as functions.
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
@@ -82,21 +84,17 @@ _QWEN25_14B = dict(hidden_size=5120, num_layers=48, num_heads=40, num_kv_heads=8
 _QWEN3_8B = dict(hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
                  intermediate_size=12288, vocab_size=151936)
 
-PRESETS: dict[str, ModelShape] = {}
+PRESETS: Registry[ModelShape] = Registry("model preset", hint="(or pass a directory with config.json)")
 
 
 def register_preset(shape: ModelShape) -> None:
     """Add a named model shape (refuses duplicates)."""
-    if shape.name in PRESETS:
-        raise ValueError(f"planner preset {shape.name!r} is already registered")
-    PRESETS[shape.name] = shape
+    PRESETS.register(shape.name, shape)
 
 
 def get_preset(name: str) -> ModelShape:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)} (or pass a directory with config.json)") from None
+    """The preset `name`; an unknown name lists the valid ones."""
+    return PRESETS.get(name)
 
 
 register_preset(ModelShape("chatts-14b", "chatts", **_QWEN25_14B,

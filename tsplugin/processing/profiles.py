@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from tsplugin.registry import Registry
+
 logger = logging.getLogger("tsplugin")
 
 CONFIG_KEY = "ts_profile"  # config.json, top level
@@ -61,33 +63,25 @@ class TSProfile:
             )
 
 
-PROFILES: dict[str, TSProfile] = {}
+PROFILES: Registry[TSProfile] = Registry(
+    "time-series profile", hint=f"(set `{RECIPE_KEY}` in the recipe or `{CONFIG_KEY}` in config.json)"
+)
 
 
 def register_profile(profile: TSProfile) -> TSProfile:
     """Add a profile (refuses duplicates)."""
-    if profile.name in PROFILES:
-        raise ValueError(f"time-series profile {profile.name!r} is already registered")
-    PROFILES[profile.name] = profile
-    return profile
+    return PROFILES.register(profile.name, profile)
 
 
 def profile_names() -> list[str]:
-    return sorted(PROFILES)
+    return PROFILES.names()
 
 
 def get_profile(name: str | TSProfile, where: str = "") -> TSProfile:
     """The registered profile `name`; an unknown name lists the valid ones (`where` says who asked)."""
     if isinstance(name, TSProfile):
         return name
-    try:
-        return PROFILES[name]
-    except (KeyError, TypeError):
-        origin = f"{where}: " if where else ""
-        raise ValueError(
-            f"{origin}unknown time-series profile {name!r}; choose one of: {', '.join(profile_names())} "
-            f"(set `{RECIPE_KEY}` in the recipe or `{CONFIG_KEY}` in config.json)"
-        ) from None
+    return PROFILES.get(name, where)
 
 
 CHATTS_14B_V1 = register_profile(
