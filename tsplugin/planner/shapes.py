@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tsplugin.architectures import ARCHITECTURES, backbone_model_types
 from tsplugin.registry import Registry
 
 # Decoder linear layers by LLaMA-Factory/PEFT target name: (in_features, out_features) as functions.
@@ -28,7 +29,7 @@ class ModelShape:
     """What the planner needs to know about a ChatTS-architecture model."""
 
     name: str
-    arch: str  # "chatts" (Qwen2 backbone) or "qwen3ts" (Qwen3 backbone)
+    arch: str  # model_type of a planner architecture (`tsplugin.architectures`): "chatts" (Qwen2) or "qwen3ts" (Qwen3)
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -43,11 +44,11 @@ class ModelShape:
     @property
     def attention_bias(self) -> bool:
         """Qwen2 has q/k/v biases; Qwen3 has none but RMS-normalises q and k per head."""
-        return self.arch == "chatts"
+        return ARCHITECTURES[self.arch].backbone == "qwen2"
 
     @property
     def qk_norm(self) -> bool:
-        return self.arch == "qwen3ts"
+        return ARCHITECTURES[self.arch].backbone == "qwen3"
 
     @property
     def q_dim(self) -> int:
@@ -106,7 +107,11 @@ register_preset(ModelShape("chatts-8b", "qwen3ts", **_QWEN3_8B,
                            ts={"patch_size": 8, "num_layers": 5, "num_features": 2, "use_position_embedding": True,
                                "embedding_dim": 16, "max_sequence_length": 8192}, profile="chatts-8b"))
 
-_ARCH_OF_MODEL_TYPE = {"chatts": "chatts", "qwen2": "chatts", "qwen3ts": "qwen3ts", "qwen3": "qwen3ts"}
+# The model types the planner counts exactly, and the plain decoders they are built on (qwen2 -> chatts).
+_ARCH_OF_MODEL_TYPE = {
+    **{name: name for name, spec in ARCHITECTURES.items() if spec.planner},
+    **{base: arch for base, arch in backbone_model_types().items() if ARCHITECTURES[arch].planner},
+}
 
 
 def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: str | Path | None = None) -> ModelShape:

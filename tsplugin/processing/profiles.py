@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from tsplugin.architectures import ARCHITECTURES
 from tsplugin.registry import Registry
 
 logger = logging.getLogger("tsplugin")
@@ -92,7 +93,7 @@ CHATTS_14B_V1 = register_profile(
         last_patch_padding="zeros",
         pad_position_index=None,
         layer_norm=False,
-        default_template="chatts",
+        default_template=ARCHITECTURES["chatts"].default_template,
     )
 )
 CHATTS_14B_0801 = register_profile(
@@ -103,7 +104,7 @@ CHATTS_14B_0801 = register_profile(
         last_patch_padding="repeat_last",
         pad_position_index="max_sequence_length",
         layer_norm=False,
-        default_template="chatts",
+        default_template=ARCHITECTURES["chatts"].default_template,
     )
 )
 CHATTS_8B = register_profile(
@@ -114,7 +115,7 @@ CHATTS_8B = register_profile(
         last_patch_padding="repeat_last",
         pad_position_index="max_sequence_length",
         layer_norm=False,
-        default_template="chatts8b",
+        default_template=ARCHITECTURES["qwen3ts"].default_template,
     )
 )
 TSFACTORY_V0 = register_profile(
@@ -129,7 +130,7 @@ TSFACTORY_V0 = register_profile(
     )
 )
 # What `tsplugin init-model` writes, per architecture (model_type), unless `--profile` says otherwise.
-INIT_MODEL_PROFILES = {"chatts": CHATTS_14B_0801.name, "qwen3ts": CHATTS_8B.name}
+INIT_MODEL_PROFILES = {name: spec.default_profile for name, spec in ARCHITECTURES.items() if spec.default_profile}
 
 
 # --- the text prefix ---------------------------------------------------------------------------
@@ -188,9 +189,10 @@ def prefix_token_estimate(profile: str | TSProfile, series_length: int) -> int:
 
 # --- which profile a checkpoint uses -------------------------------------------------------------
 
-# Released class names (architectures / processor_class) per backbone.
-QWEN2_TS_CLASSES = ("Qwen2TSForCausalLM", "Qwen2TSProcessor")
-QWEN3_TS_CLASSES = ("Qwen3TSForCausalLM", "Qwen3TSProcessor")
+# The released architectures per backbone, and their class names (architectures / processor_class).
+_RELEASED = {spec.backbone: spec for spec in ARCHITECTURES.values() if spec.released_classes}
+QWEN2_TS_CLASSES = _RELEASED["qwen2"].released_classes + _RELEASED["qwen2"].released_processor_classes
+QWEN3_TS_CLASSES = _RELEASED["qwen3"].released_classes + _RELEASED["qwen3"].released_processor_classes
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -306,11 +308,11 @@ def resolve_profile(
 
     ev = CheckpointEvidence.collect(config, model_dir)
     released = bool(ev.auto_map or ev.processor_files or ev.processor_classes) or ev.model_type == "qwen2"
-    if not released and ev.model_type in ("chatts", "qwen3ts"):
+    if not released and ev.model_type in {spec.model_type for spec in _RELEASED.values()}:
         # Every release ships auto_map (and later ones processor files); tsplugin never wrote either.
         return TSFACTORY_V0, f"{ev.describe()}: so written by tsplugin before {CONFIG_KEY} existed"
     names = ev.names()
-    qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == "qwen3ts"
+    qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == _RELEASED["qwen3"].model_type
     qwen2 = bool(names & set(QWEN2_TS_CLASSES))
     if qwen3 and qwen2:
         return _ambiguous(CHATTS_8B if ev.position_embedding else CHATTS_14B_V1, ev, "both Qwen2TS and Qwen3TS classes", where)
@@ -318,7 +320,7 @@ def resolve_profile(
         if ev.position_embedding:
             return CHATTS_8B, ev.describe()
         return _ambiguous(CHATTS_8B, ev, "a Qwen3TS checkpoint without use_position_embedding matches no release", where)
-    if qwen2 or ev.model_type in ("chatts", "qwen2"):
+    if qwen2 or ev.model_type in (_RELEASED["qwen2"].model_type, "qwen2"):
         if ev.position_embedding:
             return CHATTS_14B_0801, ev.describe()
         if not ev.processor_files and not ev.processor_classes and "AutoProcessor" not in ev.auto_map:
