@@ -131,14 +131,14 @@ def build_model(
     from tsplugin.build.tokenizer import add_ts_tokens, build_tokenizer
 
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
+        raise UnknownNameError("dtype", dtype, list(DTYPES))
     out = Path(output_dir)
     torch.manual_seed(seed)
     base_path = Path(base) if base is not None else None
 
     if base_path is None:
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+            raise UnknownNameError("preset", preset, sorted(PRESETS))
         arch = arch or "chatts"
         config_cls, model_cls = get_architecture(arch)
         tokenizer = build_tokenizer(seed=seed)
