@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -74,9 +75,11 @@ def test_unknown_name_lists_valid_names_and_duplicates_are_refused(module, attr)
     with pytest.raises(UnknownNameError, match=r"^cfg\.json: unknown .* \[\]; valid: "):
         registry.get([], where="cfg.json")  # an unhashable value from a config file is an unknown name too
     name = registry.names()[0]
-    with pytest.raises(DuplicateNameError, match=f"{registry.kind} '{name}' is already registered"):
+    with pytest.raises(DuplicateNameError, match=f"{registry.kind} '{name}' is already registered") as dup:
         registry.register(name, registry[name])
     assert registry.get(name) is registry[name]
+    for error in (err.value, dup.value):  # errors cross process boundaries (tsconvert's workers) intact
+        assert str(pickle.loads(pickle.dumps(error))) == str(error)
 
 
 @pytest.mark.parametrize("module,func", GETTERS, ids=[f"{m}.{f}" for m, f in GETTERS])

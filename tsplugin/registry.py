@@ -36,13 +36,19 @@ class UnknownNameError(RegistryError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
 
+    def __reduce__(self):  # picklable (tsconvert's worker processes send errors back)
+        return type(self), (self.kind, self.name, self.valid, self.hint, self.where)
+
 
 class DuplicateNameError(RegistryError):
     """A second registration under a name already taken."""
 
-    def __init__(self, kind: str, name: str, existing: object) -> None:
+    def __init__(self, kind: str, name: str, existing: object = None) -> None:
         self.kind, self.name, self.existing = kind, name, existing
         super().__init__(f"{kind} {name!r} is already registered")
+
+    def __reduce__(self):  # without the item, which need not be picklable
+        return type(self), (self.kind, self.name)
 
 
 class Registry(Generic[T]):
