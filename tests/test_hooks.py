@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, free_port, lf_args, write_dataset
+from converters.writer import update_dataset_info
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -91,9 +92,7 @@ def test_datasets_without_timeseries_use_the_stock_pipeline(tmp_path):
     from llamafactory.hparams import DataArguments
 
     data = write_dataset(tmp_path, "text", [{"instruction": "hi", "output": "hello"}], columns={"prompt": "instruction", "response": "output"})
-    info = json.loads((data / "dataset_info.json").read_text())
-    info["images"] = {"file_name": "text.jsonl", "columns": {"prompt": "instruction", "images": "images"}}
-    (data / "dataset_info.json").write_text(json.dumps(info))
+    update_dataset_info(data / "dataset_info.json", "images", {"file_name": "text.jsonl", "columns": {"prompt": "instruction", "images": "images"}})
     for attr in get_dataset_list(["text", "images"], str(data)):
         assert attr.timeseries is None
         converter = get_dataset_converter("alpaca", attr, DataArguments(dataset_dir=str(data)))
