@@ -114,9 +114,13 @@ def test_text_template_processing_is_unchanged_by_the_plugin(tiny_qwen3ts, tmp_p
     assert type(processor) is SupervisedDatasetProcessor
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.slow  # LLaMA-Factory imported twice in fresh processes: ~4 min on a busy 2-core machine
+@pytest.mark.timeout(1200)
 def test_torchrun_relaunch_registers_the_plugin_in_the_worker(tiny_qwen3ts, tmp_path):
-    """`FORCE_TORCHRUN=1 llamafactory-cli train`: LLaMA-Factory re-launches itself under torchrun."""
+    """`FORCE_TORCHRUN=1 llamafactory-cli train`: LLaMA-Factory re-launches itself under torchrun.
+
+    Slow tier; the default tier still checks the start-up hook in a fresh interpreter (above, and
+    test_serve_api's `llamafactory-cli api`); test_deepspeed's runs go through the same relaunch with 2 workers."""
     out = tmp_path / "out"
     args = lf_args(tiny_qwen3ts, out, max_steps=1, per_device_train_batch_size=1, ddp_backend="gloo")
     recipe = tmp_path / "recipe.yaml"
