@@ -4,7 +4,7 @@ Usage: python bench/gdsh_learning.py [--records 400] [--held-out 60] [--minutes 
                                      [--finetuning full|lora] [--seed 0] [--keep DIR]
 
 Design choices:
-- Data: GDSH-like records generated here (the shape of tests/fixtures/gdsh_sample: a Chinese prompt
+- Data: GDSH-like records generated here (the shape of dataset_info/gdsh_sample_source: a Chinese prompt
   naming a process tag, one `<ts><ts/>`, a JSON answer `is_anomaly` / `anomaly_type` / `start` / `end`),
   256-512 points each, one of spike, dip, level_shift, drift, oscillation, flatline at a known span, or
   none. The `reason` field is left out so that generation stays short on CPU.

@@ -2,7 +2,8 @@
 the series are shuffled. Evidence that series reach the decoder aligned with their placeholders.
 
 Usage: python bench/series_ablation.py [--records 960] [--eval 400] [--steps 60] [--minutes 12]
-                                       [--threads 1] [--seed 0] [--no-controls] [--keep DIR]
+                                       [--threads 1] [--seed 0] [--no-controls | --controls NAMES]
+                                       [--keep DIR] [--json PATH]
 
 Design choices:
 - Task (`tsplugin.quickstart.ramps`, shared with `tsplugin quickstart`): each record holds two series of the
@@ -307,6 +308,15 @@ def summary(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def as_json(results: dict[str, Any]) -> dict[str, Any]:
+    """The results of `run` as plain JSON: scores (with their Wilson interval) and training runs."""
+    scores = {name: {"correct": sc.correct, "n": sc.n, "first": sc.first, "donor": sc.donor, "wilson": wilson(sc.correct, sc.n)}
+              for name, sc in results.items() if isinstance(sc, Score)}
+    training = {name: {"seconds": tr.seconds, "steps": tr.steps, "capped": tr.capped, "final_loss": tr.final_loss}
+                for name, tr in results["timings"].items()}
+    return {"scores": scores, "training": training, "total_seconds": results["total_seconds"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=960, help="training records (default 960 = 60 steps x 16)")
@@ -318,10 +328,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall-time cap for all training runs together, a safety net (default 12)")
     parser.add_argument("--length", type=int, default=64, help="points per series (default 64 = 8 patches)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-controls", action="store_true", help="skip the trained_shuffled and text_only runs")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--no-controls", action="store_true", help="skip the trained_shuffled and text_only runs")
+    group.add_argument("--controls", default=",".join(CONTROLS),
+                       help=f"comma list of the extra training runs to do, of {', '.join(CONTROLS)} (default: both)")
     parser.add_argument("--keep", type=Path, default=None, help="keep models and data in this directory")
     parser.add_argument("--verbose", action="store_true", help="show LLaMA-Factory's output (default: WORK/lf.log)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the scores and training times as JSON to this path (what tests/test_series_ablation.py reads)")
     args = parser.parse_args(argv)
+    controls = () if args.no_controls else tuple(name for name in args.controls.split(",") if name)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -330,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         with lf_output_to(None if args.verbose else work / "lf.log") as say:
             results = run(args.records, args.eval, args.steps, args.minutes, args.seed, args.length, work,
-                          controls=() if args.no_controls else CONTROLS, log=lambda *a: say(*a, flush=True))
+                          controls=controls, log=lambda *a: say(*a, flush=True))
     print(summary(results, args))
+    if args.json is not None:
+        args.json.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
     return 0
 
 

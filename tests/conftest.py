@@ -1,13 +1,22 @@
-"""Shared fixtures: tiny models built locally, and in-process LLaMA-Factory runs (no network)."""
+"""Shared test support: tiny models built locally, in-process LLaMA-Factory and tsconvert runs, small
+inputs written in the users' shapes, float tolerances (no network).
+
+Test modules import helpers from here (`from conftest import lf_args`), never from one another or
+from bench/. Larger support lives beside it: _layouts.py (twins of the released checkpoints),
+plan_measure.py (the planner's measurement harness, shared with bench/plan_vs_measured.py) and
+browser_helpers.py (chromium and a LLaMA-Factory server for the browser tier).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from converters.cli import main as tsconvert_main
+from converters.writer import update_dataset_info
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -16,7 +25,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"  # test-only data (chatts_dev: ChatTS's own dev set)
+CHATTS_DEV = FIXTURES / "chatts_dev"
+# The GDSH-shaped sample users see (chat JSON + one CSV per plot); dataset_info/gdsh_sample*.jsonl are its conversion.
+GDSH_SAMPLE = ROOT / "dataset_info" / "gdsh_sample_source"
+GDSH = GDSH_SAMPLE / "gdsh.json"
+GDSH_CSV = GDSH_SAMPLE / "timeseries" / "gdsh"
 
 
 @pytest.fixture(scope="session")
@@ -98,19 +112,14 @@ def free_port() -> int:
 
 
 def write_dataset(directory: Path, name: str, records: list[dict], columns: dict | None = None, **entry) -> Path:
-    """Write records as JSONL plus a dataset_info.json entry; returns the directory."""
+    """Write records as JSONL plus their dataset_info.json entry (through tsconvert's own writer, which
+    keeps the other entries); returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / f"{name}.jsonl", "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    info_path = directory / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info[name] = {
-        "file_name": f"{name}.jsonl",
-        "columns": columns or {"prompt": "input", "response": "output", "timeseries": "timeseries"},
-        **entry,
-    }
-    info_path.write_text(json.dumps(info, indent=2))
+    columns = columns or {"prompt": "input", "response": "output", "timeseries": "timeseries"}
+    update_dataset_info(directory / "dataset_info.json", name, {"file_name": f"{name}.jsonl", "columns": columns, **entry})
     return directory
 
 
@@ -157,9 +166,83 @@ def trainer_losses(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines if "loss" in json.loads(line)]
 
 
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+# --- tsconvert inputs in the users' shape, and the CLI in-process ----------------------------------
+
+
+def write_csv(path: Path, n: int = 40, *, header: str = "timestamp,value", start: float = 1.0, rows: list[str] | None = None,
+              encoding: str = "utf-8", sep: str = ",") -> Path:
+    """A small regular CSV (timestamps one second apart, values start + i*0.5) or the given rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if rows is None:
+        rows = [f"2025-06-01 00:{i // 60:02d}:{i % 60:02d}{sep}{start + i * 0.5}" for i in range(n)]
+    path.write_bytes((header + "\n" + "\n".join(rows) + "\n").encode(encoding))
+    return path
+
+
+def gdsh_record(*images: str, text: str | None = None, answer: str = '{"is_anomaly": false}') -> dict:
+    """A GDSH-style ShareGPT record with one <image> per image."""
+    if text is None:
+        text = "分析：" + "".join("<image>" for _ in images)
+    return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": answer}], "images": list(images)}
+
+
+def write_json(path: Path, records: list, jsonl: bool = False) -> Path:
+    if jsonl:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def tsconvert(args: list[str]) -> int:
+    """`tsconvert ARGS` in-process, single worker (fast, deterministic) unless ARGS say otherwise."""
+    extra = [] if "--workers" in args or args[0] in ("validate", "preview") else ["--workers", "1"]
+    return tsconvert_main([*args, *extra])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def convert_dir(tmp_path: Path, records: list, csvs: dict[str, list[str] | None] | None = None, *extra: str,
+                name: str = "ds", jsonl: bool = False) -> tuple[int, Path]:
+    """Write records + CSVs (name -> rows, None = regular 40-row CSV) under tmp_path and convert."""
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir(exist_ok=True)
+    for fname, rows in (csvs or {}).items():
+        write_csv(csv_dir / fname, rows=rows)
+    src = write_json(tmp_path / ("in.jsonl" if jsonl else "in.json"), records, jsonl=jsonl)
+    out = tmp_path / "out"
+    code = tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", name, "-q", *extra])
+    return code, out
+
+
+# --- tiny models ---------------------------------------------------------------------------------
+
+
+def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True) -> Path:
+    """A tiny random Qwen2/Qwen3 checkpoint + Qwen-style tokenizer without <ts> tokens (what a user has)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    from tsplugin.build.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(ts_tokens=False)
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie, bos_token_id=None,
+                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if model_type == "qwen3":
+        config, cls = Qwen3Config(head_dim=16, **sizes), Qwen3ForCausalLM
+    else:
+        config, cls = Qwen2Config(**sizes), Qwen2ForCausalLM
+    torch.manual_seed(0)
+    cls(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+# A small PatchTST encoder block (qwen_ts tests, two-stage training).
+PATCHTST = {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 32, "num_layers": 2, "num_heads": 4, "ffn_dim": 64}
 
 
 TIMELLM_BLOCK = dict(seq_len=32, pred_len=8, patch_len=8, stride=4, d_model=16, d_ff=16, num_heads=2, num_prototypes=16,

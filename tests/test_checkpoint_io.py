@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from test_init_model import make_base
+from conftest import make_qwen_base
 from tsplugin.cli import main
 
 
@@ -30,9 +30,7 @@ def marker(tmp_path):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    path = tmp_path_factory.mktemp("base") / "qwen3"
-    make_base(path, "qwen3")
-    return path
+    return make_qwen_base(tmp_path_factory.mktemp("base") / "qwen3", "qwen3")
 
 
 def _run(capsys, *argv) -> tuple[int, str]:

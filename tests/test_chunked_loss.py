@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import lf_args, run_lf, trainer_losses
+from conftest import lf_args, make_qwen_base, run_lf, trainer_losses
 
 from tsplugin.models.chunked_loss import chunked_causal_lm_loss
 from tsplugin.models.modeling_ts import set_loss_chunk_size
@@ -170,8 +170,6 @@ def test_set_loss_chunk_size_refuses_other_models_and_negative_sizes(tiny_chatts
 
 
 def test_qwen_ts_model_goes_through_the_same_path(tmp_path, fp_close):
-    from test_qwen_ts import make_qwen_base
-
     from tsplugin.build.build_model import build_qwen_ts
 
     base = make_qwen_base(tmp_path / "base", "qwen2", tie=False)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from converters import cli, writer
-from convert_helpers import GDSH, GDSH_CSV, read_jsonl, run, write_json
+from conftest import GDSH, GDSH_CSV, read_jsonl, tsconvert, write_json
 
 
 def _convert(out: Path, *extra: str) -> int:
-    return run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(out), "--name", "gdsh_sample", *extra])
+    return tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(out), "--name", "gdsh_sample", *extra])
 
 
 def test_sample_converts_every_record_with_exact_values(tmp_path, capsys):
@@ -110,7 +110,7 @@ def test_malformed_json_array_reports_line_and_column(tmp_path, capsys):
     src = tmp_path / "bad.json"
     src.write_text('[\n  {"messages": []},\n  {"messages": [}\n]\n', encoding="utf-8")
     (tmp_path / "csv").mkdir()
-    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err == "tsconvert: error: bad.json: line 3 column 17: invalid JSON: Expecting value. Fix the file at that position.\n"
     assert not (tmp_path / "out" / "bad.jsonl").exists()
@@ -120,7 +120,7 @@ def test_malformed_jsonl_reports_line(tmp_path, capsys):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"messages": []}\n{"messages": [1,}\n', encoding="utf-8")
     (tmp_path / "csv").mkdir()
-    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
     assert capsys.readouterr().err == (
         "tsconvert: error: bad.jsonl: line 2 column 17: invalid JSON: Expecting value. "
         "Fix that line (JSON Lines needs one complete record per line).\n"
@@ -131,12 +131,12 @@ def test_truncated_json_array(tmp_path, capsys):
     src = write_json(tmp_path / "t.json", [{"a": 1}, {"b": 2}])
     src.write_text(src.read_text()[:-3])
     (tmp_path / "csv").mkdir()
-    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path), "-q"]) == 2
+    assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path), "-q"]) == 2
     assert "invalid JSON" in capsys.readouterr().err
 
 
 def test_missing_csv_dir_is_a_usage_error(tmp_path, capsys):
-    assert run([str(GDSH), "--csv-dir", str(tmp_path / "nope"), "-o", str(tmp_path), "-q"]) == 2
+    assert tsconvert([str(GDSH), "--csv-dir", str(tmp_path / "nope"), "-o", str(tmp_path), "-q"]) == 2
     assert capsys.readouterr().err == (
         f"tsconvert: error: --csv-dir {tmp_path / 'nope'}: not a directory. Pass the folder holding the CSV files\n"
     )
@@ -147,8 +147,8 @@ def test_strict_exits_nonzero_on_reject(tmp_path, capsys):
     shutil.copytree(GDSH_CSV, csv_dir)
     next(csv_dir.iterdir()).unlink()
     args = [str(GDSH), "--csv-dir", str(csv_dir), "-o", str(tmp_path), "-q"]
-    assert run(args) == 0
-    assert run([*args, "--strict"]) == 1
+    assert tsconvert(args) == 0
+    assert tsconvert([*args, "--strict"]) == 1
     assert "--strict: 1 record(s) rejected" in capsys.readouterr().err
 
 

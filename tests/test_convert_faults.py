@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from converters import cli, writer
-from convert_helpers import gdsh_record, read_jsonl, run, write_csv, write_json
+from conftest import gdsh_record, read_jsonl, tsconvert, write_csv, write_json
 
 A = "/data/img/a.PV.jpg"
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_output_that_is_the_input_is_refused_before_reading(tmp_path, capsys, ca
         args = ["--name", "x"]
     before = src.read_bytes()
     listing = _listing(out)
-    assert run([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "-q", *args]) == cli.EXIT_USAGE
+    assert tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "-q", *args]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "is the input" in err and str(src) in err and "nothing was read or written" in err
     assert src.read_bytes() == before
@@ -85,7 +85,7 @@ def test_failure_on_the_last_file_rolls_back_the_whole_set(tmp_path, monkeypatch
     src, csv_dir = _small_set(tmp_path, jsonl=False)
     out = tmp_path / "out"
     args = [str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", "ds", "-q"]
-    assert run(args) == 0
+    assert tsconvert(args) == 0
     before = _listing(out)
     write_csv(csv_dir / "s0.csv", n=40, start=100.0)  # the next run would change ds.jsonl
     real_replace = os.replace
@@ -96,7 +96,7 @@ def test_failure_on_the_last_file_rolls_back_the_whole_set(tmp_path, monkeypatch
         return real_replace(src_path, dst)
 
     monkeypatch.setattr(writer.os, "replace", fail_on_info)
-    assert run(args) == cli.EXIT_OUTPUT
+    assert tsconvert(args) == cli.EXIT_OUTPUT
     assert "Input/output error (simulated)" in capsys.readouterr().err
     assert _listing(out) == before  # ds.jsonl, rejects and report rolled back; no temp or backup left
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
@@ -115,7 +115,7 @@ def test_fresh_dir_never_ends_with_jsonl_but_no_report(tmp_path, monkeypatch, ca
         return real_fsync(fd)
 
     monkeypatch.setattr(writer.os, "fsync", full_disk)
-    assert run([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", "ds", "-q"]) == cli.EXIT_OUTPUT
+    assert tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", "ds", "-q"]) == cli.EXIT_OUTPUT
     err = capsys.readouterr().err
     assert "No space left on device. Free disk space; nothing was changed in" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
@@ -149,7 +149,7 @@ def test_unwritable_output_dir_is_an_io_error(tmp_path, monkeypatch, capsys):
     else:
         out.chmod(0o555)
     try:
-        assert run([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "-q"]) == cli.EXIT_OUTPUT
+        assert tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "-q"]) == cli.EXIT_OUTPUT
     finally:
         out.chmod(0o755)
     err = capsys.readouterr().err
@@ -204,7 +204,7 @@ def test_sigkill_leaves_nothing_a_rerun_trips_over_and_workers_die(tmp_path):
     psutil = pytest.importorskip("psutil")
     src, csv_dir = _slow_set(tmp_path)
     clean = tmp_path / "clean"
-    assert run([str(src), "--csv-dir", str(csv_dir), "-o", str(clean), "--name", "ds", "-q"]) == 0
+    assert tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(clean), "--name", "ds", "-q"]) == 0
     out = tmp_path / "out"
     proc = _start(src, csv_dir, out)
     _wait_for_temp(out, proc)
@@ -219,7 +219,7 @@ def test_sigkill_leaves_nothing_a_rerun_trips_over_and_workers_die(tmp_path):
     proc.wait(timeout=60)
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == [], f"workers outlived the killed command: {alive}"
-    assert run([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", "ds", "-q"]) == 0
+    assert tsconvert([str(src), "--csv-dir", str(csv_dir), "-o", str(out), "--name", "ds", "-q"]) == 0
     assert _listing(out) == _listing(clean)  # same bytes as an undisturbed run
     assert sorted(p.name for p in out.iterdir()) == sorted(_listing(clean))  # the stale temp files are gone
 

@@ -14,7 +14,7 @@ from converters import convert as convert_mod
 from converters.encodable import DTYPE_MAX, canonical_dtype, check_encodable
 from converters.errors import RejectError
 from converters.safeio import ReadLimits, read_descriptor
-from convert_helpers import convert_dir, gdsh_record, read_jsonl, run, write_csv
+from conftest import convert_dir, gdsh_record, read_jsonl, tsconvert, write_csv
 
 A = "/home/u/img/a.PV.jpg"
 B = "/home/u/img/b.PV.jpg"
@@ -171,7 +171,7 @@ def test_every_bad_record_becomes_a_reject_kept_byte_faithful(tmp_path, jsonl):
     src.write_text("\n".join(raws) + "\n" if jsonl else "[\n" + ",\n".join(raws) + "\n]\n", encoding="utf-8")
     write_csv(tmp_path / "csv" / "a.PV.csv")
     out = tmp_path / "out"
-    assert run([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(out), "--name", "ds", "-q"]) == 0
+    assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(out), "--name", "ds", "-q"]) == 0
     rows, rejects, report = _outcome(out)
     assert report["input"] == len(raws) and len(rows) == 2
     assert [r["index"] for r in rejects] == [1, 2, 3, 4, 5, 6]

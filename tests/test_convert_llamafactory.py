@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from convert_helpers import GDSH, GDSH_CSV, convert_dir, gdsh_record, run
+from conftest import GDSH, GDSH_CSV, convert_dir, gdsh_record, tsconvert
 
 datasets = pytest.importorskip("datasets")
 parser = pytest.importorskip("llamafactory.data.parser")
@@ -23,7 +23,7 @@ def _load_through_llamafactory(out, name):
 
 
 def test_chatts_output_round_trips(tmp_path):
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", "gdsh_sample", "-q"]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", "gdsh_sample", "-q"]) == 0
     attr, ds, converted = _load_through_llamafactory(tmp_path, "gdsh_sample")
     assert (attr.load_from, attr.formatting, attr.prompt, attr.response) == ("file", "alpaca", "input", "output")
     assert ds.num_rows == 12 and set(ds.column_names) == {"input", "output", "timeseries"}
@@ -53,10 +53,10 @@ def test_sharegpt_output_round_trips_with_system(tmp_path):
 
 
 def test_chatts_dev_entry_shape_matches_ours(tmp_path):
-    from convert_helpers import CHATTS_DEV
+    from conftest import CHATTS_DEV
 
     ref = json.loads((CHATTS_DEV / "dataset_info.json").read_text())["chatts_dev"]
-    run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", "x", "-q"])
+    tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", "x", "-q"])
     ours = json.loads((tmp_path / "dataset_info.json").read_text())["x"]
     assert ours["columns"] == ref["columns"]
 

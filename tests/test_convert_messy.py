@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from convert_helpers import convert_dir, gdsh_record, read_jsonl, write_csv
+from conftest import convert_dir, gdsh_record, read_jsonl, write_csv
 
 A = "/home/wyx/data/images/gdsh/a.PV.jpg"
 B = "/home/wyx/data/images/gdsh/b.PV.jpg"

@@ -14,7 +14,7 @@ from converters.downsample import DOWNSAMPLERS, get_downsampler, lttb_indices
 from converters.errors import InputError, RejectError
 from converters.paths import resolve_csv
 from converters.records import INPUT_FORMATS, get_input_format, parse_record
-from convert_helpers import CHATTS_DEV, GDSH, GDSH_CSV, gdsh_record, read_jsonl, run
+from conftest import CHATTS_DEV, GDSH, GDSH_CSV, gdsh_record, read_jsonl, tsconvert
 
 
 def test_array_stream_matches_json_load_across_tiny_chunks(tmp_path, monkeypatch):
@@ -96,9 +96,9 @@ def test_float_encoding_round_trips_and_fallback_agrees(monkeypatch):
 
 
 def test_conversion_without_orjson_gives_same_values(tmp_path, monkeypatch):
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "a"), "-q"]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "a"), "-q"]) == 0
     monkeypatch.setattr(jsonenc, "orjson", None)
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "b"), "-q"]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path / "b"), "-q"]) == 0
     assert read_jsonl(tmp_path / "a" / "gdsh.jsonl") == read_jsonl(tmp_path / "b" / "gdsh.jsonl")
 
 
@@ -109,7 +109,7 @@ def test_resolve_csv_maps_by_stem(tmp_path):
 
 
 def test_validate_accepts_chatts_dev(capsys):
-    assert run(["validate", str(CHATTS_DEV / "chatts_dev.jsonl")]) == 0
+    assert tsconvert(["validate", str(CHATTS_DEV / "chatts_dev.jsonl")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "chatts_dev.jsonl: 100 records: 100 valid + 0 rejected"
 
 
@@ -123,7 +123,7 @@ def test_validate_flags_each_problem(tmp_path, capsys):
     path = tmp_path / "v.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"input": "<ts><ts/>", "output": "o", "timeseries": [[NaN]]}\n')
     report = tmp_path / "r.json"
-    assert run(["validate", str(path), "--report", str(report)]) == 1
+    assert tsconvert(["validate", str(path), "--report", str(report)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "v.jsonl: record 1 (line 2): 2 <ts><ts/> placeholders but 1 series. Make them equal.",
@@ -140,12 +140,12 @@ def test_validate_flags_each_problem(tmp_path, capsys):
 
 def test_preview_writes_png_with_span(tmp_path):
     pytest.importorskip("matplotlib")
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "-q"]) == 0
-    assert run(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "0,10", "-o", str(tmp_path / "png")]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "-q"]) == 0
+    assert tsconvert(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "0,10", "-o", str(tmp_path / "png")]) == 0
     for i in (0, 10):
         data = (tmp_path / "png" / f"gdsh.rec{i}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    assert run(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "99", "-o", str(tmp_path / "png")]) == 1
+    assert tsconvert(["preview", str(tmp_path / "gdsh.jsonl"), "-r", "99", "-o", str(tmp_path / "png")]) == 1
 
 
 def test_anomaly_span_parsing():
@@ -157,7 +157,7 @@ def test_anomaly_span_parsing():
 
 
 def test_ts_tokens_already_in_text_are_rejected(tmp_path):
-    from convert_helpers import convert_dir
+    from conftest import convert_dir
 
     code, out = convert_dir(tmp_path, [gdsh_record("/a/a.PV.jpg", text="<ts><ts/> <image>")], {"a.PV.csv": None})
     assert read_jsonl(out / "ds.rejects.jsonl")[0]["reason"] == "ts_token_in_text"
@@ -173,12 +173,12 @@ def test_stem_strips_only_image_extensions(tmp_path):
 def test_progress_bar_only_on_a_tty(tmp_path, capsys, monkeypatch):
     import sys
 
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
     assert "rec" not in capsys.readouterr().err  # captured stderr is not a TTY: no bar
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path)]) == 0
     assert "12rec" in capsys.readouterr().err.replace(" ", "")
-    assert run([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--quiet"]) == 0
+    assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -196,7 +196,7 @@ def test_preview_draws_what_it_can_and_names_the_rest(tmp_path, capsys):
     ]
     path = tmp_path / "p.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    assert run(["preview", str(path), "-r", "0-6", "-o", str(tmp_path / "png")]) == 1
+    assert tsconvert(["preview", str(path), "-r", "0-6", "-o", str(tmp_path / "png")]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [str(tmp_path / "png" / "p.rec0.png"), str(tmp_path / "png" / "p.rec5.png")]
     assert err.splitlines() == [
@@ -215,12 +215,12 @@ def test_preview_draws_what_it_can_and_names_the_rest(tmp_path, capsys):
 def test_preview_unusable_arguments_and_files_exit_2(tmp_path, capsys):
     path = tmp_path / "p.jsonl"
     path.write_text('{"input": "<ts><ts/>", "output": "o", "timeseries": [[1, 2]]}\n')
-    assert run(["preview", str(path), "-r", "0-99999999999", "-o", str(tmp_path / "png")]) == 2
-    assert run(["preview", str(path), "-r", "5-2", "-o", str(tmp_path / "png")]) == 2
-    assert run(["preview", str(path), "-o", str(path / "sub")]) == 2
+    assert tsconvert(["preview", str(path), "-r", "0-99999999999", "-o", str(tmp_path / "png")]) == 2
+    assert tsconvert(["preview", str(path), "-r", "5-2", "-o", str(tmp_path / "png")]) == 2
+    assert tsconvert(["preview", str(path), "-o", str(path / "sub")]) == 2
     wide = tmp_path / "w.jsonl"
     wide.write_text(path.read_text(), encoding="utf-16")
-    assert run(["preview", str(wide), "-o", str(tmp_path / "png")]) == 2
+    assert tsconvert(["preview", str(wide), "-o", str(tmp_path / "png")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("tsconvert: error: --records '0-99999999999': '0-99999999999' must be a range low-high")
     assert err[2] == f"tsconvert: error: -o {path / 'sub'}: cannot create the folder: Not a directory. Pick a writable folder"
@@ -243,7 +243,7 @@ def test_validate_names_every_hostile_line_and_never_tracebacks(tmp_path, capsys
     path = tmp_path / "h.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     report = tmp_path / "r.json"
-    assert run(["validate", str(path), "--report", str(report), "-q"]) == 1
+    assert tsconvert(["validate", str(path), "--report", str(report), "-q"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line.split(": ", 2)[1] for line in err.splitlines()] == [f"record {i} (line {i + 1})" for i in (1, 2, 3, 4, 5, 6, 8)]
@@ -252,5 +252,5 @@ def test_validate_names_every_hostile_line_and_never_tracebacks(tmp_path, capsys
     }
     wide = tmp_path / "w.jsonl"
     wide.write_bytes(ok.decode().encode("utf-16") + "\n".encode("utf-16-le"))
-    assert run(["validate", str(wide)]) == 2
+    assert tsconvert(["validate", str(wide)]) == 2
     assert capsys.readouterr().err.startswith(f"tsconvert: error: {wide}: the file is UTF-16 text, not UTF-8")

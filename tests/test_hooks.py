@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, free_port, lf_args, write_dataset
+from converters.writer import update_dataset_info
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -91,9 +92,7 @@ def test_datasets_without_timeseries_use_the_stock_pipeline(tmp_path):
     from llamafactory.hparams import DataArguments
 
     data = write_dataset(tmp_path, "text", [{"instruction": "hi", "output": "hello"}], columns={"prompt": "instruction", "response": "output"})
-    info = json.loads((data / "dataset_info.json").read_text())
-    info["images"] = {"file_name": "text.jsonl", "columns": {"prompt": "instruction", "images": "images"}}
-    (data / "dataset_info.json").write_text(json.dumps(info))
+    update_dataset_info(data / "dataset_info.json", "images", {"file_name": "text.jsonl", "columns": {"prompt": "instruction", "images": "images"}})
     for attr in get_dataset_list(["text", "images"], str(data)):
         assert attr.timeseries is None
         converter = get_dataset_converter("alpaca", attr, DataArguments(dataset_dir=str(data)))
@@ -115,9 +114,13 @@ def test_text_template_processing_is_unchanged_by_the_plugin(tiny_qwen3ts, tmp_p
     assert type(processor) is SupervisedDatasetProcessor
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.slow  # LLaMA-Factory imported twice in fresh processes: ~4 min on a busy 2-core machine
+@pytest.mark.timeout(1200)
 def test_torchrun_relaunch_registers_the_plugin_in_the_worker(tiny_qwen3ts, tmp_path):
-    """`FORCE_TORCHRUN=1 llamafactory-cli train`: LLaMA-Factory re-launches itself under torchrun."""
+    """`FORCE_TORCHRUN=1 llamafactory-cli train`: LLaMA-Factory re-launches itself under torchrun.
+
+    Slow tier; the default tier still checks the start-up hook in a fresh interpreter (above, and
+    test_serve_api's `llamafactory-cli api`); test_deepspeed's runs go through the same relaunch with 2 workers."""
     out = tmp_path / "out"
     args = lf_args(tiny_qwen3ts, out, max_steps=1, per_device_train_batch_size=1, ddp_backend="gloo")
     recipe = tmp_path / "recipe.yaml"

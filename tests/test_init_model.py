@@ -5,21 +5,14 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from conftest import make_qwen_base
 from tsplugin.cli import main
 from tsplugin.build.init_model import PRESETS, build_model, ts_block
 from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
 from tsplugin.processing import TimeSeriesProcessor
-from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
+from tsplugin.build.tokenizer import ts_token_ids
 
 EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
 
@@ -106,23 +99,10 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert "--patch-size must be positive" in capsys.readouterr().err
 
 
-def make_base(path, family):
-    """A tiny plain Qwen2/Qwen3 checkpoint with the local tokenizer, without the ts tokens."""
-    tokenizer = build_tokenizer(ts_tokens=False)
-    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-    torch.manual_seed(0)
-    if family == "qwen3":
-        model = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tokenizer), head_dim=8, tie_word_embeddings=False, **sizes))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, **sizes))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return model, tokenizer
-
-
 @pytest.mark.parametrize("family,arch", [("qwen3", "qwen3ts"), ("qwen2", "chatts")])
 def test_cli_base_adds_tokens_and_encoder_keeps_weights(tmp_path, capsys, family, arch):
-    base_model, base_tok = make_base(tmp_path / "base", family)
+    base = make_qwen_base(tmp_path / "base", family, tie=False)
+    base_model, base_tok = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     assert "<ts>" not in base_tok.get_vocab()
     out = tmp_path / "ts"
     assert main(["init-model", "-o", str(out), "--base", str(tmp_path / "base")]) == 0
@@ -150,7 +130,7 @@ def test_cli_base_adds_tokens_and_encoder_keeps_weights(tmp_path, capsys, family
 
 
 def test_base_with_conflicting_arch_is_refused(tmp_path, capsys):
-    make_base(tmp_path / "base", "qwen3")
+    make_qwen_base(tmp_path / "base", "qwen3")
     code = main(["init-model", "-o", str(tmp_path / "o"), "--base", str(tmp_path / "base"), "--arch", "chatts"])
     assert code == 2
     assert "is a qwen3 checkpoint, which becomes --arch qwen3ts, not chatts" in capsys.readouterr().err

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 
 from conftest import lf_args, run_lf
 from tsplugin.cli import main
-from tsplugin.monitor import Row, Thresholds, analyze, read_rows
+from tsplugin.monitor import Row, Thresholds, analyze, monitor, read_rows
 
 
 def _write_run(out, losses, grad_norms=None, total=None, finished=True):
@@ -104,25 +102,46 @@ def test_usage_errors_exit_1(tmp_path, capsys):
     assert code == 1 and "no trainer_log.jsonl or trainer_state.json with training steps" in cap.err
 
 
+class FakeTime:
+    """A clock that moves only when the monitor sleeps; `on_sleep(n)` runs after the n-th sleep (the
+    training run writing its logs between two polls)."""
+
+    def __init__(self, on_sleep=None):
+        self.now, self.sleeps, self.on_sleep = 0.0, [], on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))
+
+
 def test_follow_waits_for_the_run_to_finish(tmp_path, capsys):
     out = _write_run(tmp_path / "run", [2.0, 1.9], total=4, finished=False)
 
-    def finish():
-        time.sleep(0.6)
-        _write_run(out, [2.0, 1.9, 1.8, 1.7])
+    def training(n):  # step 3 lands after the first poll, steps 4 and all_results.json after the third
+        if n == 1:
+            _write_run(out, [2.0, 1.9, 1.8], total=4, finished=False)
+        if n == 3:
+            _write_run(out, [2.0, 1.9, 1.8, 1.7])
 
-    writer = threading.Thread(target=finish)
-    writer.start()
-    code, cap = _monitor(capsys, out, "--follow", "--interval", "0.2", "--timeout", "30", "--no-plot")
-    writer.join()
-    assert code == 0 and cap.out.splitlines()[-1] == "healthy: step 4/4, last loss 1.7000, 0 warning(s)"
-    assert sum(line.split()[0] == "3/4" for line in cap.out.splitlines()) == 1  # each step shown once
+    fake = FakeTime(training)
+    code = monitor(out, follow=True, interval=0.2, timeout=30, clock=fake.clock, sleep=fake.sleep)
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[-1] == "healthy: step 4/4, last loss 1.7000, 0 warning(s)"
+    assert fake.sleeps == [0.2, 0.2, 0.2]  # four polls, the last one finds the run finished
+    assert [line.split()[0] for line in lines[1:-1]] == ["1/4", "2/4", "3/4", "4/4"]  # each step shown once, in order
 
 
 def test_follow_timeout_on_a_stalled_run(tmp_path, capsys):
     out = _write_run(tmp_path / "run", [2.0], total=4, finished=False)
-    code, cap = _monitor(capsys, out, "--follow", "--interval", "0.1", "--timeout", "0.3", "--no-plot")
-    assert code == 0 and "stopped following after --timeout 0.3 s; the run has not finished" in cap.out
+    fake = FakeTime()
+    code = monitor(out, follow=True, interval=1.0, timeout=3.0, clock=fake.clock, sleep=fake.sleep)
+    assert code == 0 and "stopped following after --timeout 3 s; the run has not finished" in capsys.readouterr().out
+    assert fake.sleeps == [1.0, 1.0, 1.0]  # polls at 0, 1, 2 and 3 s; at 3 s the timeout has passed
 
 
 def test_real_tiny_run(tiny_qwen3ts, tmp_path, capsys):

@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from conftest import lf_args, write_dataset
-from convert_helpers import convert_dir, read_jsonl, run, write_csv
+from conftest import convert_dir, lf_args, read_jsonl, tsconvert, write_csv, write_dataset
 
 from tsplugin.processing.placeholders import (
     IMAGE,
@@ -64,7 +63,7 @@ def _validate_code(tmp_path, system, turns, n):
     path = tmp_path / "v.jsonl"
     path.write_text(json.dumps({"messages": _messages(system, turns), "timeseries": _series(n)}) + "\n")
     report = tmp_path / "v.report.json"
-    code = run(["validate", str(path), "-q", "--report", str(report)])
+    code = tsconvert(["validate", str(path), "-q", "--report", str(report)])
     reasons = json.loads(report.read_text())["rejected_by_reason"]
     assert code == (1 if reasons else 0)
     return next(iter(reasons), None)
@@ -181,7 +180,7 @@ def test_converter_moves_misplaced_images_only_when_asked_and_the_result_validat
     assert line["input"] == "<ts><ts/>\nOdd?\n<ts><ts/>" and line["output"] == "Yes,  spikes." and line["system"] == "You see ."
     report = json.loads((out / "ds.report.json").read_text())
     assert report["notes"]["placeholders_moved"] == 2 and report["options"]["misplaced_placeholders"] == "move"
-    assert run(["validate", str(out / "ds.jsonl"), "-q"]) == 0
+    assert tsconvert(["validate", str(out / "ds.jsonl"), "-q"]) == 0
 
 
 def test_openai_image_part_in_an_answer_is_rejected(tmp_path):

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from conftest import FIXTURES, ROOT, lf_args, run_lf
+from conftest import GDSH_CSV, ROOT, lf_args, run_lf
 
-CSV = FIXTURES / "gdsh_sample/timeseries/gdsh/gdsh_second_20250601_PIC-3105.PV.csv"
+CSV = GDSH_CSV / "gdsh_second_20250601_PIC-3105.PV.csv"
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +70,15 @@ def test_merged_dir_reloads_without_remote_code_and_answers(trained):
 
 
 def test_chat_cli_answers_one_question(trained):
+    """`python -m tsplugin.chat ARGS` is `tsplugin chat ARGS` (in-process `tsplugin chat` is tested with the layout twins)."""
     _, _, merged = trained
     result = subprocess.run(
-        [sys.executable, "-m", "tsplugin.cli", "chat", "--model", str(merged), "--template", "chatts8b_nothink",
+        [sys.executable, "-m", "tsplugin.chat", "--model", str(merged), "--template", "chatts8b_nothink",
          "--csv", str(CSV), "--max-new-tokens", "4", "Any anomaly?"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip(), "no answer printed"
 
 
 def test_batch_prediction_with_generate_on_a_time_series_test_set(trained, tmp_path):

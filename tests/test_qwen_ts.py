@@ -8,36 +8,15 @@ import math
 import pytest
 import torch
 
-from conftest import lf_args, run_lf, trainer_losses, write_dataset
+from conftest import PATCHTST, lf_args, make_qwen_base, run_lf, trainer_losses, write_dataset
 
 from tsplugin.build.build_model import build_qwen_ts
 from tsplugin.models.encoders import ENCODERS, build_encoder, get_encoder, register_encoder
 from tsplugin.models.projectors import PROJECTORS, build_projector, get_projector, register_projector
 
-PATCHTST = {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 32, "num_layers": 2, "num_heads": 4, "ffn_dim": 64}
 # Small geometry per encoder, for the flags each one takes (registry-wide tests use these).
 SMALL_FLAGS = {"chatts_mlp": {"patch_len": 8}, "patchtst": PATCHTST,
                "timellm": {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 16, "num_heads": 2}}
-
-
-def make_qwen_base(directory, model_type: str = "qwen3", tie: bool = True):
-    """A tiny random Qwen2/Qwen3 checkpoint + Qwen-style tokenizer without <ts> tokens (what a user has)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
-
-    from tsplugin.build.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer(ts_tokens=False)
-    sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie, bos_token_id=None,
-                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    if model_type == "qwen3":
-        config, cls = Qwen3Config(head_dim=16, **sizes), Qwen3ForCausalLM
-    else:
-        config, cls = Qwen2Config(**sizes), Qwen2ForCausalLM
-    torch.manual_seed(0)
-    cls(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Every shipped recipe: the header comment, LLaMA-Factory's own argument parsing (unknown keys fail),
-the safe defaults of GPU training recipes, DeepSpeed JSON files, and header numbers == `tsplugin plan`."""
+the safe defaults of GPU training recipes, DeepSpeed JSON files, and header numbers == `tsplugin plan`.
+Their dataset_dir, dataset_info/: every entry is a file of its own, and its files are tsconvert's output
+of the sample next to them (a clone works without tests/)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import GDSH, GDSH_CSV, ROOT, tsconvert
 
 RECIPES_DIR = ROOT / "yaml_recipes"
+DATASET_DIR = ROOT / "dataset_info"
 RECIPES = sorted(p.name for p in RECIPES_DIR.glob("*.yaml"))
 CPU_RECIPES = {"tiny_cpu_demo.yaml", "tiny_cpu_export.yaml", "tiny_cpu_predict.yaml"}
 HEADER_KEYS = ("Card:", "Peak memory", "Edit:", "Launch:")
@@ -185,3 +188,35 @@ def test_deepspeed_json(path):
     assert ("offload_param" in config["zero_optimization"]) == ("offload" in path.name)
     used = {load(n).get("deepspeed") for n in RECIPES}
     assert f"yaml_recipes/deepspeed/{path.name}" in used, f"{path.name} is used by no recipe"
+
+
+def test_dataset_info_points_at_its_own_files():
+    """dataset_info/ is the recipes' dataset_dir: every entry is a file in that folder (nothing in tests/)."""
+    entries = json.loads((DATASET_DIR / "dataset_info.json").read_text(encoding="utf-8"))
+    assert entries
+    for name, entry in entries.items():
+        path = (DATASET_DIR / entry["file_name"]).resolve()
+        assert path.parent == DATASET_DIR.resolve() and path.is_file(), f"dataset_info.json entry {name!r} points at {entry['file_name']}"
+
+
+@pytest.mark.parametrize("name", [n for n in RECIPES if load(n).get("dataset_dir") == "dataset_info"])
+def test_recipe_datasets_are_in_dataset_info_unless_marked_yours(name):
+    """A dataset a recipe names in dataset_info/ exists there, unless its line says to edit it (your own data)."""
+    entries = json.loads((DATASET_DIR / "dataset_info.json").read_text(encoding="utf-8"))
+    lines = (RECIPES_DIR / name).read_text(encoding="utf-8").splitlines()
+    for key in ("dataset", "eval_dataset"):
+        line = next((line for line in lines if line.startswith(f"{key}:")), None)
+        if line is None or "# edit" in line:
+            continue
+        for dataset in str(load(name)[key]).split(","):
+            assert dataset.strip() in entries, f"{name}: {key} {dataset!r} is not in dataset_info/dataset_info.json"
+
+
+def test_dataset_info_files_are_tsconvert_output_of_the_sample_beside_them(tmp_path):
+    """Converting dataset_info/gdsh_sample_source as its report says writes dataset_info/'s files byte for byte."""
+    for name, extra in (("gdsh_sample", []), ("gdsh_sample_sharegpt", ["--format", "sharegpt"])):
+        assert tsconvert([str(GDSH), "--csv-dir", str(GDSH_CSV), "-o", str(tmp_path), "--name", name, "-q", *extra]) == 0
+    shipped = sorted(p.name for p in DATASET_DIR.iterdir() if p.is_file())
+    assert shipped == sorted(p.name for p in tmp_path.iterdir())
+    for file_name in shipped:
+        assert (tmp_path / file_name).read_bytes() == (DATASET_DIR / file_name).read_bytes(), file_name

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FIXTURES, ROOT
+from conftest import GDSH_CSV, ROOT
 
 openai = pytest.importorskip("openai", reason="the API tests call the server with the official openai client (dev extra)")
 
 TEMPLATE = "chatts8b_nothink"
 NEW_TOKENS = 8
-CSV = FIXTURES / "gdsh_sample/timeseries/gdsh/gdsh_second_20250601_PIC-3105.PV.csv"
+CSV = GDSH_CSV / "gdsh_second_20250601_PIC-3105.PV.csv"
 BIN = Path(sys.executable).parent
 
 

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import lf_args, run_lf, write_dataset
-from convert_helpers import run
+from conftest import lf_args, run_lf, tsconvert, write_dataset
 
 from tsplugin.processing.series_values import series_problem
 
@@ -67,7 +66,7 @@ def test_validate_agrees_with_training_on_values(tmp_path):
     rows = [_record(GOOD), _record([1e308] * 4), _record([1, 10**400]), _record(["1.0", "2.0"]), _record([False, 1.0])]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = tmp_path / "r.json"
-    assert run(["validate", str(path), "-q", "--report", str(report)]) == 1
+    assert tsconvert(["validate", str(path), "-q", "--report", str(report)]) == 1
     assert json.loads(report.read_text())["rejected_by_reason"] == {"magnitude": 2, "non_numeric": 2}
 
 

@@ -15,8 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_lf, trainer_losses
-from test_qwen_ts import PATCHTST, make_qwen_base
+from conftest import PATCHTST, ROOT, make_qwen_base, run_lf, trainer_losses
 
 from tsplugin.build.build_model import build_qwen_ts
 

@@ -6,13 +6,15 @@ The browser tests (`-m browser`, tests/test_webui_browser.py) drive the same cod
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import GDSH_CSV, ROOT
+from converters.writer import update_dataset_info
 
-CSV_DIR = ROOT / "tests" / "fixtures" / "gdsh_sample" / "timeseries" / "gdsh"
+CSV_DIR = GDSH_CSV
 CSV_A = CSV_DIR / "gdsh_second_20250601_PIC-3105.PV.csv"
 TEMPLATE = "chatts8b_nothink"
 
@@ -204,9 +206,8 @@ def test_train_tab_lists_time_series_datasets_and_plots_their_preview(tmp_path):
 
     from tsplugin.webui.train_tab import template_for_path
 
-    info = json.loads((ROOT / "dataset_info" / "dataset_info.json").read_text())
-    info["plain_alpaca"] = {"file_name": "x.json"}
-    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    shutil.copy(ROOT / "dataset_info" / "dataset_info.json", tmp_path)
+    update_dataset_info(tmp_path / "dataset_info.json", "plain_alpaca", {"file_name": "x.json"})
     choices = list_datasets(str(tmp_path), "Supervised Fine-Tuning").choices
     assert ("gdsh_sample (time series)", "gdsh_sample") in choices
     assert ("gdsh_sample_sharegpt (time series)", "gdsh_sample_sharegpt") in choices

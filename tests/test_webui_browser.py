@@ -8,7 +8,6 @@ skipped with the reason where chromium, chromedriver or selenium is missing.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -18,11 +17,11 @@ import pytest
 import yaml
 
 from browser_helpers import browser_paths, chromium, llamafactory_server
-from conftest import ROOT
+from conftest import GDSH_CSV, ROOT
 
 pytestmark = pytest.mark.browser
 
-CSV_DIR = ROOT / "tests" / "fixtures" / "gdsh_sample" / "timeseries" / "gdsh"
+CSV_DIR = GDSH_CSV
 CSV_A = CSV_DIR / "gdsh_second_20250601_PIC-3105.PV.csv"  # real series shipped with the repo (4,749 points)
 CSV_B = CSV_DIR / "gdsh_second_20250604_TI-2201.PV.csv"
 TEMPLATE = "chatts8b_nothink"
@@ -159,9 +158,6 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         {"lang": "en", "hub_name": "huggingface", "last_model": "Custom", "path_dict": {"Custom": str(cli_model)}, "cache_dir": None}
     ))
     shutil.copytree(ROOT / "dataset_info", tmp_path / "data")  # LlamaBoard's default dataset dir
-    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(
-        {k: v for k, v in json.loads((ROOT / "dataset_info" / "dataset_info.json").read_text()).items() if k != "chatts_dev"}
-    ))
     with llamafactory_server(["webui"], tmp_path, tmp_path / "webui.log") as url, chromium(tmp_path / "profile") as driver:
         driver.get(url)
         # the local time-series model got its template

@@ -197,8 +197,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--profile", default=None,
                         help="encoding profile (prefix format, last-patch padding) instead of the detected one; "
                         "`tsplugin inspect MODEL` shows the detected one")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="most tokens the answer may have (default 128)")
+    parser.add_argument("--device", default="cpu", help="torch device to run on: cpu, cuda, cuda:1, ... (default cpu)")
     parser.set_defaults(func=run)
 
 

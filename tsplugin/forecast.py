@@ -122,7 +122,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="--csv: comma-separated columns to forecast")
     p.add_argument("--scaling", type=Path, help="--csv: NAME.scaling.json of `tsconvert forecast` (z-score in, units out)")
     p.add_argument("-o", "--output", type=Path, help="--data: write predictions JSONL here (default: print)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="--data: records per forward pass (default 16)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
     return p

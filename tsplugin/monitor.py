@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 TRAINER_LOG = "trainer_log.jsonl"
 TRAINER_STATE = "trainer_state.json"
@@ -268,10 +268,15 @@ def _finished(output_dir: Path, rows: list[Row]) -> bool:
 
 
 def monitor(output_dir: Path, follow: bool = False, interval: float = 5.0, timeout: float | None = None,
-            limits: Thresholds | None = None, plot: Path | None = None, out: Any = None) -> int:
-    """Print the table (new rows as they come when following), warnings, summary; write the plot."""
+            limits: Thresholds | None = None, plot: Path | None = None, out: Any = None,
+            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Print the table (new rows as they come when following), warnings, summary; write the plot.
+
+    `clock` (seconds) and `sleep` drive the --follow loop: one poll, then `sleep(interval)`, until the
+    run ends or `timeout` seconds by `clock` have passed (tests pass their own to run without waiting).
+    """
     limits, out = limits or Thresholds(), out or sys.stdout
-    start, shown, warned = time.monotonic(), 0, 0
+    start, shown, warned = clock(), 0, 0
     rows: list[Row] = []
     reported: set[str] = set()
     while True:
@@ -295,10 +300,10 @@ def monitor(output_dir: Path, follow: bool = False, interval: float = 5.0, timeo
         out.flush()
         if not follow or _finished(output_dir, rows):
             break
-        if timeout is not None and time.monotonic() - start >= timeout:
+        if timeout is not None and clock() - start >= timeout:
             print(f"stopped following after --timeout {timeout:g} s; the run has not finished", file=out)
             break
-        time.sleep(interval)
+        sleep(interval)
     if not rows:
         print(
             f"{output_dir}: no {TRAINER_LOG} or {TRAINER_STATE} with training steps; pass the `output_dir` of a "
@@ -321,12 +326,12 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("output_dir", type=Path, help="the run's output_dir (holds trainer_log.jsonl)")
     p.add_argument("--follow", "-f", action="store_true", help="keep polling until training ends")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow (5)")
-    p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
-    p.add_argument("--max-grad-norm", type=float, default=10.0, help="warn above this grad norm (10)")
-    p.add_argument("--spike-factor", type=float, default=3.0, help="loss spike: loss > factor x running median (3)")
-    p.add_argument("--patience", type=int, default=3, help="consecutive flagged steps that count as divergence (3)")
-    p.add_argument("--plot", type=Path, default=None, help=f"where to write the curves (OUTPUT_DIR/{PLOT_NAME})")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow (default 5)")
+    p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds (default: follow until the run ends)")
+    p.add_argument("--max-grad-norm", type=float, default=10.0, help="warn above this grad norm (default 10)")
+    p.add_argument("--spike-factor", type=float, default=3.0, help="loss spike: loss > factor x running median of the last 20 logged losses (default 3)")
+    p.add_argument("--patience", type=int, default=3, help="consecutive flagged logged steps that count as divergence (default 3)")
+    p.add_argument("--plot", type=Path, default=None, help=f"where to write the curves, a PNG (default OUTPUT_DIR/{PLOT_NAME})")
     p.add_argument("--no-plot", action="store_true", help="do not write the curves")
     p.set_defaults(func=_main)
 

@@ -17,8 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-INT_FLAGS = ("seq_len", "pred_len", "patch_len", "stride", "d_model", "d_ff", "num_heads", "num_prototypes", "prototype_vocab",
-             "top_k_lags")
+# The integer keys of the forecast block, with their --help. The defaults named here are
+# tsplugin.models.timellm.FORECAST_DEFAULTS (not imported: `tsplugin --help` stays free of transformers;
+# tests/test_cli_help.py checks they agree).
+INT_FLAG_HELP: dict[str, str] = {
+    "seq_len": "input window, in points (default 512)",
+    "pred_len": "forecast horizon, in points (default 96)",
+    "patch_len": "points per patch (default 16)",
+    "stride": "points between the starts of two patches (default 8)",
+    "d_model": "patch embedding width, in channels (default 32)",
+    "d_ff": "LLM hidden channels the head reads, also the reprogramming key width per head (default 32)",
+    "num_heads": "reprogramming attention heads (default 8)",
+    "num_prototypes": "text prototypes the patches are reprogrammed onto (default 1000)",
+    "prototype_vocab": "word-embedding rows the prototypes mix (default None: the whole vocabulary)",
+    "top_k_lags": "autocorrelation lags the prompt names (default 5)",
+}
+INT_FLAGS = tuple(INT_FLAG_HELP)
 
 
 def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, Any] | None = None, seed: int = 0,
@@ -50,13 +64,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--llm", required=True, type=Path, help="local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
     parser.add_argument("-o", "--output", required=True, type=Path, help="directory to write the model to")
-    for flag in INT_FLAGS:
-        parser.add_argument("--" + flag.replace("_", "-"), type=int, default=None,
-                            help=f"forecast block `{flag}` (default: see tsplugin.models.timellm.FORECAST_DEFAULTS)")
-    parser.add_argument("--dropout", type=float, default=None, help="dropout of the patch embedding, attention and head (default 0.1)")
-    parser.add_argument("--description", default=None, help="the dataset description Time-LLM's prompt opens with")
+    for flag, help_text in INT_FLAG_HELP.items():
+        parser.add_argument("--" + flag.replace("_", "-"), type=int, default=None, help=f"forecast block `{flag}`: {help_text}")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="forecast block `dropout`: dropout probability of the patch embedding, attention and head (default 0.1)")
+    parser.add_argument("--description", default=None,
+                        help="forecast block `description`: the dataset description Time-LLM's prompt opens with (default 'A time series.')")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="dtype of the written weights")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="dtype of the written weights (default float32)")
     parser.set_defaults(func=run)
     return parser
 

@@ -230,7 +230,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--encoder-param", type=_parse_param, action="append", default=[], metavar="KEY=VALUE",
                         help="any other key of the encoder block (JSON value), repeatable")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="dtype of the written weights")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="dtype of the written weights (default float32)")
     parser.set_defaults(func=run)
     return parser
 

@@ -218,9 +218,9 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="checkpoint directory, or a Hub ID (ORG/NAME) already in the local HF cache")
-    parser.add_argument("--gpu-mem", default="2080ti", help="card for the plan line: GiB or a name (2080ti, 3090, a100-40, a100-80)")
-    parser.add_argument("--series-length", type=int, default=5000, help="points of the longest series, for the plan line")
-    parser.add_argument("--text-tokens", type=int, default=512, help="text tokens of the longest record, for the plan line")
+    parser.add_argument("--gpu-mem", default="2080ti", help="card for the plan line: GiB or a name (2080ti, 3090, a100-40, a100-80) (default 2080ti)")
+    parser.add_argument("--series-length", type=int, default=5000, help="points of the longest series, for the plan line (default 5000)")
+    parser.add_argument("--text-tokens", type=int, default=512, help="text tokens of the longest record, for the plan line (default 512)")
     parser.add_argument("--profile", default=None, help="show the result with this profile (as `timeseries_profile` would)")
     parser.set_defaults(func=run)
 

@@ -242,8 +242,8 @@ def format_scores(s: AnomalyScores) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred-key", default="predict", help="field holding the model's answer (predict)")
-    parser.add_argument("--label-key", default="label", help="field holding the reference answer (label)")
+    parser.add_argument("--pred-key", default="predict", help="field holding the model's answer (default predict)")
+    parser.add_argument("--label-key", default="label", help="field holding the reference answer (default label)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the scores as JSON to OUT")
 
 

@@ -269,11 +269,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tsplugin.eval.forecast` (the same as `tsplugin eval forecast`)."""
-    parser = argparse.ArgumentParser(prog="tsplugin eval forecast", description=__doc__.split("\n\n")[0])
-    parser.add_argument("predictions", type=Path, help="LLaMA-Factory generated_predictions.jsonl (predict, label)")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m tsplugin.eval.forecast ARGS` is `tsplugin eval forecast ARGS` (one parser, in tsplugin.eval.cli)."""
+    from tsplugin.cli import main as tsplugin_main  # lazy: tsplugin.cli imports this module to build its parser
+
+    return tsplugin_main(["eval", "forecast", *(sys.argv[1:] if argv is None else argv)])
 
 
 __all__ = ["ForecastEvalError", "Windows", "add_arguments", "evaluate_forecast", "format_report", "load_windows",

@@ -127,19 +127,20 @@ def add_parser(subparsers: Any) -> None:
         "plan", help="peak GPU memory of a QLoRA/LoRA step, part by part, and settings that fit (--fit)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="chatts-14b", help=f"a preset ({', '.join(PRESETS)}) or a directory with config.json")
-    parser.add_argument("--gpu-mem", default="2080ti", help=f"card memory in GiB or a card name ({', '.join(GPUS)})")
+    parser.add_argument("--model", default="chatts-14b", help=f"a preset ({', '.join(PRESETS)}) or a directory with config.json (default chatts-14b)")
+    parser.add_argument("--gpu-mem", default="2080ti", help=f"card memory in GiB or a card name ({', '.join(GPUS)}) (default 2080ti)")
     parser.add_argument("--series-length", type=int, default=5000, help="points of the longest series (default 5000)")
     parser.add_argument("--series-count", type=int, default=1, help="series in one record (default 1)")
     parser.add_argument("--text-tokens", type=int, default=512, help="text tokens of the longest record (default 512)")
     parser.add_argument("--cutoff-len", type=int, default=None, help="the recipe's cutoff_len (default: what series + text need)")
     parser.add_argument("--quant", choices=["4", "8", "none"], default="4", help="quantization_bit (default 4)")
-    parser.add_argument("--lora-rank", type=int, default=8)
-    parser.add_argument("--lora-target", default="all", help="`all` or a comma list (q_proj,k_proj,v_proj,...)")
-    parser.add_argument("--batch-size", type=int, default=1, help="per_device_train_batch_size")
+    parser.add_argument("--lora-rank", type=int, default=8, help="lora_rank (default 8)")
+    parser.add_argument("--lora-target", default="all", help="lora_target: `all` or a comma list (q_proj,k_proj,v_proj,...) (default all)")
+    parser.add_argument("--batch-size", type=int, default=1, help="per_device_train_batch_size, in records (default 1)")
     parser.add_argument("--no-gradient-checkpointing", action="store_true", help="disable_gradient_checkpointing: true")
     parser.add_argument("--use-unsloth-gc", action="store_true", help="offload checkpointed hidden states to CPU RAM")
-    parser.add_argument("--optim", default="adamw_bnb_8bit", choices=["adamw_bnb_8bit", "paged_adamw_8bit", "adamw_torch"])
+    parser.add_argument("--optim", default="adamw_bnb_8bit", choices=["adamw_bnb_8bit", "paged_adamw_8bit", "adamw_torch"],
+                        help="optim: the optimizer whose state is counted (default adamw_bnb_8bit)")
     parser.add_argument("--train-encoder", action="store_true", help="additional_target: ts_encoder (encoder trained in fp32)")
     parser.add_argument("--gpus", type=int, default=1, help="cards sharing the model under DeepSpeed ZeRO-3 (default 1)")
     parser.add_argument("--chunked-loss", type=int, default=0, metavar="N",

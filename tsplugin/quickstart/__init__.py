@@ -57,7 +57,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def work_root(start: Path) -> Path:
     """The tsfactory clone containing `start` (its recipes and runs/ live there), else `start`."""
     for candidate in [start, *start.parents]:
-        if (candidate / "yaml_recipes" / RECIPES[0]).is_file() and (candidate / "tsplugin" / "quickstart.py").is_file():
+        if (candidate / "yaml_recipes" / RECIPES[0]).is_file() and (candidate / "tsplugin" / "quickstart" / "__init__.py").is_file():
             return candidate
     return start
 

@@ -14,7 +14,7 @@ from pathlib import Path
 # name under tsplugin/_bundled/ in a wheel -> path in the repository
 BUNDLED: dict[str, str] = {
     "yaml_recipes": "yaml_recipes",
-    "gdsh_sample": "tests/fixtures/gdsh_sample",
+    "gdsh_sample": "dataset_info/gdsh_sample_source",  # what dataset_info/gdsh_sample*.jsonl were converted from
 }
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_bundled"  # tsplugin/_bundled
 REPO_ROOT = Path(__file__).resolve().parents[2]
