@@ -167,8 +167,9 @@ def test_help_lists_the_exit_codes():
 
 # --- kills ----------------------------------------------------------------------------------------
 
-def _slow_set(tmp_path: Path, n: int = 160) -> tuple[Path, Path]:
-    """Enough work (160 records x 3000-point CSVs) that a kill lands mid-conversion."""
+def _slow_set(tmp_path: Path, n: int = 800) -> tuple[Path, Path]:
+    """Enough work (800 records x 3000-point CSVs, ~3 s of writing) that a kill lands mid-conversion even when
+    the test process is starved for a while on a loaded machine (160 records finished first once)."""
     csv_dir = tmp_path / "csv"
     rows = [f"2025-06-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{(i * 7919) % 1000 / 10}" for i in range(3000)]
     write_csv(csv_dir / "s0.csv", rows=rows)
