@@ -22,6 +22,7 @@ import torch
 from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from tsplugin.models.placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
 from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
+from tsplugin.processing.positions import positions_formula
 
 
 def past_length(past_key_values: Any) -> int:
@@ -115,7 +116,7 @@ class TimeSeriesCausalLMMixin:
     ) -> torch.Tensor:
         """Return `inputs_embeds` with every `<ts>` position replaced by the next patch embedding."""
         features, _ = self.ts_encoder(timeseries)  # (P, hidden)
-        rule = f"ceil(length / patch_size={self.config.ts['patch_size']})"
+        rule = positions_formula(self.config.ts)
         return scatter_ts_features(input_ids, inputs_embeds, features, self._ts_token_id(), timeseries.shape[0], rule)
 
     def _dummy_encoder_term(self, like: torch.Tensor) -> torch.Tensor:
