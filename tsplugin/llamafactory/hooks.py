@@ -239,13 +239,30 @@ def hook_converter(module: ModuleType) -> None:
     _wrap(module, "align_dataset", make_align)
 
 
+class _PluginNotReady(Exception):
+    """`tsplugin.llamafactory.mm_plugin` is itself importing LLaMA-Factory (it was imported first): its
+    class does not exist yet. `on_import` keeps the hook pending; the module's last line runs it."""
+
+
+_MM_PLUGIN_MODULE = "tsplugin.llamafactory.mm_plugin"
+_pending: dict[str, ModuleType] = {}
+
+
+def _timeseries_plugin() -> type:
+    """TimeSeriesPlugin, or _PluginNotReady while its module is half-initialised (see `finish_pending`)."""
+    partial = sys.modules.get(_MM_PLUGIN_MODULE)
+    if partial is not None and not hasattr(partial, "TimeSeriesPlugin"):
+        raise _PluginNotReady
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+    return TimeSeriesPlugin
+
+
 def hook_mm_plugin(module: ModuleType) -> None:
     """`register_mm_plugin("timeseries", TimeSeriesPlugin)`."""
     _require(module, "register_mm_plugin", "PLUGINS", "BasePlugin")
     if "timeseries" not in module.PLUGINS:
-        from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
-
-        module.register_mm_plugin("timeseries", TimeSeriesPlugin)
+        module.register_mm_plugin("timeseries", _timeseries_plugin())
 
 
 def hook_template(module: ModuleType) -> None:
@@ -773,8 +790,20 @@ def on_import(name: str, module: ModuleType) -> None:
     hook = HOOKS.get(name)
     if hook is None or not _version_ok():
         return
-    hook(module)
+    try:
+        hook(module)
+    except _PluginNotReady:
+        _pending[name] = module
+        return
+    _pending.pop(name, None)
     _applied.add(name)
+
+
+def finish_pending() -> None:
+    """Apply the hooks that waited for `tsplugin.llamafactory.mm_plugin` (called at its end): importing
+    that module before LLaMA-Factory makes LLaMA-Factory run them while the module is half-initialised."""
+    for name, module in list(_pending.items()):
+        on_import(name, module)
 
 
 def applied() -> set[str]:
