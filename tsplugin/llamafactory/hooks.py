@@ -18,6 +18,8 @@ changes shape.
 
 from __future__ import annotations
 
+# lazy imports: this module loads in every Python process (the .pth start-up hook); each hook imports its implementation when LLaMA-Factory runs it.
+
 import functools
 import logging
 import os
@@ -241,7 +243,8 @@ def hook_converter(module: ModuleType) -> None:
 
 class _PluginNotReady(Exception):
     """`tsplugin.llamafactory.mm_plugin` is itself importing LLaMA-Factory (it was imported first): its
-    class does not exist yet. `on_import` keeps the hook pending; the module's last line runs it."""
+    class does not exist yet. `on_import` keeps the hook pending and runs it when that module is done
+    (`tsplugin._bootstrap` watches it too)."""
 
 
 _MM_PLUGIN_MODULE = "tsplugin.llamafactory.mm_plugin"
@@ -775,6 +778,9 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
 
 def on_import(name: str, module: ModuleType) -> None:
     """Apply the hook for `name` once per process (called by `tsplugin._bootstrap`)."""
+    if name == _MM_PLUGIN_MODULE:  # the plugin's class exists now: run the hooks that waited for it
+        finish_pending()
+        return
     if name in _applied:
         return
     if name in TRANSFORMERS_HOOKS:
@@ -800,8 +806,8 @@ def on_import(name: str, module: ModuleType) -> None:
 
 
 def finish_pending() -> None:
-    """Apply the hooks that waited for `tsplugin.llamafactory.mm_plugin` (called at its end): importing
-    that module before LLaMA-Factory makes LLaMA-Factory run them while the module is half-initialised."""
+    """Apply the hooks that waited for `tsplugin.llamafactory.mm_plugin` (run once it is imported):
+    importing that module before LLaMA-Factory runs them while the module is half-initialised."""
     for name, module in list(_pending.items()):
         on_import(name, module)
 

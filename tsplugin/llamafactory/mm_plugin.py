@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
-from tsplugin.llamafactory import hooks
 from tsplugin.llamafactory.data import decode_target
 from tsplugin.processing import batch_series, encode_series, expand_text
 from tsplugin.processing.placeholders import check_messages, count_placeholders
@@ -170,8 +169,3 @@ def _token_id(tokenizer: PreTrainedTokenizer, token: str) -> int:
             "`tsplugin build-model`, which add the time-series tokens."
         )
     return int(token_id)
-
-
-# Imported before LLaMA-Factory, this module's import of llamafactory.data.mm_plugin (above) ran the
-# plugin and template hooks while TimeSeriesPlugin did not exist yet; they waited, and run now.
-hooks.finish_pending()

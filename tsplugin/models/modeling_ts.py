@@ -23,6 +23,7 @@ from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_s
 from tsplugin.models.placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
 from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
 from tsplugin.processing.positions import positions_formula
+from tsplugin.processing.profiles import CONFIG_KEY, get_profile, resolve_profile
 
 
 def past_length(past_key_values: Any) -> int:
@@ -78,8 +79,6 @@ class TimeSeriesCausalLMMixin:
     def _add_ts_encoder(self) -> None:
         if not isinstance(getattr(self.config, "ts", None), dict):
             raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
-        from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
-
         profile, reason = resolve_profile(self.config.to_dict())
         # Kept in the config, so every save (checkpoint, export) names the profile it was built with.
         setattr(self.config, CONFIG_KEY, profile.name)
@@ -89,8 +88,6 @@ class TimeSeriesCausalLMMixin:
 
     def use_profile(self, profile: Any) -> None:
         """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
-        from tsplugin.processing.profiles import CONFIG_KEY, get_profile
-
         profile = get_profile(profile)
         self.ts_encoder.last_patch_padding = profile.last_patch_padding
         setattr(self.config, CONFIG_KEY, profile.name)

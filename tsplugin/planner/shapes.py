@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tsplugin.processing.positions import input_width, num_positions
+from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
 
 # Decoder linear layers by LLaMA-Factory/PEFT target name: (in_features, out_features) as functions.
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -124,8 +125,6 @@ def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: s
     The encoding profile is the checkpoint's (tsplugin.processing.profiles.resolve_profile); a plain Qwen gets the
     one `tsplugin init-model --base` would write.
     """
-    from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
-
     model_type = config.get("model_type")
     if model_type not in _ARCH_OF_MODEL_TYPE:
         raise ValueError(f"{name}: model_type {model_type!r} is not a ChatTS/Qwen architecture; expected one of {sorted(_ARCH_OF_MODEL_TYPE)}")

@@ -145,7 +145,7 @@ class PatchTSTEncoder(nn.Module):
 
 def _build_backbone(config: Any, block: dict[str, Any]) -> nn.Module:
     try:
-        from tsplugin.models.encoders.patchtst_original import build_patchtst_backbone
+        from tsplugin.models.encoders.patchtst_original import build_patchtst_backbone  # lazy: optional module (its absence is handled below)
     except ModuleNotFoundError as err:
         if err.name != "tsplugin.models.encoders.patchtst_original":
             raise
