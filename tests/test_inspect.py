@@ -145,7 +145,7 @@ def test_unknown_profile_in_config_lists_the_choices(tmp_path, capsys):
     code, lines = run(capsys, str(d))
     assert code == 2
     assert lines == [
-        f"tsplugin inspect: {d}/config.json `ts_profile`: unknown time-series profile 'chatts-2'; choose one of: "
+        f"tsplugin inspect: {d}/config.json `ts_profile`: unknown time-series profile 'chatts-2'; valid: "
         "chatts-14b-0801, chatts-14b-v1, chatts-8b, tsfactory-v0 (set `timeseries_profile` in the recipe or `ts_profile` in config.json)"
     ]
 

@@ -62,7 +62,7 @@ def test_first_release_prefix():
 
 def test_registry_lists_names_and_refuses_duplicates():
     assert {"chatts-14b-v1", "chatts-14b-0801", "chatts-8b", "tsfactory-v0"} <= set(PROFILES)
-    with pytest.raises(ValueError, match=r"unknown time-series profile 'chatts-99b'; choose one of: chatts-14b-0801, "
+    with pytest.raises(ValueError, match=r"unknown time-series profile 'chatts-99b'; valid: chatts-14b-0801, "
                                          r"chatts-14b-v1, chatts-8b, tsfactory-v0 \(set `timeseries_profile`"):
         get_profile("chatts-99b")
     with pytest.raises(ValueError, match="already registered"):
@@ -105,7 +105,7 @@ def test_config_key_and_recipe_override(tmp_path):
     assert resolve_profile({**CONFIG_14B_V1, "ts_profile": "chatts-14b-0801"})[0].name == "chatts-14b-0801"
     profile, reason = resolve_profile({**CONFIG_14B_V1, "ts_profile": "chatts-14b-0801"}, override="chatts-8b")
     assert profile.name == "chatts-8b" and reason == "recipe timeseries_profile: chatts-8b"
-    with pytest.raises(ValueError, match=r"config.json `ts_profile`: unknown time-series profile 'v2'; choose one of"):
+    with pytest.raises(ValueError, match=r"config.json `ts_profile`: unknown time-series profile 'v2'; valid"):
         resolve_profile({**CONFIG_14B_V1, "ts_profile": "v2"}, tmp_path)
     with pytest.raises(ValueError, match=r"recipe `timeseries_profile`: unknown time-series profile 'v2'"):
         resolve_profile(CONFIG_14B_V1, override="v2")
@@ -178,7 +178,7 @@ def test_recipe_key_overrides_the_profile_for_prefix_padding_and_saved_config(ti
 
     model_args, *_ = get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o"))
     assert load_tokenizer(model_args)["processor"].profile.name == "chatts-8b"  # config.json ts_profile
-    with pytest.raises(ValueError, match=r"recipe `timeseries_profile`: unknown time-series profile 'v3'; choose one of"):
+    with pytest.raises(ValueError, match=r"recipe `timeseries_profile`: unknown time-series profile 'v3'; valid"):
         get_train_args(lf_args(tiny_qwen3ts, tmp_path / "o", timeseries_profile="v3"))
 
 
@@ -229,5 +229,5 @@ def test_init_model_profile_choice():
 
     assert init_profile("chatts", None) == "chatts-14b-0801" and init_profile("qwen3ts", None) == "chatts-8b"
     assert init_profile("chatts", "chatts-14b-v1") == "chatts-14b-v1"
-    with pytest.raises(ValueError, match=r"^--profile: unknown time-series profile 'latest'; choose one of: chatts-14b-0801"):
+    with pytest.raises(ValueError, match=r"^--profile: unknown time-series profile 'latest'; valid: chatts-14b-0801"):
         init_profile("qwen3ts", "latest")

@@ -24,23 +24,21 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-# Architecture defaults, for profiles that leave the template open (tsfactory's own qwen_ts models).
-DEFAULT_TEMPLATES = {"chatts": "chatts", "qwen3ts": "chatts8b", "qwen_ts": "qwen_ts"}
-# qwen_ts wraps any Qwen: its template follows the decoder (text_config.model_type).
-QWEN_TS_TEMPLATES = {"qwen2": "qwen_ts", "qwen2_moe": "qwen_ts", "qwen3": "qwen3_ts", "qwen3_moe": "qwen3_ts"}
+from tsplugin.architectures import ARCHITECTURES
 
 
 def default_template(config: Any, profile: Any = None) -> str | None:
     """The template a model of this config was trained with, unless the user says otherwise.
 
-    The encoding profile's (the release's) template first, then the architecture's.
+    The encoding profile's (the release's) template first, then the architecture's
+    (`tsplugin.architectures`; a qwen_ts model's follows its decoder, text_config.model_type).
     """
     if profile is not None and getattr(profile, "default_template", None):
         return profile.default_template
     model_type = getattr(config, "model_type", None)
-    if model_type == "qwen_ts":
-        return QWEN_TS_TEMPLATES.get(getattr(getattr(config, "text_config", None), "model_type", None), DEFAULT_TEMPLATES[model_type])
-    return DEFAULT_TEMPLATES.get(model_type)
+    if model_type not in ARCHITECTURES:
+        return None
+    return ARCHITECTURES[model_type].template_for(getattr(getattr(config, "text_config", None), "model_type", None))
 
 
 class TimeSeriesChat:

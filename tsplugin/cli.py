@@ -13,16 +13,15 @@ import sys
 from typing import Sequence
 
 import tsplugin._bootstrap  # noqa: F401  (the LLaMA-Factory/transformers hooks, also where the .pth does not run)
+from tsplugin.registry import Registry
 
 # name -> module implementing add_parser(); order is the order shown in --help.
-COMMANDS: dict[str, str] = {}
+COMMANDS: Registry[str] = Registry("tsplugin sub-command")
 
 
 def register_command(name: str, module: str) -> None:
     """Register a sub-command implemented by `module` (refuses duplicates)."""
-    if name in COMMANDS:
-        raise ValueError(f"tsplugin sub-command {name!r} is already registered by {COMMANDS[name]}")
-    COMMANDS[name] = module
+    COMMANDS.register(name, module)
 
 
 register_command("quickstart", "tsplugin.quickstart")

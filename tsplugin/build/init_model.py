@@ -23,6 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tsplugin.architectures import ARCHITECTURES, backbone_model_types, get_spec
+from tsplugin.registry import UnknownNameError
+
 # Decoder sizes. Parameter counts with the built-in tokenizer (~2.3k tokens, untied lm_head):
 # tiny ~1.5M, small ~10M, medium ~30M, large ~100M.
 PRESETS: dict[str, dict[str, int]] = {
@@ -32,25 +35,18 @@ PRESETS: dict[str, dict[str, int]] = {
     "large": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4, intermediate_size=2560),
 }
 
-# Encoder block per architecture (hidden_size is filled from the decoder).
+# Encoder block per architecture init-model builds (`tsplugin.architectures`; hidden_size is filled from the decoder).
 TS_BLOCKS: dict[str, dict[str, Any]] = {
-    "chatts": {"patch_size": 16, "num_layers": 5, "num_features": 2},
-    "qwen3ts": {
-        "patch_size": 8,
-        "num_layers": 5,
-        "num_features": 2,
-        "use_position_embedding": True,
-        "embedding_dim": 16,
-        "max_sequence_length": 8192,
-    },
+    name: dict(spec.init_ts_block) for name, spec in ARCHITECTURES.items() if spec.init_ts_block is not None
 }
-BASE_MODEL_TYPES = {"qwen2": "chatts", "qwen3": "qwen3ts"}
+# `--base`: a plain decoder's model_type -> the architecture built on it.
+BASE_MODEL_TYPES = {base: arch for base, arch in backbone_model_types().items() if arch in TS_BLOCKS}
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 def ts_block(arch: str, hidden_size: int, patch_size: int | None = None, position_embedding: bool | None = None) -> dict[str, Any]:
     if arch not in TS_BLOCKS:
-        raise ValueError(f"unknown --arch {arch!r}; choose one of {sorted(TS_BLOCKS)}")
+        raise UnknownNameError("--arch", arch, sorted(TS_BLOCKS))
     ts = dict(TS_BLOCKS[arch], hidden_size=hidden_size)
     if patch_size is not None:
         if patch_size <= 0:
@@ -65,9 +61,9 @@ def ts_block(arch: str, hidden_size: int, patch_size: int | None = None, positio
 
 def init_profile(arch: str, profile: str | None) -> str:
     """The `ts_profile` a new checkpoint gets: `profile` if given (checked), else the architecture's current one."""
-    from tsplugin.processing.profiles import INIT_MODEL_PROFILES, get_profile
+    from tsplugin.processing.profiles import get_profile
 
-    return get_profile(profile or INIT_MODEL_PROFILES[arch], "--profile").name
+    return get_profile(profile or get_spec(arch).default_profile, "--profile").name
 
 
 def xavier_init_ts_encoder(encoder: Any) -> None:
@@ -129,7 +125,7 @@ def build_model(
 
     `arch` defaults to chatts, or to the architecture matching `base` (qwen2 -> chatts, qwen3 -> qwen3ts).
     `profile` (written as config.json `ts_profile`) defaults to the current release's for the architecture
-    (`tsplugin.processing.profiles.INIT_MODEL_PROFILES`).
+    (`default_profile` in `tsplugin.architectures`).
     """
     import torch
 
@@ -137,21 +133,21 @@ def build_model(
     from tsplugin.build.tokenizer import add_ts_tokens, build_tokenizer
 
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
+        raise UnknownNameError("dtype", dtype, list(DTYPES))
     out = Path(output_dir)
     torch.manual_seed(seed)
     base_path = Path(base) if base is not None else None
 
     if base_path is None:
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+            raise UnknownNameError("preset", preset, sorted(PRESETS))
         arch = arch or "chatts"
         config_cls, model_cls = get_architecture(arch)
         tokenizer = build_tokenizer(seed=seed)
         start_id, end_id = add_ts_tokens(tokenizer)
         sizes = dict(PRESETS[preset])
         extra: dict[str, Any] = {}
-        if arch == "qwen3ts":
+        if get_spec(arch).backbone == "qwen3":  # Qwen3Config's head_dim defaults to 128, not hidden / heads
             extra["head_dim"] = sizes["hidden_size"] // sizes["num_attention_heads"]
         config = config_cls(
             vocab_size=-(-len(tokenizer) // 64) * 64,  # padded like Qwen's embedding tables

@@ -22,15 +22,16 @@ import os
 from typing import Any, Mapping
 
 from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
+from tsplugin.architectures import model_types, released_model_types, released_processor_classes
 
 logger = logging.getLogger("tsplugin")
 
-# Released class name -> tsplugin model_type.
-ARCHITECTURE_MODEL_TYPES = {"Qwen2TSForCausalLM": "chatts", "Qwen3TSForCausalLM": "qwen3ts"}
-# Processor classes the releases ship (their own code, never run).
-RELEASED_PROCESSOR_CLASSES = ("Qwen2TSProcessor", "Qwen3TSProcessor")
-# model_types of tsplugin's own classes.
-TS_MODEL_TYPES = ("chatts", "qwen3ts", "qwen_ts", "timellm")  # timellm: a forecaster (no `ts` block, no profile)
+# From the architecture specs (`tsplugin.architectures`): released class name -> tsplugin model_type,
+# the processor classes the releases ship (their own code, never run), and tsplugin's own model_types
+# (timellm among them: a forecaster, no `ts` block, no profile).
+ARCHITECTURE_MODEL_TYPES = released_model_types()
+RELEASED_PROCESSOR_CLASSES = released_processor_classes()
+TS_MODEL_TYPES = model_types()
 # Keys of transformers' hub file lookups (cached_file) that a config read may carry.
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder", "_commit_hash")
 

@@ -11,22 +11,20 @@ import argparse
 import importlib
 from types import ModuleType
 
+from tsplugin.registry import Registry
+
 # kind -> module implementing add_arguments(parser) and run(args); order is the order in --help.
-EVALS: dict[str, str] = {}
+EVALS: Registry[str] = Registry("eval kind")
 
 
 def register_eval(kind: str, module: str) -> None:
     """Register the scorer module for `tsplugin eval KIND` (refuses duplicates)."""
-    if kind in EVALS:
-        raise ValueError(f"tsplugin eval kind {kind!r} is already registered by {EVALS[kind]}")
-    EVALS[kind] = module
+    EVALS.register(kind, module)
 
 
 def get_eval(kind: str) -> ModuleType:
     """The scorer module for `kind`; an unknown kind lists the valid ones."""
-    if kind not in EVALS:
-        raise KeyError(f"unknown eval kind {kind!r}; valid kinds: {', '.join(sorted(EVALS))}")
-    return importlib.import_module(EVALS[kind])
+    return importlib.import_module(EVALS.get(kind))
 
 
 register_eval("anomaly", "tsplugin.eval.anomaly")

@@ -29,6 +29,8 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any, Callable
 
+from tsplugin.architectures import ARCHITECTURES
+
 SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [min, max)
 SUPPORTED_TEXT = "llamafactory>=0.9.5,<0.9.6"
 TRANSFORMERS_SUPPORTED = ((4, 49, 0), (5, 6, 1))  # [min, max)
@@ -36,16 +38,7 @@ TRANSFORMERS_SUPPORTED_TEXT = "transformers>=4.49.0,<=5.6.0"
 
 logger = logging.getLogger("tsplugin")
 
-# model_type -> LLaMA-Factory composite-model keys (freezing, LoRA targeting, quantisation skip).
-COMPOSITE = {
-    "chatts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
-    "qwen3ts": dict(projector_keys=["ts_encoder.mlp"], vision_model_keys=["ts_encoder"], language_model_keys=["model", "lm_head"]),
-    # qwen_ts: the whole Qwen causal LM lives under `language_model` (see tsplugin.models.qwen_ts).
-    "qwen_ts": dict(projector_keys=["ts_projector"], vision_model_keys=["ts_encoder"], language_model_keys=["language_model"]),
-    # timellm: Time-LLM's forecaster; its output head plays the projector (trained, never a LoRA target).
-    "timellm": dict(projector_keys=["ts_head"], vision_model_keys=["ts_encoder"], language_model_keys=["language_model"]),
-}
-ENCODER_MODULES = ["ts_encoder", "ts_projector", "ts_head"]
+# The composite-model keys and never-quantised modules of each model_type: `tsplugin.architectures`.
 
 _applied: set[str] = set()
 
@@ -119,7 +112,7 @@ def checkpoint_config(model_args: Any) -> tuple[dict[str, Any] | None, str | Non
 
 
 def is_ts_model_type(model_type: str | None) -> bool:
-    return model_type in COMPOSITE
+    return model_type in ARCHITECTURES
 
 
 def check_tokenizer_ids(config: dict[str, Any], where: str, tokenizer: Any) -> None:
@@ -422,9 +415,9 @@ def hook_visual(module: ModuleType) -> None:
     _require(module, "_register_composite_model", "COMPOSITE_MODELS", "patch_target_modules")
     from tsplugin.llamafactory.options import make_patch_target_modules
 
-    for model_type, keys in COMPOSITE.items():
+    for model_type, spec in ARCHITECTURES.items():
         if model_type not in module.COMPOSITE_MODELS:
-            module._register_composite_model(model_type=model_type, **keys)
+            module._register_composite_model(model_type=model_type, **spec.composite_keys())
     _wrap(
         module,
         "patch_target_modules",
@@ -440,11 +433,13 @@ def hook_quantization(module: ModuleType) -> None:
         def configure_quantization(config, tokenizer, model_args, is_trainable, init_kwargs, *args, **kwargs):
             result = original(config, tokenizer, model_args, is_trainable, init_kwargs, *args, **kwargs)
             qconfig = init_kwargs.get("quantization_config")
-            if qconfig is not None and is_ts_model_type(getattr(config, "model_type", None)):
+            model_type = getattr(config, "model_type", None)
+            if qconfig is not None and is_ts_model_type(model_type):
                 from tsplugin.llamafactory.memory_options import skip_modules  # + lm_head unless quantize_lm_head
 
+                never = list(ARCHITECTURES[model_type].no_quantize_modules)
                 qconfig.llm_int8_skip_modules = skip_modules(
-                    config, model_args, getattr(qconfig, "llm_int8_skip_modules", None), ENCODER_MODULES
+                    config, model_args, getattr(qconfig, "llm_int8_skip_modules", None), never
                 )
             return result
 

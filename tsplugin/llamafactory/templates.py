@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tsplugin.registry import Registry
+
 CHATML_USER = "<|im_start|>user\n{{content}}<|im_end|>\n<|im_start|>assistant\n"
 CHATML_ASSISTANT = "{{content}}<|im_end|>\n"
 CHATML_SYSTEM = "<|im_start|>system\n{{content}}<|im_end|>\n"
@@ -24,15 +26,21 @@ CHATML_OBSERVATION = "<|im_start|>user\n<tool_response>\n{{content}}\n</tool_res
 
 CHATTS_SYSTEM = "You are a helpful assistant."  # ChatTS-Training `chatts` default_system, ChatTS README prompt
 
-# name -> (default system prompt, reasoning template?)
-TEMPLATES: dict[str, tuple[str, bool]] = {
-    "chatts": (CHATTS_SYSTEM, False),
-    "chatts8b": (CHATTS_SYSTEM, False),
-    "chatts8b_think": ("", True),
-    "chatts8b_nothink": ("", False),
-    "qwen_ts": ("You are a helpful assistant.", False),
-    "qwen3_ts": ("", False),
-}
+# name -> (default system prompt, reasoning template?); LLaMA-Factory's own registry gets them in register_all.
+TEMPLATES: Registry[tuple[str, bool]] = Registry("time-series chat template")
+
+
+def register_ts_template(name: str, default_system: str, reasoning: bool = False) -> None:
+    """Add a ChatML time-series template (refuses duplicates)."""
+    TEMPLATES.register(name, (default_system, reasoning))
+
+
+register_ts_template("chatts", CHATTS_SYSTEM)
+register_ts_template("chatts8b", CHATTS_SYSTEM)
+register_ts_template("chatts8b_think", "", reasoning=True)
+register_ts_template("chatts8b_nothink", "")
+register_ts_template("qwen_ts", "You are a helpful assistant.")
+register_ts_template("qwen3_ts", "")
 
 
 def register_all(template_module: Any, mm_plugin_module: Any) -> None:

@@ -12,13 +12,15 @@ tsfactory installed that code never runs: the start-up hook normalises every con
 (`tsplugin.checkpoints.layouts`: model_type from the released class name, `auto_map` dropped) and registers these
 classes, so `AutoConfig` / `AutoModel(ForCausalLM)` / `AutoProcessor` give tsplugin's classes with
 `trust_remote_code` true or false, from a local directory or a Hub ID.
-Registration is idempotent: importing (or reloading) this package twice does not raise.
+Registration is idempotent: importing (or reloading) this package twice does not raise. The model types
+and their classes come from the one spec registry, `tsplugin.architectures`.
 """
 
 from __future__ import annotations
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
+from tsplugin.architectures import ARCHITECTURES, get_spec
 from tsplugin.models.chatts.configuration_chatts import ChatTSConfig, Qwen2TSConfig, Qwen3TSConfig
 from tsplugin.models.chatts.modeling_chatts import Qwen2TSForCausalLM, Qwen3TSForCausalLM
 from tsplugin.models.modeling_ts import TimeSeriesCausalLMMixin
@@ -27,33 +29,26 @@ from tsplugin.models.qwen_ts import QwenTSConfig, QwenTSForCausalLM
 from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
 from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
 
-# model_type -> (config class, causal LM class); one entry per supported ChatTS architecture.
-ARCHITECTURES: dict[str, tuple[type, type]] = {
-    "chatts": (ChatTSConfig, Qwen2TSForCausalLM),
-    "qwen3ts": (Qwen3TSConfig, Qwen3TSForCausalLM),
-    "qwen_ts": (QwenTSConfig, QwenTSForCausalLM),  # any Qwen2/Qwen3 + registry encoder + projector
-    "timellm": (TimeLLMConfig, TimeLLMForForecasting),  # Time-LLM: frozen LLM + reprogramming + forecast head
-}
-
 
 def register_auto_classes() -> None:
     """Register every architecture with AutoConfig / AutoModel / AutoModelForCausalLM, and the chat models
     with AutoProcessor (safe to call repeatedly). AutoModel gives the causal LM, as the released
     checkpoints' auto_map does."""
-    for model_type, (config_cls, model_cls) in ARCHITECTURES.items():
-        AutoConfig.register(model_type, config_cls, exist_ok=True)
+    for spec in ARCHITECTURES.values():
+        config_cls, model_cls = spec.config_class(), spec.model_class()
+        if config_cls.model_type != spec.model_type:
+            raise TypeError(f"{spec.config_path}.model_type is {config_cls.model_type!r}, its spec says {spec.model_type!r}")
+        AutoConfig.register(spec.model_type, config_cls, exist_ok=True)
         AutoModel.register(config_cls, model_cls, exist_ok=True)
         AutoModelForCausalLM.register(config_cls, model_cls, exist_ok=True)
-        if issubclass(model_cls, TimeSeriesCausalLMMixin):  # chat models; a forecaster reads raw series, no processor
-            AutoProcessor.register(config_cls, ChatTSProcessor, exist_ok=True)
+        if spec.chat:  # a forecaster reads raw series: no processor
+            AutoProcessor.register(config_cls, spec.processor_class(), exist_ok=True)
 
 
 def get_architecture(model_type: str) -> tuple[type, type]:
-    """(config class, causal LM class) for a model_type; lists the valid names when unknown."""
-    try:
-        return ARCHITECTURES[model_type]
-    except KeyError:
-        raise ValueError(f"unknown time-series model_type {model_type!r}; known: {sorted(ARCHITECTURES)}") from None
+    """(config class, model class) of a model_type (`tsplugin.architectures`); lists the valid names when unknown."""
+    spec = get_spec(model_type)
+    return spec.config_class(), spec.model_class()
 
 
 def is_timeseries_model(model: object) -> bool:
@@ -80,6 +75,7 @@ __all__ = [
     "TimeSeriesCausalLMMixin",
     "TimeSeriesEmbedding",
     "get_architecture",
+    "get_spec",
     "is_timeseries_model",
     "register_auto_classes",
 ]

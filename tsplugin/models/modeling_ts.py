@@ -65,8 +65,6 @@ def scatter_ts_features(
 class TimeSeriesCausalLMMixin:
     """Adds `ts_encoder` and the `timeseries` input to a decoder-only causal LM."""
 
-    # Modules that must never be quantised (bitsandbytes `llm_int8_skip_modules` and the like).
-    _no_quantize_modules = ["ts_encoder"]
     # In training, a batch without series still runs the encoder on one dummy patch (times zero), so
     # every rank uses the same parameters: DDP without find_unused_parameters and ZeRO-3 need that.
     keep_ts_encoder_in_graph = True

@@ -15,18 +15,17 @@ from typing import Callable
 
 from torch import nn
 
+from tsplugin.registry import Registry
+
 ProjectorBuilder = Callable[[int, int], nn.Module]
 
-PROJECTORS: dict[str, ProjectorBuilder] = {}
+PROJECTORS: Registry[ProjectorBuilder] = Registry("projector", hint="(or mlpNx_gelu, N >= 1)")
 _MLP_PATTERN = re.compile(r"^mlp(\d+)x_gelu$")
 
 
 def register_projector(name: str, builder: ProjectorBuilder) -> ProjectorBuilder:
     """Register `builder(in_dim, out_dim) -> nn.Module` under `name` (refuses duplicates)."""
-    if name in PROJECTORS:
-        raise ValueError(f"projector {name!r} is already registered ({PROJECTORS[name]!r})")
-    PROJECTORS[name] = builder
-    return builder
+    return PROJECTORS.register(name, builder)
 
 
 def _mlp(depth: int) -> ProjectorBuilder:
@@ -49,10 +48,10 @@ def get_projector(name: str) -> ProjectorBuilder:
     """The builder for `name`; `mlpNx_gelu` for any N >= 1; unknown names raise with the valid list."""
     if name in PROJECTORS:
         return PROJECTORS[name]
-    match = _MLP_PATTERN.match(name)
+    match = _MLP_PATTERN.match(name) if isinstance(name, str) else None
     if match and int(match.group(1)) >= 1:
         return _mlp(int(match.group(1)))
-    raise ValueError(f"unknown projector {name!r}; valid: {sorted(PROJECTORS)} or mlpNx_gelu (N >= 1)")
+    raise PROJECTORS.unknown(name)
 
 
 def build_projector(name: str, in_dim: int, out_dim: int) -> nn.Module:

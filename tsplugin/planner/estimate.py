@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from tsplugin.processing.profiles import prefix_token_estimate
+from tsplugin.registry import Registry
 
 from tsplugin.planner.shapes import ModelShape, lora_params, lora_tensor_sizes, parameter_counts, resolve_targets, series_positions
 
@@ -31,14 +32,12 @@ DOUBLE_QUANT_BLOCK = 256  # double quantisation: absmax in 8 bit, one fp32 absma
 OPTIM_8BIT_BLOCK = 256  # bitsandbytes blockwise 8-bit optimizer states
 
 # Cards by name: memory torch.cuda reports as total (GiB), a bit under the nominal size.
-GPUS: dict[str, tuple[float, str]] = {}
+GPUS: Registry[tuple[float, str]] = Registry("GPU", hint="(or give GiB, e.g. 11)")
 
 
 def register_gpu(name: str, total_gib: float, note: str) -> None:
     """Add a card (refuses duplicates)."""
-    if name in GPUS:
-        raise ValueError(f"GPU {name!r} is already registered")
-    GPUS[name] = (total_gib, note)
+    GPUS.register(name, (total_gib, note))
 
 
 def get_gpu_memory(value: str) -> tuple[float, str]:
@@ -48,7 +47,7 @@ def get_gpu_memory(value: str) -> tuple[float, str]:
     try:
         gib = float(value)
     except ValueError:
-        raise ValueError(f"--gpu-mem {value!r}: give GiB (e.g. 11) or a card name: {', '.join(GPUS)}") from None
+        raise GPUS.unknown(value, "--gpu-mem") from None
     if gib <= 0:
         raise ValueError(f"--gpu-mem must be positive, got {value}")
     return gib, f"{gib:g} GiB card"

@@ -17,6 +17,8 @@ from typing import Any
 
 from tsplugin.processing.positions import input_width, num_positions
 from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
+from tsplugin.architectures import ARCHITECTURES, backbone_model_types
+from tsplugin.registry import Registry
 
 # Decoder linear layers by LLaMA-Factory/PEFT target name: (in_features, out_features) as functions.
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -29,7 +31,7 @@ class ModelShape:
     """What the planner needs to know about a ChatTS-architecture model."""
 
     name: str
-    arch: str  # "chatts" (Qwen2 backbone) or "qwen3ts" (Qwen3 backbone)
+    arch: str  # model_type of a planner architecture (`tsplugin.architectures`): "chatts" (Qwen2) or "qwen3ts" (Qwen3)
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -44,11 +46,11 @@ class ModelShape:
     @property
     def attention_bias(self) -> bool:
         """Qwen2 has q/k/v biases; Qwen3 has none but RMS-normalises q and k per head."""
-        return self.arch == "chatts"
+        return ARCHITECTURES[self.arch].backbone == "qwen2"
 
     @property
     def qk_norm(self) -> bool:
-        return self.arch == "qwen3ts"
+        return ARCHITECTURES[self.arch].backbone == "qwen3"
 
     @property
     def q_dim(self) -> int:
@@ -90,21 +92,17 @@ _QWEN25_14B = dict(hidden_size=5120, num_layers=48, num_heads=40, num_kv_heads=8
 _QWEN3_8B = dict(hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
                  intermediate_size=12288, vocab_size=151936)
 
-PRESETS: dict[str, ModelShape] = {}
+PRESETS: Registry[ModelShape] = Registry("model preset", hint="(or pass a directory with config.json)")
 
 
 def register_preset(shape: ModelShape) -> None:
     """Add a named model shape (refuses duplicates)."""
-    if shape.name in PRESETS:
-        raise ValueError(f"planner preset {shape.name!r} is already registered")
-    PRESETS[shape.name] = shape
+    PRESETS.register(shape.name, shape)
 
 
 def get_preset(name: str) -> ModelShape:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)} (or pass a directory with config.json)") from None
+    """The preset `name`; an unknown name lists the valid ones."""
+    return PRESETS.get(name)
 
 
 register_preset(ModelShape("chatts-14b", "chatts", **_QWEN25_14B,
@@ -116,7 +114,11 @@ register_preset(ModelShape("chatts-8b", "qwen3ts", **_QWEN3_8B,
                            ts={"patch_size": 8, "num_layers": 5, "num_features": 2, "use_position_embedding": True,
                                "embedding_dim": 16, "max_sequence_length": 8192}, profile="chatts-8b"))
 
-_ARCH_OF_MODEL_TYPE = {"chatts": "chatts", "qwen2": "chatts", "qwen3ts": "qwen3ts", "qwen3": "qwen3ts"}
+# The model types the planner counts exactly, and the plain decoders they are built on (qwen2 -> chatts).
+_ARCH_OF_MODEL_TYPE = {
+    **{name: name for name, spec in ARCHITECTURES.items() if spec.planner},
+    **{base: arch for base, arch in backbone_model_types().items() if ARCHITECTURES[arch].planner},
+}
 
 
 def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: str | Path | None = None) -> ModelShape:

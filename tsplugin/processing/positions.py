@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from tsplugin.registry import Registry
+
 # --- ChatTS patch MLP (`ts` block of chatts / qwen3ts checkpoints, `chatts_mlp` encoder) -----------
 
 # Defaults of the optional keys of a ChatTS `ts` block (as in the released checkpoints).
@@ -172,25 +174,20 @@ class PositionRule:
     formula: Callable[[dict[str, Any]], str]
 
 
-POSITION_RULES: dict[str, PositionRule] = {}
+# Keyed by encoder name: an unknown name is an unknown encoder (the same error as the encoder registry's).
+POSITION_RULES: Registry[PositionRule] = Registry("time-series encoder")
 # The rule of a ChatTS checkpoint's own `ts` block (no `name`: the released configs have none).
 CHATTS_RULE = "chatts_mlp"
 
 
 def register_position_rule(rule: PositionRule) -> PositionRule:
     """Add the rule of a new encoder (refuses duplicates)."""
-    if rule.name in POSITION_RULES:
-        raise ValueError(f"position rule {rule.name!r} is already registered")
-    POSITION_RULES[rule.name] = rule
-    return rule
+    return POSITION_RULES.register(rule.name, rule)
 
 
 def get_position_rule(name: str) -> PositionRule:
     """The rule registered as `name`; unknown names raise with the list of valid ones."""
-    try:
-        return POSITION_RULES[name]
-    except KeyError:
-        raise ValueError(f"unknown time-series encoder {name!r}; registered encoders: {sorted(POSITION_RULES)}") from None
+    return POSITION_RULES.get(name)
 
 
 def _rule_and_block(block: Mapping[str, Any]) -> tuple[PositionRule, dict[str, Any]]:
@@ -198,7 +195,7 @@ def _rule_and_block(block: Mapping[str, Any]) -> tuple[PositionRule, dict[str, A
         raise ValueError(f"encoder block {block!r} is not a mapping")
     name = block.get("name", CHATTS_RULE)
     if not isinstance(name, str):
-        raise ValueError(f"encoder block {dict(block)!r} has no valid `name`; choose one of {sorted(POSITION_RULES)}")
+        raise ValueError(f"encoder block {dict(block)!r} has no valid `name`; valid: {', '.join(POSITION_RULES.names())}")
     rule = get_position_rule(name)
     return rule, rule.block(block)
 

@@ -21,6 +21,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from tsplugin.architectures import ARCHITECTURES
+from tsplugin.registry import Registry
+
 logger = logging.getLogger("tsplugin")
 
 CONFIG_KEY = "ts_profile"  # config.json, top level
@@ -61,33 +64,25 @@ class TSProfile:
             )
 
 
-PROFILES: dict[str, TSProfile] = {}
+PROFILES: Registry[TSProfile] = Registry(
+    "time-series profile", hint=f"(set `{RECIPE_KEY}` in the recipe or `{CONFIG_KEY}` in config.json)"
+)
 
 
 def register_profile(profile: TSProfile) -> TSProfile:
     """Add a profile (refuses duplicates)."""
-    if profile.name in PROFILES:
-        raise ValueError(f"time-series profile {profile.name!r} is already registered")
-    PROFILES[profile.name] = profile
-    return profile
+    return PROFILES.register(profile.name, profile)
 
 
 def profile_names() -> list[str]:
-    return sorted(PROFILES)
+    return PROFILES.names()
 
 
 def get_profile(name: str | TSProfile, where: str = "") -> TSProfile:
     """The registered profile `name`; an unknown name lists the valid ones (`where` says who asked)."""
     if isinstance(name, TSProfile):
         return name
-    try:
-        return PROFILES[name]
-    except (KeyError, TypeError):
-        origin = f"{where}: " if where else ""
-        raise ValueError(
-            f"{origin}unknown time-series profile {name!r}; choose one of: {', '.join(profile_names())} "
-            f"(set `{RECIPE_KEY}` in the recipe or `{CONFIG_KEY}` in config.json)"
-        ) from None
+    return PROFILES.get(name, where)
 
 
 CHATTS_14B_V1 = register_profile(
@@ -98,7 +93,7 @@ CHATTS_14B_V1 = register_profile(
         last_patch_padding="zeros",
         pad_position_index=None,
         layer_norm=False,
-        default_template="chatts",
+        default_template=ARCHITECTURES["chatts"].default_template,
     )
 )
 CHATTS_14B_0801 = register_profile(
@@ -109,7 +104,7 @@ CHATTS_14B_0801 = register_profile(
         last_patch_padding="repeat_last",
         pad_position_index="max_sequence_length",
         layer_norm=False,
-        default_template="chatts",
+        default_template=ARCHITECTURES["chatts"].default_template,
     )
 )
 CHATTS_8B = register_profile(
@@ -120,7 +115,7 @@ CHATTS_8B = register_profile(
         last_patch_padding="repeat_last",
         pad_position_index="max_sequence_length",
         layer_norm=False,
-        default_template="chatts8b",
+        default_template=ARCHITECTURES["qwen3ts"].default_template,
     )
 )
 TSFACTORY_V0 = register_profile(
@@ -135,7 +130,7 @@ TSFACTORY_V0 = register_profile(
     )
 )
 # What `tsplugin init-model` writes, per architecture (model_type), unless `--profile` says otherwise.
-INIT_MODEL_PROFILES = {"chatts": CHATTS_14B_0801.name, "qwen3ts": CHATTS_8B.name}
+INIT_MODEL_PROFILES = {name: spec.default_profile for name, spec in ARCHITECTURES.items() if spec.default_profile}
 
 
 # --- the text prefix ---------------------------------------------------------------------------
@@ -198,9 +193,10 @@ def prefix_token_estimate(profile: str | TSProfile, series_length: int) -> int:
 
 # --- which profile a checkpoint uses -------------------------------------------------------------
 
-# Released class names (architectures / processor_class) per backbone.
-QWEN2_TS_CLASSES = ("Qwen2TSForCausalLM", "Qwen2TSProcessor")
-QWEN3_TS_CLASSES = ("Qwen3TSForCausalLM", "Qwen3TSProcessor")
+# The released architectures per backbone, and their class names (architectures / processor_class).
+_RELEASED = {spec.backbone: spec for spec in ARCHITECTURES.values() if spec.released_classes}
+QWEN2_TS_CLASSES = _RELEASED["qwen2"].released_classes + _RELEASED["qwen2"].released_processor_classes
+QWEN3_TS_CLASSES = _RELEASED["qwen3"].released_classes + _RELEASED["qwen3"].released_processor_classes
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -316,11 +312,11 @@ def resolve_profile(
 
     ev = CheckpointEvidence.collect(config, model_dir)
     released = bool(ev.auto_map or ev.processor_files or ev.processor_classes) or ev.model_type == "qwen2"
-    if not released and ev.model_type in ("chatts", "qwen3ts"):
+    if not released and ev.model_type in {spec.model_type for spec in _RELEASED.values()}:
         # Every release ships auto_map (and later ones processor files); tsplugin never wrote either.
         return TSFACTORY_V0, f"{ev.describe()}: so written by tsplugin before {CONFIG_KEY} existed"
     names = ev.names()
-    qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == "qwen3ts"
+    qwen3 = bool(names & set(QWEN3_TS_CLASSES)) or ev.model_type == _RELEASED["qwen3"].model_type
     qwen2 = bool(names & set(QWEN2_TS_CLASSES))
     if qwen3 and qwen2:
         return _ambiguous(CHATTS_8B if ev.position_embedding else CHATTS_14B_V1, ev, "both Qwen2TS and Qwen3TS classes", where)
@@ -328,7 +324,7 @@ def resolve_profile(
         if ev.position_embedding:
             return CHATTS_8B, ev.describe()
         return _ambiguous(CHATTS_8B, ev, "a Qwen3TS checkpoint without use_position_embedding matches no release", where)
-    if qwen2 or ev.model_type in ("chatts", "qwen2"):
+    if qwen2 or ev.model_type in (_RELEASED["qwen2"].model_type, "qwen2"):
         if ev.position_embedding:
             return CHATTS_14B_0801, ev.describe()
         if not ev.processor_files and not ev.processor_classes and "AutoProcessor" not in ev.auto_map:

@@ -41,6 +41,13 @@ def _default_ts(hidden_size: int) -> dict[str, Any]:
     return {"patch_size": 16, "num_layers": 5, "hidden_size": hidden_size, "num_features": 2}
 
 
+def _set_ts_fields(config: Any, ts: dict[str, Any] | None, start: int | None, end: int | None) -> None:
+    """The fields both ChatTS configs add to their Qwen config: the checked `ts` block and the `<ts>`/`<ts/>` ids."""
+    config.ts = _check_ts_block(config, ts if ts is not None else _default_ts(config.hidden_size))
+    config.ts_token_start_index = start
+    config.ts_token_end_index = end
+
+
 class ChatTSConfig(Qwen2Config):
     """Qwen2 config + ChatTS time-series encoder block (ChatTS-14B schema)."""
 
@@ -54,9 +61,7 @@ class ChatTSConfig(Qwen2Config):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.ts = _check_ts_block(self, ts if ts is not None else _default_ts(self.hidden_size))
-        self.ts_token_start_index = ts_token_start_index
-        self.ts_token_end_index = ts_token_end_index
+        _set_ts_fields(self, ts, ts_token_start_index, ts_token_end_index)
 
 
 class Qwen3TSConfig(Qwen3Config):
@@ -72,9 +77,7 @@ class Qwen3TSConfig(Qwen3Config):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.ts = _check_ts_block(self, ts if ts is not None else _default_ts(self.hidden_size))
-        self.ts_token_start_index = ts_token_start_index
-        self.ts_token_end_index = ts_token_end_index
+        _set_ts_fields(self, ts, ts_token_start_index, ts_token_end_index)
 
 
 # The released checkpoints' own class name for the Qwen2 variant.

@@ -23,10 +23,18 @@ from typing import Any, Callable
 from torch import nn
 
 from tsplugin.processing.positions import POSITION_RULES, num_positions
+from tsplugin.registry import Registry
 
 EncoderBuilder = Callable[[dict, Any], nn.Module]
 
-ENCODERS: dict[str, EncoderBuilder] = {}
+
+def _check_builder(name: str, builder: EncoderBuilder) -> None:
+    if name not in POSITION_RULES:
+        raise TypeError(f"encoder {name!r}: register its position rule first (tsplugin.processing.positions."
+                        f"register_position_rule); rules: {', '.join(POSITION_RULES.names())}")
+
+
+ENCODERS: Registry[EncoderBuilder] = Registry("time-series encoder", check=_check_builder)
 
 # Modules that register the built-in encoders (imported at the end of this file).
 _BUILTIN_MODULES = ("chatts_mlp", "patchtst", "timellm")
@@ -34,21 +42,12 @@ _BUILTIN_MODULES = ("chatts_mlp", "patchtst", "timellm")
 
 def register_encoder(name: str, builder: EncoderBuilder) -> EncoderBuilder:
     """Register `builder` under `name` (refuses duplicates); returns the builder, so it works as a decorator helper."""
-    if name in ENCODERS:
-        raise ValueError(f"time-series encoder {name!r} is already registered ({ENCODERS[name]!r})")
-    if name not in POSITION_RULES:
-        raise TypeError(f"encoder {name!r}: register its position rule first (tsplugin.processing.positions."
-                        f"register_position_rule); rules: {sorted(POSITION_RULES)}")
-    ENCODERS[name] = builder
-    return builder
+    return ENCODERS.register(name, builder)
 
 
 def get_encoder(name: str) -> EncoderBuilder:
     """The builder registered as `name`; unknown names raise with the list of valid ones."""
-    try:
-        return ENCODERS[name]
-    except KeyError:
-        raise ValueError(f"unknown time-series encoder {name!r}; registered encoders: {sorted(ENCODERS)}") from None
+    return ENCODERS.get(name)
 
 
 def build_encoder(ts_config: dict, llm_config: Any) -> nn.Module:
@@ -66,7 +65,7 @@ def encoder_num_positions(ts_config: dict, length: int) -> int:
 def _name_of(ts_config: dict) -> str:
     name = ts_config.get("name") if isinstance(ts_config, dict) else None
     if not isinstance(name, str):
-        raise ValueError(f"encoder block {ts_config!r} has no `name`; choose one of {sorted(ENCODERS)}")
+        raise ValueError(f"encoder block {ts_config!r} has no `name`; valid: {', '.join(ENCODERS.names())}")
     return name
 
 

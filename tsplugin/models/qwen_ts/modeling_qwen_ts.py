@@ -67,7 +67,6 @@ class QwenTSForCausalLM(TimeSeriesCausalLMMixin, QwenTSPreTrainedModel, Generati
     """model_type `qwen_ts`: forward(input_ids, timeseries (S, T, 2), ...) -> causal-LM output."""
 
     config_class = QwenTSConfig
-    _no_quantize_modules = ["ts_encoder", "ts_projector"]
 
     def __init__(self, config: QwenTSConfig):
         super().__init__(config)

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from tsplugin.models.qwen_ts.configuration_qwen_ts import build_text_config
+from tsplugin.models.configuration_ts import TextConfigSizesMixin, build_text_config
 
 FORECAST_DEFAULTS: dict[str, Any] = {
     "seq_len": 512,
@@ -57,7 +57,7 @@ def forecast_block(block: dict[str, Any] | None, hidden_size: int | None = None,
     return out
 
 
-class TimeLLMConfig(PretrainedConfig):
+class TimeLLMConfig(TextConfigSizesMixin, PretrainedConfig):
     """Composite config: `text_config` (the frozen LLM) + `forecast` block + `<ts>` token ids."""
 
     model_type = "timellm"
@@ -78,26 +78,6 @@ class TimeLLMConfig(PretrainedConfig):
         self.ts_token_end_index = ts_token_end_index
         kwargs.setdefault("tie_word_embeddings", bool(getattr(text_config, "tie_word_embeddings", False)))
         super().__init__(**kwargs)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.text_config.hidden_size)
-
-    @hidden_size.setter
-    def hidden_size(self, value: int) -> None:
-        self.text_config.hidden_size = int(value)
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return int(self.text_config.num_hidden_layers)
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.text_config.vocab_size)
-
-    @vocab_size.setter
-    def vocab_size(self, value: int) -> None:
-        self.text_config.vocab_size = int(value)
 
 
 __all__ = ["FORECAST_DEFAULTS", "TimeLLMConfig", "forecast_block"]

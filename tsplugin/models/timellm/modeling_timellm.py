@@ -120,7 +120,6 @@ class TimeLLMForForecasting(ForecastGenerationMixin, TimeLLMPreTrainedModel):
 
     config_class = TimeLLMConfig
     accepts_loss_kwargs = False
-    _no_quantize_modules = ["ts_encoder", "ts_head"]
 
     def __init__(self, config: TimeLLMConfig):
         super().__init__(config)
