@@ -3,8 +3,9 @@ runs back up the layers, lazy imports only where a module says why; and the torc
 stay torch-free, and any import order works (in subprocesses).
 
 The layers, lowest first; a module imports its own layer or lower ones, never higher:
-  0 contract     tsplugin (the package), tsplugin.processing (placeholders, profiles, positions,
-                 series values, encodability), tsplugin.jsonl: torch-free, imported by everyone
+  0 contract     tsplugin (the package and its top-level torch-free modules not named below, e.g. a
+                 registry helper), tsplugin.processing (placeholders, profiles, positions, series
+                 values, encodability), tsplugin.jsonl: torch-free, imported by everyone
   1 files        tsplugin.checkpoints.layouts / .weights: what a checkpoint directory holds, read by
                  model loaders (no model class needed); converters (tsconvert): only the contract
   2 models       tsplugin.models (configs, modeling, encoders, projectors)
@@ -13,7 +14,7 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
   4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
-only `tsplugin.processing` and `tsplugin.jsonl`.
+only `tsplugin.processing`, `tsplugin.jsonl` and `tsplugin.registry` (the generic registry helper).
 
 Function-level (lazy) imports count as edges too. One of a tsplugin/converters module is allowed
 when its line, an import line just above it or a comment line above those says why (`# lazy: ...`),
@@ -45,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 # The one deliberate upward edge: the start-up hook hands each watched upstream module to the hooks.
 ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks")}
-CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl")
+CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry")
 MODULE_REASON = re.compile(r"^# lazy imports: \S", re.M)
 
 
