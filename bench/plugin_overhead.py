@@ -16,7 +16,7 @@ Usage: python bench/plugin_overhead.py [--dataset chatts_dev] [--arch chatts] [-
     template, on the entry as shipped vs the same records with series and placeholders removed
     (text-only, same template, much shorter). Fresh datasets cache per run; median of repeats.
 When a ratio misses 1.10 (or --profile always), cProfile runs one time-series pass and the bench
-prints where the time goes (encoder, sp_encode, collator, Arrow conversion, tokenisation, ...).
+prints where the time goes (encoder, sp_stats, collator, Arrow conversion, tokenisation, ...).
 Not a test; no timed assertions. Numbers from a shared CPU vary: compare the two sides of one run.
 """
 
@@ -158,9 +158,10 @@ def train_steps(args: dict) -> tuple[list[float], float]:
 # ----------------------------------------------------------------------------- profiling
 
 BUCKETS = {  # label -> (file suffix, function name) as pstats names them
-    "ts_encoder forward (tsplugin/models/encoders/ts_embedding.py)": ("ts_encoder.py", "forward"),
-    "sp_encode (tsplugin/processing/__init__.py)": ("processing.py", "sp_encode"),
-    "batch_series (tsplugin/processing/__init__.py)": ("processing.py", "batch_series"),
+    "ts_encoder forward (tsplugin/models/encoders/ts_embedding.py)": ("ts_embedding.py", "forward"),
+    "sp_stats: each read of a series (tsplugin/processing/profiles.py)": ("profiles.py", "sp_stats"),
+    "encode_series (tsplugin/processing/__init__.py)": ("processing/__init__.py", "encode_series"),
+    "batch_series (tsplugin/processing/__init__.py)": ("processing/__init__.py", "batch_series"),
     "collator get_mm_inputs (tsplugin mm_plugin.py)": ("mm_plugin.py", "get_mm_inputs"),
     "plugin process_messages (placeholder expansion)": ("mm_plugin.py", "process_messages"),
     "collator __call__ (llamafactory/data/collator.py)": ("collator.py", "__call__"),

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+# lazy imports: each sub-command's modules load when it runs (`tsconvert --help` imports no pyarrow).
 from . import __version__
 from .errors import InputError, OutputError
 

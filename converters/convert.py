@@ -29,8 +29,8 @@ from tsplugin.processing.placeholders import (
     misplaced,
     move_to_user_turns,
 )
+from tsplugin.processing.encodable import DEFAULT_DTYPE
 
-from .encodable import DEFAULT_DTYPE
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line

@@ -33,12 +33,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tsplugin.processing.encodable import check_encodable
 from tsplugin.processing.placeholders import PLACEHOLDER
 
+from .cleaning import clean
+from .csvread import _LINE_END, _decode, _sniff_delimiter, norm_name, read_series  # the reader's own rules: both commands agree
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
 from .registry import Registry
-from .encodable import check_encodable
+from .safeio import ReadLimits, read_named_file
 from .writer import OutputSet, refuse_overwriting_inputs
 
 TS_PLACEHOLDER = PLACEHOLDER
@@ -136,8 +139,6 @@ def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Cou
 
 def read_csv_bytes(path: Path) -> bytes:
     """The CSV's bytes: a regular file only (a FIFO or device is refused, never waited on)."""
-    from .safeio import ReadLimits, read_named_file
-
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file. Pass the path of an ETT-style CSV (a date column + one column per variable)")
     try:
@@ -148,8 +149,6 @@ def read_csv_bytes(path: Path) -> bytes:
 
 def read_header(path: Path, data: bytes | None = None) -> list[str]:
     """Column names of the CSV's first line (same encodings, delimiters and line ends as tsconvert)."""
-    from .csvread import _LINE_END, _decode, _sniff_delimiter  # the reader's own rules, so both commands agree
-
     head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
     try:
         text, _ = _decode(head, str(path))
@@ -163,9 +162,6 @@ def read_header(path: Path, data: bytes | None = None) -> list[str]:
 
 def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     """Read and clean the CSV; returns (variable names, values (rows, vars), input names, target names)."""
-    from .cleaning import clean
-    from .csvread import norm_name, read_series
-
     data = read_csv_bytes(opts.csv)
     header = read_header(opts.csv, data)
     cols = ", ".join(repr(c) for c in header)

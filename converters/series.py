@@ -10,10 +10,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tsplugin.processing.encodable import DEFAULT_DTYPE, check_encodable
+
 from .cleaning import clean
 from .csvread import read_series
 from .downsample import get_downsampler
-from .encodable import DEFAULT_DTYPE, check_encodable
 from .errors import RejectError
 from .jsonenc import dumps_series
 from .safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined

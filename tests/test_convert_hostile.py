@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from converters import convert as convert_mod
-from converters.encodable import DTYPE_MAX, canonical_dtype, check_encodable
 from converters.errors import RejectError
 from converters.safeio import ReadLimits, read_descriptor
 from conftest import convert_dir, gdsh_record, read_jsonl, tsconvert, write_csv
+from tsplugin.processing.encodable import DTYPE_MAX, canonical_dtype, check_encodable
 
 A = "/home/u/img/a.PV.jpg"
 B = "/home/u/img/b.PV.jpg"
@@ -337,9 +337,9 @@ def test_forecast_refuses_values_that_overflow(tmp_path, capsys):
 
 def test_cli_choices_and_defaults_match_their_definitions():
     from converters import cli
-    from converters.encodable import DEFAULT_DTYPE
     from converters.numbers import NUMBER_FORMATS
     from converters.safeio import DEFAULT_MAX_CSV_BYTES
+    from tsplugin.processing.encodable import DEFAULT_DTYPE
 
     assert sorted(cli.NUMBER_FORMAT_CHOICES) == sorted(["auto", *NUMBER_FORMATS.names()])
     assert sorted(cli.DTYPE_CHOICES) == sorted(DTYPE_MAX)

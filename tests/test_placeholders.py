@@ -24,6 +24,10 @@ U, A = "user", "assistant"
 CASES = {
     "user_turn": ("", [(U, "Look <ts><ts/>"), (A, "ok")], 1, None),
     "xml_spelling": ("", [(U, "Look <ts></ts>"), (A, "ok")], 1, None),
+    "both_spellings": ("", [(U, "a <ts></ts> b <ts><ts/>"), (A, "ok")], 2, None),
+    "reversed": ("", [(U, "Look <ts/><ts>"), (A, "ok")], 1, "stray_ts_token"),
+    "spaced": ("", [(U, "Look <ts> <ts/>"), (A, "ok")], 1, "stray_ts_token"),
+    "xml_end_alone": ("", [(U, "Look <ts></ts> </ts>"), (A, "ok")], 1, None),
     "two_rounds": ("Be brief.", [(U, "a <ts><ts/>"), (A, "x"), (U, "b <ts><ts/>"), (A, "y")], 2, None),
     "system_prompt": ("You analyse <ts><ts/>.", [(U, "Odd?"), (A, "ok")], 1, "placeholder_outside_user"),
     "answer": ("", [(U, "Odd? <ts><ts/>"), (A, "Yes: <ts><ts/>")], 2, "placeholder_outside_user"),

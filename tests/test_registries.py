@@ -24,6 +24,7 @@ REGISTRIES = [
     ("tsplugin.planner.estimate", "GPUS"),
     ("tsplugin.planner.shapes", "PRESETS"),
     ("tsplugin.processing.profiles", "PROFILES"),
+    ("tsplugin.processing.positions", "POSITION_RULES"),
     ("tsplugin.models.encoders", "ENCODERS"),
     ("tsplugin.models.projectors", "PROJECTORS"),
     ("tsplugin.llamafactory.templates", "TEMPLATES"),
@@ -45,6 +46,7 @@ GETTERS = [
     ("tsplugin.planner.estimate", "get_gpu_memory"),
     ("tsplugin.planner.shapes", "get_preset"),
     ("tsplugin.processing.profiles", "get_profile"),
+    ("tsplugin.processing.positions", "get_position_rule"),
     ("tsplugin.models.encoders", "get_encoder"),
     ("tsplugin.models.projectors", "get_projector"),
     ("converters.records", "get_input_format"),
@@ -102,6 +104,7 @@ def _duplicate_registrations():
     from tsplugin.models.projectors import PROJECTORS, register_projector
     from tsplugin.planner.estimate import register_gpu
     from tsplugin.planner.shapes import PRESETS, register_preset
+    from tsplugin.processing.positions import POSITION_RULES, register_position_rule
     from tsplugin.processing.profiles import PROFILES, register_profile
 
     return {
@@ -114,6 +117,7 @@ def _duplicate_registrations():
         "tsplugin.planner.estimate.register_gpu": lambda: register_gpu("3090", 24.0, "dup"),
         "tsplugin.planner.shapes.register_preset": lambda: register_preset(PRESETS["chatts-8b"]),
         "tsplugin.processing.profiles.register_profile": lambda: register_profile(PROFILES["chatts-8b"]),
+        "tsplugin.processing.positions.register_position_rule": lambda: register_position_rule(POSITION_RULES["patchtst"]),
         "converters.records.register_input_format": lambda: register_input_format("sharegpt", *get_input_format("sharegpt")),
         "converters.cleaning.register_missing_policy": lambda: register_missing_policy("drop", lambda v, b, s: (v, ~b)),
         "converters.downsample.register_downsampler": lambda: register_downsampler("lttb", lambda v, n: v),

@@ -90,7 +90,7 @@ def test_the_check_is_the_encoding_training_runs():
 
 
 def test_the_magnitude_check_is_the_converters():
-    from converters.encodable import DTYPE_MAX, check_encodable
+    from tsplugin.processing.encodable import DTYPE_MAX, check_encodable  # what tsconvert runs at conversion
 
     for values in ([0.0, 2e5], [1e308, 1e308], [1.0, 3.5e38, -3.5e38]):
         for dtype in ("fp16", "fp32"):

@@ -12,13 +12,14 @@ program of the environment.
 
 from __future__ import annotations
 
+# lazy imports: stdlib only at interpreter start-up; the hooks load when a watched module is imported.
 import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
 
 # Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS and
-# TRANSFORMERS_HOOKS.
+# TRANSFORMERS_HOOKS (and the plugin module, see on_import).
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
@@ -47,6 +48,9 @@ WATCHED = frozenset(
         # transformers itself: released ChatTS checkpoints load with tsplugin's classes in any process.
         "transformers.configuration_utils",
         "transformers.models.auto.processing_auto",
+        # The plugin itself: imported before LLaMA-Factory, it makes the plugin and template hooks run
+        # while it is half-initialised; they wait for it and run when it is done (hooks.finish_pending).
+        "tsplugin.llamafactory.mm_plugin",
     }
 )
 

@@ -16,6 +16,8 @@ engine, API and CLI are tested against it: same greedy settings, same answer.
 
 from __future__ import annotations
 
+# lazy imports: a `tsplugin` sub-command: torch and the model classes load when it runs (`tsplugin --help` stays torch-free).
+
 import argparse
 import os
 import sys
@@ -60,7 +62,6 @@ class TimeSeriesChat:
     ) -> "TimeSeriesChat":
         """Load model, tokenizer, processor and template: a merged model, or a base model plus a LoRA
         adapter directory (`adapter`); `profile` overrides the detected encoding profile."""
-        import tsplugin._bootstrap  # noqa: F401  (hooks, also when run without the .pth)
         import torch
         from llamafactory.data import get_template_and_fix_tokenizer
         from llamafactory.hparams import DataArguments

@@ -12,6 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
+import tsplugin._bootstrap  # noqa: F401  (the LLaMA-Factory/transformers hooks, also where the .pth does not run)
 from tsplugin.registry import Registry
 
 # name -> module implementing add_parser(); order is the order shown in --help.

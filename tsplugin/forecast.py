@@ -13,6 +13,8 @@ was trained on). The model's own tokenizer (saved next to it) writes its prompts
 
 from __future__ import annotations
 
+# lazy imports: a `tsplugin` sub-command: torch and the model classes load when it runs (`tsplugin --help` stays torch-free).
+
 import argparse
 import json
 import sys

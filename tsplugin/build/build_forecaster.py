@@ -12,6 +12,8 @@ with one), copies the LLM weights verbatim under `language_model`, builds the re
 
 from __future__ import annotations
 
+# lazy imports: a `tsplugin` sub-command: torch and the model classes load when it runs (`tsplugin --help` stays torch-free).
+
 import argparse
 import sys
 from pathlib import Path

@@ -16,6 +16,8 @@ encoder module. No download ever happens: every path is local.
 
 from __future__ import annotations
 
+# lazy imports: a `tsplugin` sub-command: torch and the model classes load when it runs (`tsplugin --help` stays torch-free).
+
 import argparse
 import json
 import sys

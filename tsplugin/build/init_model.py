@@ -16,6 +16,8 @@ Builds are deterministic: the same arguments and seed give byte-identical safete
 
 from __future__ import annotations
 
+# lazy imports: a `tsplugin` sub-command: torch and the model classes load when it runs (`tsplugin --help` stays torch-free).
+
 import argparse
 import sys
 from pathlib import Path

@@ -23,6 +23,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tsplugin.chat import default_template
+from tsplugin.planner.estimate import GiB, PlanInputs, estimate, get_gpu_memory
+from tsplugin.planner.shapes import load_shape
+from tsplugin.processing import TimeSeriesProcessor
 from tsplugin.processing.profiles import (
     CONFIG_KEY,
     RECIPE_KEY,
@@ -114,7 +118,6 @@ def tokens_line(directory: Path, config: dict[str, Any]) -> tuple[str, str | Non
 
 
 def template_line(config: dict[str, Any], profile: TSProfile) -> str:
-    from tsplugin.chat import default_template
 
     if profile.default_template:
         return f"template: {profile.default_template} (the {profile.name} profile's; override with `template:`)"
@@ -124,7 +127,6 @@ def template_line(config: dict[str, Any], profile: TSProfile) -> str:
 
 
 def encoder_line(config: dict[str, Any]) -> str:
-    from tsplugin.processing import TimeSeriesProcessor
 
     ts = config.get("ts") or {}
     processor = TimeSeriesProcessor.from_config(config, profile="tsfactory-v0")  # positions only
@@ -160,8 +162,6 @@ def padding_text(profile: TSProfile) -> str:
 
 
 def plan_line(directory: Path, gpu_mem: str, series_length: int, text_tokens: int) -> str:
-    from tsplugin.planner.estimate import GiB, PlanInputs, estimate, get_gpu_memory
-    from tsplugin.planner.shapes import load_shape
 
     total, card = get_gpu_memory(gpu_mem)
     inputs = PlanInputs(load_shape(str(directory)), gpu_total_gib=total, series_length=series_length, text_tokens=text_tokens)

@@ -21,6 +21,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
 from tsplugin.architectures import model_types, released_model_types, released_processor_classes
 
 logger = logging.getLogger("tsplugin")
@@ -61,7 +62,6 @@ def normalise_config(config: dict[str, Any], model_dir: str | os.PathLike | None
     `model_dir`: the directory holding the checkpoint's files (processor files are profile evidence);
     `where`: how the user named the checkpoint, for messages.
     """
-    from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
 
     out = dict(config)
     if CONFIG_KEY not in out and isinstance(out.get("ts"), Mapping):  # decided while the evidence (auto_map, model_type, processor files) is all there

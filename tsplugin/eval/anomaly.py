@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from tsplugin.jsonl import FileEncodingError, read_records
+
 TYPES = ("spike", "dip", "level_shift", "drift", "oscillation", "flatline", "none")
 PRED_COLUMNS = TYPES + ("other", "invalid")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
@@ -194,7 +196,6 @@ class EvalInputError(ValueError):
 
 def read_pairs(path: Path, pred_key: str = "predict", label_key: str = "label") -> list[tuple[Any, Any, int]]:
     """(prediction, label, line number) of each JSONL line; errors name the file, the line and the fix."""
-    from tsplugin.jsonl import FileEncodingError, read_records
 
     pairs = []
     try:

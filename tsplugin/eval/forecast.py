@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tsplugin.jsonl import FileEncodingError, read_records
+
 # A number standing on its own: "0.0.0.0" (a degenerate answer) is no number, "3." ending a sentence is 3.
 NUMBER = re.compile(r"(?<![\d.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\.?\d)")
 DEFAULT_SEASON = 24
@@ -93,7 +95,6 @@ class Windows:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from tsplugin.jsonl import FileEncodingError, read_records
 
     rows = []
     try:

@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from tsplugin.chat import read_csv_series
 from tsplugin.processing.placeholders import PLACEHOLDER, PLACEHOLDER_PATTERN
 
 BANNER = (
@@ -46,8 +47,7 @@ class SeriesConversation:
 
     def load_csv(self, argument: str) -> str:
         """`/csv PATH [COLUMN]`: read one series; returns what to tell the user."""
-        from tsplugin.chat import read_csv_series
-
+    
         parts = shlex.split(argument)
         if not 1 <= len(parts) <= 2:
             raise ValueError("usage: /csv PATH [COLUMN]")
@@ -91,7 +91,7 @@ def serves_timeseries() -> bool:
     from llamafactory.data.template import TEMPLATES
     from llamafactory.hparams import get_infer_args
 
-    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin  # lazy: LLaMA-Factory's data package (this module loads inside a hook)
 
     _, data_args, _, _ = get_infer_args()
     template = TEMPLATES.get(data_args.template)

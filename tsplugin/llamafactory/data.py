@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from tsplugin.jsonl import FileEncodingError, read_any
 from tsplugin.processing.placeholders import SYSTEM, count_placeholders, placeholder_problem
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 
@@ -102,7 +103,6 @@ def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_
     """The first record of local JSON/JSONL `paths` that a loader cannot read as a time-series row
     (not UTF-8, not JSON, a series holding a string, null or an unencodable number), as a message
     naming file, record and fix; None when every record reads."""
-    from tsplugin.jsonl import FileEncodingError, read_any
 
     for path in paths:
         if not str(path).endswith((".json", ".jsonl")):

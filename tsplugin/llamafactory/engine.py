@@ -171,7 +171,7 @@ def bind_series(template: Any, series: list[list[float]]) -> Any:
 
 
 def is_timeseries_template(template: Any) -> bool:
-    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin  # lazy: LLaMA-Factory's data package (this module loads inside a hook)
 
     return isinstance(getattr(template, "mm_plugin", None), (TimeSeriesPlugin, BoundSeriesPlugin))
 

@@ -18,6 +18,8 @@ changes shape.
 
 from __future__ import annotations
 
+# lazy imports: this module loads in every Python process (the .pth start-up hook); each hook imports its implementation when LLaMA-Factory runs it.
+
 import functools
 import logging
 import os
@@ -232,13 +234,31 @@ def hook_converter(module: ModuleType) -> None:
     _wrap(module, "align_dataset", make_align)
 
 
+class _PluginNotReady(Exception):
+    """`tsplugin.llamafactory.mm_plugin` is itself importing LLaMA-Factory (it was imported first): its
+    class does not exist yet. `on_import` keeps the hook pending and runs it when that module is done
+    (`tsplugin._bootstrap` watches it too)."""
+
+
+_MM_PLUGIN_MODULE = "tsplugin.llamafactory.mm_plugin"
+_pending: dict[str, ModuleType] = {}
+
+
+def _timeseries_plugin() -> type:
+    """TimeSeriesPlugin, or _PluginNotReady while its module is half-initialised (see `finish_pending`)."""
+    partial = sys.modules.get(_MM_PLUGIN_MODULE)
+    if partial is not None and not hasattr(partial, "TimeSeriesPlugin"):
+        raise _PluginNotReady
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+    return TimeSeriesPlugin
+
+
 def hook_mm_plugin(module: ModuleType) -> None:
     """`register_mm_plugin("timeseries", TimeSeriesPlugin)`."""
     _require(module, "register_mm_plugin", "PLUGINS", "BasePlugin")
     if "timeseries" not in module.PLUGINS:
-        from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
-
-        module.register_mm_plugin("timeseries", TimeSeriesPlugin)
+        module.register_mm_plugin("timeseries", _timeseries_plugin())
 
 
 def hook_template(module: ModuleType) -> None:
@@ -753,6 +773,9 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
 
 def on_import(name: str, module: ModuleType) -> None:
     """Apply the hook for `name` once per process (called by `tsplugin._bootstrap`)."""
+    if name == _MM_PLUGIN_MODULE:  # the plugin's class exists now: run the hooks that waited for it
+        finish_pending()
+        return
     if name in _applied:
         return
     if name in TRANSFORMERS_HOOKS:
@@ -768,8 +791,20 @@ def on_import(name: str, module: ModuleType) -> None:
     hook = HOOKS.get(name)
     if hook is None or not _version_ok():
         return
-    hook(module)
+    try:
+        hook(module)
+    except _PluginNotReady:
+        _pending[name] = module
+        return
+    _pending.pop(name, None)
     _applied.add(name)
+
+
+def finish_pending() -> None:
+    """Apply the hooks that waited for `tsplugin.llamafactory.mm_plugin` (run once it is imported):
+    importing that module before LLaMA-Factory runs them while the module is half-initialised."""
+    for name, module in list(_pending.items()):
+        on_import(name, module)
 
 
 def applied() -> set[str]:

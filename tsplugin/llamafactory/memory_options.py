@@ -87,12 +87,12 @@ def apply_after_load(model: Any, finetuning_args: Any, is_trainable: bool) -> An
     """Options that act on the loaded (possibly PEFT-wrapped) model."""
     chunk = int(getattr(finetuning_args, "timeseries_chunked_loss", 0) or 0)
     if chunk and is_trainable:
-        from tsplugin.models.modeling_ts import set_loss_chunk_size
+        from tsplugin.models.modeling_ts import set_loss_chunk_size  # lazy: torch and the model classes, only when the option is set
 
         set_loss_chunk_size(model, chunk)
         logger.info("tsplugin: timeseries_chunked_loss: the loss is computed %d positions at a time (no full logits)", chunk)
     if getattr(finetuning_args, "offload_embed_tokens", False) and is_trainable:
-        from tsplugin.models.cpu_embedding import offload_input_embedding
+        from tsplugin.models.cpu_embedding import offload_input_embedding  # lazy: torch and the model classes, only when the option is set
 
         offload_input_embedding(model)
         logger.info("tsplugin: offload_embed_tokens: the input embedding stays in CPU RAM (rows are copied per step)")

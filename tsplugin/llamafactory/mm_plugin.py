@@ -20,11 +20,13 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 from llamafactory.data.mm_plugin import BasePlugin
 
+from tsplugin.llamafactory.data import decode_target
+from tsplugin.processing import batch_series, encode_series, expand_text
 from tsplugin.processing.placeholders import check_messages, count_placeholders
-from tsplugin.processing import batch_series, encode_series, expand_placeholders
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
@@ -84,7 +86,8 @@ class TimeSeriesPlugin(BasePlugin):
         start = 0
         for message in messages:
             count = count_placeholders(message["content"], self.ts_token, self.ts_end_token)
-            message["content"], _ = expand_placeholders(
+            # The text only: the features are encoded once, when the collator calls get_mm_inputs.
+            message["content"] = expand_text(
                 message["content"], series[start : start + count], ts_processor.num_patches, self.ts_token,
                 self.ts_end_token, profile=ts_processor.profile,
             )
@@ -136,10 +139,6 @@ class TimeSeriesPlugin(BasePlugin):
 
 def forecaster_inputs(audios: list, videos: list, audlens: list[int], vidlens: list[int]) -> dict[str, Any]:
     """Raw series + targets of a batch for a Time-LLM forecaster (see the module docstring)."""
-    import numpy as np
-
-    from tsplugin.llamafactory.data import decode_target
-
     raw = [np.stack([np.asarray(s, dtype=np.float32), np.ones(len(s), dtype=np.float32)], axis=1) for s in audios]
     rows = [row for row, count in enumerate(audlens) for _ in range(count)]
     out: dict[str, Any] = {"timeseries": batch_series(raw), "timeseries_rows": torch.tensor(rows, dtype=torch.long)}

@@ -28,6 +28,9 @@ import dataclasses
 import logging
 from typing import Any, Callable, Optional
 
+from tsplugin.llamafactory.memory_options import check_options
+from tsplugin.processing.profiles import RECIPE_KEY, get_profile
+
 logger = logging.getLogger("tsplugin")
 
 ENCODER_KEY = "ts_encoder"
@@ -118,8 +121,7 @@ def extend_finetuning_arguments(base: type) -> type:
 
         def __post_init__(self):
             super().__post_init__()
-            from tsplugin.llamafactory.memory_options import check_options
-
+    
             check_options(self)
             if self.timeseries_learning_rate is not None and self.timeseries_learning_rate <= 0:
                 raise ValueError("`timeseries_learning_rate` must be positive.")
@@ -170,7 +172,6 @@ def extend_model_arguments(base: type) -> type:
         def __post_init__(self):
             super().__post_init__()
             if self.timeseries_profile is not None:
-                from tsplugin.processing.profiles import RECIPE_KEY, get_profile
 
                 get_profile(self.timeseries_profile, f"recipe `{RECIPE_KEY}`")
 

@@ -22,6 +22,8 @@ import torch
 from tsplugin.models.chunked_loss import forward_with_chunked_loss, loss_chunk_size
 from tsplugin.models.placeholder_ids import expand_pairs, is_unexpanded, padding_side_of, positions_from_mask
 from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
+from tsplugin.processing.positions import positions_formula
+from tsplugin.processing.profiles import CONFIG_KEY, get_profile, resolve_profile
 
 
 def past_length(past_key_values: Any) -> int:
@@ -75,8 +77,6 @@ class TimeSeriesCausalLMMixin:
     def _add_ts_encoder(self) -> None:
         if not isinstance(getattr(self.config, "ts", None), dict):
             raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
-        from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
-
         profile, reason = resolve_profile(self.config.to_dict())
         # Kept in the config, so every save (checkpoint, export) names the profile it was built with.
         setattr(self.config, CONFIG_KEY, profile.name)
@@ -86,8 +86,6 @@ class TimeSeriesCausalLMMixin:
 
     def use_profile(self, profile: Any) -> None:
         """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
-        from tsplugin.processing.profiles import CONFIG_KEY, get_profile
-
         profile = get_profile(profile)
         self.ts_encoder.last_patch_padding = profile.last_patch_padding
         setattr(self.config, CONFIG_KEY, profile.name)
@@ -113,7 +111,7 @@ class TimeSeriesCausalLMMixin:
     ) -> torch.Tensor:
         """Return `inputs_embeds` with every `<ts>` position replaced by the next patch embedding."""
         features, _ = self.ts_encoder(timeseries)  # (P, hidden)
-        rule = f"ceil(length / patch_size={self.config.ts['patch_size']})"
+        rule = positions_formula(self.config.ts)
         return scatter_ts_features(input_ids, inputs_embeds, features, self._ts_token_id(), timeseries.shape[0], rule)
 
     def _dummy_encoder_term(self, like: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tsplugin.processing.positions import input_width, num_positions
+from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
 from tsplugin.architectures import ARCHITECTURES, backbone_model_types
 from tsplugin.registry import Registry
 
@@ -61,6 +63,11 @@ class ModelShape:
     @property
     def patch_size(self) -> int:
         return int(self.ts.get("patch_size", 16))
+
+    @property
+    def encoder_block(self) -> dict[str, Any]:
+        """The `ts` block as the position rules read it (patch_size 16 when the config has none)."""
+        return {**self.ts, "patch_size": self.patch_size}
 
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(in_features, out_features) of each decoder linear of one layer, by target name."""
@@ -120,8 +127,6 @@ def shape_from_config(config: dict[str, Any], name: str = "config", model_dir: s
     The encoding profile is the checkpoint's (tsplugin.processing.profiles.resolve_profile); a plain Qwen gets the
     one `tsplugin init-model --base` would write.
     """
-    from tsplugin.processing.profiles import INIT_MODEL_PROFILES, resolve_profile
-
     model_type = config.get("model_type")
     if model_type not in _ARCH_OF_MODEL_TYPE:
         raise ValueError(f"{name}: model_type {model_type!r} is not a ChatTS/Qwen architecture; expected one of {sorted(_ARCH_OF_MODEL_TYPE)}")
@@ -175,14 +180,9 @@ def ts_encoder_params(shape: ModelShape) -> int:
     ts = shape.ts
     if not ts:
         return 0
-    p, hidden, layers = int(ts.get("patch_size", 16)), shape.hidden_size, int(ts.get("num_layers", 5))
+    hidden, layers = shape.hidden_size, int(ts.get("num_layers", 5))
     emb_dim = int(ts.get("embedding_dim", 16))
-    if ts.get("use_position_embedding"):
-        width = p * (1 + emb_dim)
-    elif ts.get("use_position_idx"):
-        width = 2 * p
-    else:
-        width = p
+    width = input_width(shape.encoder_block)
     n = width * hidden + hidden + (layers - 1) * (hidden * hidden + hidden)
     if ts.get("use_position_embedding"):
         n += (int(ts.get("max_sequence_length", 32768)) + 1) * emb_dim
@@ -237,8 +237,8 @@ def lora_tensor_sizes(shape: ModelShape, targets: str | list[str] | tuple[str, .
 
 
 def series_positions(shape: ModelShape, series_length: int) -> int:
-    """Decoder positions of one series: ceil(L / patch_size) `<ts>` tokens."""
-    return -(-int(series_length) // shape.patch_size)
+    """Decoder positions of one series: ceil(L / patch_size) `<ts>` tokens (tsplugin.processing.positions)."""
+    return num_positions(shape.encoder_block, series_length)
 
 
 __all__ = [

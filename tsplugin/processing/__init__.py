@@ -4,8 +4,9 @@ Design choices:
 - "sp" (value-preserving) encoding, as in ChatTS: centre on the mean, shrink only when the centred
   series leaves [-3, 3), and tell the model the offset/scale in a text prefix whose format is the
   checkpoint's release's (`tsplugin.processing.profiles`: `TSProfile`, `resolve_profile`, `format_prefix`).
-- A placeholder `<ts><ts/>` (or `<ts></ts>`) becomes the prefix + exactly ceil(L / patch_size)
-  `<ts>` tokens; the model overwrites those positions with the encoder's patch embeddings.
+- A placeholder `<ts><ts/>` (or `<ts></ts>`) becomes the prefix + exactly as many `<ts>` tokens as the
+  encoder gives the series positions (ChatTS: ceil(L / patch_size); every encoder's rule lives in
+  `tsplugin.processing.positions`); the model overwrites those positions with the encoder's outputs.
 - Encoder input per series is an (L, 2) float32 array `[value, 1.0]`; a batch is zero padded to
   (S, T_max, 2) so the mask column (0 on padding) carries each series' true length.
 
@@ -24,6 +25,8 @@ import numpy as np
 from tsplugin.processing.placeholders import TS_END_TOKEN as DEFAULT_TS_END_TOKEN
 from tsplugin.processing.placeholders import TS_TOKEN as DEFAULT_TS_TOKEN
 from tsplugin.processing.placeholders import count_placeholders, ts_placeholder
+# How many `<ts>` positions a series costs, per encoder: tsplugin.processing.positions (one definition).
+from tsplugin.processing.positions import num_patches, num_positions
 from tsplugin.processing.profiles import (
     CONFIG_KEY,
     PROFILES,
@@ -32,6 +35,7 @@ from tsplugin.processing.profiles import (
     check_ts_token_ids,
     format_prefix,
     get_profile,
+    prefix_from_stats,
     profile_names,
     register_profile,
     resolve_profile,
@@ -40,31 +44,27 @@ from tsplugin.processing.profiles import (
 )
 
 
-def encode_series(values: Iterable[float] | np.ndarray) -> np.ndarray:
-    """Encoder input of one series: an (L, 2) float32 array of ``[y, 1.0]`` rows (y = sp-encoded value)."""
-    x, offset, scale = sp_stats(values)
+def _features(x: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    """(L, 2) float32 ``[y, 1.0]`` rows from `sp_stats`' output (y = sp-encoded value)."""
     features = np.empty((x.size, 2), dtype=np.float32)
     features[:, 0] = (x + offset) / scale
     features[:, 1] = 1.0
     return features
 
 
+def encode_series(values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Encoder input of one series: an (L, 2) float32 array of ``[y, 1.0]`` rows (y = sp-encoded value)."""
+    return _features(*sp_stats(values))
+
+
 def sp_encode(values: Iterable[float] | np.ndarray, profile: str | TSProfile) -> tuple[np.ndarray, str]:
-    """Value-preserving encoding of one series: ``(features, prefix)``.
+    """Value-preserving encoding of one series: ``(features, prefix)``, the series read once.
 
     features: (L, 2) float32 ``[value, 1.0]`` rows; prefix: what `profile`'s release writes before the
     series (`format_prefix`).
     """
-    return encode_series(values), format_prefix(values, profile)
-
-
-def num_patches(length: int, patch_size: int) -> int:
-    """Number of encoder patches (= `<ts>` tokens) for a series of `length` points."""
-    if patch_size <= 0:
-        raise ValueError(f"patch_size must be positive, got {patch_size}")
-    if length <= 0:
-        raise ValueError(f"a time series has length {length}; it needs at least one value")
-    return -(-int(length) // int(patch_size))
+    x, offset, scale = sp_stats(values)
+    return _features(x, offset, scale), prefix_from_stats(x, offset, scale, profile)
 
 
 def batch_series(features_list: Sequence[np.ndarray]) -> "torch.Tensor":  # noqa: F821
@@ -84,6 +84,42 @@ def batch_series(features_list: Sequence[np.ndarray]) -> "torch.Tensor":  # noqa
     return torch.from_numpy(out)
 
 
+def _expand(
+    text: str,
+    series_list: Sequence[Any],
+    positions: Callable[[int], int],
+    ts_token: str,
+    ts_end_token: str,
+    profile: str | TSProfile,
+    with_features: bool,
+) -> tuple[str, list[np.ndarray]]:
+    """The i-th placeholder -> series i's prefix + `ts_token` * positions(L_i); each series read once
+    (`sp_stats`), its features computed only `with_features`."""
+    pattern = ts_placeholder(ts_token, ts_end_token).pattern
+    n_placeholders = len(pattern.findall(text))
+    if n_placeholders != len(series_list):
+        raise ValueError(
+            f"{n_placeholders} {ts_token}{ts_end_token} placeholder(s) in the text but {len(series_list)} "
+            "time series; write exactly one placeholder per series, in order"
+        )
+    features_list: list[np.ndarray] = []
+    pieces: list[str] = []
+    for i, values in enumerate(series_list):
+        try:
+            x, offset, scale = sp_stats(values)
+        except ValueError as err:
+            raise ValueError(f"time series {i}: {err}") from None
+        if with_features:
+            features_list.append(_features(x, offset, scale))
+        pieces.append(prefix_from_stats(x, offset, scale, profile) + ts_token * positions(x.size))
+    it = iter(pieces)
+    return pattern.sub(lambda _m: next(it), text), features_list
+
+
+def _positions_of(patch_size: int | Callable[[int], int]) -> Callable[[int], int]:
+    return patch_size if callable(patch_size) else (lambda length: num_patches(length, patch_size))
+
+
 def expand_placeholders(
     text: str,
     series_list: Sequence[Any],
@@ -96,28 +132,24 @@ def expand_placeholders(
     """Replace the i-th placeholder with series i's prefix (as `profile`'s release writes it) + `ts_token` * num_patches.
 
     `patch_size` is a patch size (ceil(L / patch_size) positions) or a function length -> positions
-    (encoders with other rules, e.g. PatchTST's fixed window). Returns the expanded text and the
+    (encoders with other rules, `tsplugin.processing.positions`). Returns the expanded text and the
     per-series (L, 2) feature arrays, in placeholder order.
     """
-    positions = patch_size if callable(patch_size) else (lambda length: num_patches(length, patch_size))
-    pattern = ts_placeholder(ts_token, ts_end_token).pattern
-    n_placeholders = len(pattern.findall(text))
-    if n_placeholders != len(series_list):
-        raise ValueError(
-            f"{n_placeholders} {ts_token}{ts_end_token} placeholder(s) in the text but {len(series_list)} "
-            "time series; write exactly one placeholder per series, in order"
-        )
-    features_list: list[np.ndarray] = []
-    pieces: list[str] = []
-    for i, values in enumerate(series_list):
-        try:
-            features, prefix = sp_encode(values, profile)
-        except ValueError as err:
-            raise ValueError(f"time series {i}: {err}") from None
-        features_list.append(features)
-        pieces.append(prefix + ts_token * positions(features.shape[0]))
-    it = iter(pieces)
-    return pattern.sub(lambda _m: next(it), text), features_list
+    return _expand(text, series_list, _positions_of(patch_size), ts_token, ts_end_token, profile, with_features=True)
+
+
+def expand_text(
+    text: str,
+    series_list: Sequence[Any],
+    patch_size: int | Callable[[int], int],
+    ts_token: str = DEFAULT_TS_TOKEN,
+    ts_end_token: str = DEFAULT_TS_END_TOKEN,
+    *,
+    profile: str | TSProfile,
+) -> str:
+    """`expand_placeholders`' text alone: the prefixes are computed, the features are not (the training
+    data path writes the text when it tokenises and encodes the features when it collates a batch)."""
+    return _expand(text, series_list, _positions_of(patch_size), ts_token, ts_end_token, profile, with_features=False)[0]
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -132,8 +164,8 @@ def _config_dict(config: Any) -> dict[str, Any]:
 class TimeSeriesProcessor:
     """Holds the position rule and token strings of one model; turns (text, series) into model inputs.
 
-    The rule is ChatTS's ceil(L / patch_size), or, for `qwen_ts` models, the `num_positions` of the
-    encoder named in the config's `ts.encoder` block (read from the registry; no weights are loaded).
+    The rule is ChatTS's ceil(L / patch_size), or, for `qwen_ts` models, the rule of the encoder named
+    in the config's `ts.encoder` block (`tsplugin.processing.positions`; no torch, no weights).
     For `timellm` forecasters (a `forecast` block) every series costs ONE `<ts>` position: the forecaster
     never reads the record's text, it builds its own per-series prompt (tsplugin.models.timellm), and
     `is_forecaster` tells the data plugin to hand it raw values and the forecast targets.
@@ -234,9 +266,7 @@ class TimeSeriesProcessor:
                 raise ValueError(f"a time series has length {length}; it needs at least one value")
             return 1
         if self.encoder is not None:
-            from tsplugin.models.encoders import encoder_num_positions
-
-            return encoder_num_positions(self.encoder, length)
+            return num_positions(self.encoder, length)
         return num_patches(length, self.patch_size)
 
     def count_placeholders(self, text: str) -> int:
@@ -269,9 +299,11 @@ __all__ = [
     "count_placeholders",
     "encode_series",
     "expand_placeholders",
+    "expand_text",
     "format_prefix",
     "get_profile",
     "num_patches",
+    "num_positions",
     "profile_names",
     "register_profile",
     "resolve_profile",

@@ -167,8 +167,12 @@ def _prefix_text(style: str, offset: float, scale: float, length: int, high: flo
 
 def format_prefix(values: Iterable[float] | np.ndarray, profile: str | TSProfile) -> str:
     """The text the release's own processor writes before a series' `<ts>` positions."""
+    return prefix_from_stats(*sp_stats(values), profile)
+
+
+def prefix_from_stats(x: np.ndarray, offset: float, scale: float, profile: str | TSProfile) -> str:
+    """`format_prefix` from `sp_stats(values)` already computed (the series is read once)."""
     profile = get_profile(profile)
-    x, offset, scale = sp_stats(values)
     return _prefix_text(
         profile.prefix_style, offset, scale, x.size, float(x.max()), float(x.min()), float(x[0]), float(x[-1])
     )

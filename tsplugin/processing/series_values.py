@@ -3,7 +3,7 @@ finite, whose value encoding stays finite. The one check behind `tsconvert valid
 (tsplugin.llamafactory); torch-free (numpy only).
 
 Design choices:
-- The magnitude part is `converters.encodable.check_encodable`, the function `tsconvert` runs at
+- The magnitude part is `tsplugin.processing.encodable.check_encodable`, the function `tsconvert` runs at
   conversion: one definition. It refuses series whose mean or centred values (value - mean) overflow,
   or exceed the range of the dtype the centring is computed in.
 - Training checks with fp32 whatever the model's dtype: the processor centres and scales in float64 on
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converters.encodable import DEFAULT_DTYPE, check_encodable
+from tsplugin.processing.encodable import DEFAULT_DTYPE, check_encodable
 
 # The dtype the host-side encoding's output is stored in (float32 feature arrays), see above.
 TRAINING_CHECK_DTYPE = DEFAULT_DTYPE

@@ -22,7 +22,7 @@ from tsplugin.webui.series_input import DEFAULT_TIME_COL, DEFAULT_VALUE_COLS, Se
 
 def takes_series(chat_model: Any) -> bool:
     """True when a model is loaded whose template uses the `timeseries` plugin."""
-    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin  # lazy: LLaMA-Factory's data package (this module loads inside a hook)
 
     engine = getattr(chat_model, "engine", None)
     template = getattr(engine, "template", None)

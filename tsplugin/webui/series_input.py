@@ -41,7 +41,7 @@ def read_uploads(
     paths: Sequence[str | Path], value_cols: str | None = DEFAULT_VALUE_COLS, time_col: str | None = DEFAULT_TIME_COL
 ) -> list[NamedSeries]:
     """One series per (file, value column), in upload order then column order."""
-    from converters.cleaning import clean
+    from converters.cleaning import clean  # lazy: tsconvert's CSV reader (pyarrow), when a CSV is uploaded
     from converters.csvread import read_series
     from converters.errors import RejectError
 

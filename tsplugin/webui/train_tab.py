@@ -15,6 +15,10 @@ import json
 import os
 from typing import Any, Callable
 
+from tsplugin.chat import default_template
+from tsplugin.checkpoints.layouts import TS_MODEL_TYPES, local_model_type
+from tsplugin.webui.plots import records_figure
+
 LABEL = "{name} (time series)"
 
 
@@ -32,7 +36,7 @@ def ts_template_names() -> set[str]:
     """Registered LLaMA-Factory templates that take series (the `timeseries` plugin)."""
     from llamafactory.data.template import TEMPLATES
 
-    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+    from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin  # lazy: LLaMA-Factory's data package (this module loads inside a hook)
 
     return {name for name, template in TEMPLATES.items() if isinstance(template.mm_plugin, TimeSeriesPlugin)}
 
@@ -48,15 +52,11 @@ def choice_values(choices: list[Any]) -> list[str]:
 
 def template_for_path(model_path: str) -> str | None:
     """The template a local time-series model directory was trained with (None when not one)."""
-    from tsplugin.checkpoints.layouts import local_model_type
-    from tsplugin.llamafactory.hooks import is_ts_model_type
-
-    if not model_path or not is_ts_model_type(local_model_type(model_path)):
+    if not model_path or local_model_type(model_path) not in TS_MODEL_TYPES:
         return None
     from transformers import AutoConfig
 
-    import tsplugin.models  # noqa: F401  (Auto registration)
-    from tsplugin.chat import default_template
+    import tsplugin.models  # noqa: F401  (Auto registration)  # lazy: torch, only for a local time-series model
 
     try:
         return default_template(AutoConfig.from_pretrained(model_path))
@@ -144,8 +144,6 @@ def make_create_preview_box(original: Callable, read_page: Callable) -> Callable
     def create_preview_box(dataset_dir: Any, dataset: Any) -> dict[str, Any]:
         import gradio as gr
         from llamafactory.webui.components.data import PAGE_SIZE
-
-        from tsplugin.webui.plots import records_figure
 
         elems = original(dataset_dir, dataset)
         samples = elems["preview_samples"]

@@ -6,8 +6,9 @@ Contract every encoder keeps (so the model, the processor and the projector neve
   word embeddings' size);
 - `forward(timeseries (S, T_max, 2) [value, mask]) -> (features (P, d_out), counts (S,) long)`:
   the positions of all series concatenated in series order, `counts[i]` positions for series i;
-- `num_positions(length, ts_config) -> int` as a static/class method of the builder, so the processor
-  expands placeholders without loading weights;
+- a position rule registered under the same name in `tsplugin.processing.positions` (how many
+  positions a series of L points takes, the input width): the processor expands placeholders with it
+  without torch or weights, and the builder's `num_positions(length, ts_config)` reads it;
 - an `out_dim` attribute on the built module: the feature width the projector starts from.
 
 Built-ins register themselves when this package is imported; `register_encoder` refuses duplicates and
@@ -21,14 +22,16 @@ from typing import Any, Callable
 
 from torch import nn
 
+from tsplugin.processing.positions import POSITION_RULES, num_positions
 from tsplugin.registry import Registry
 
 EncoderBuilder = Callable[[dict, Any], nn.Module]
 
 
 def _check_builder(name: str, builder: EncoderBuilder) -> None:
-    if not callable(getattr(builder, "num_positions", None)):
-        raise TypeError(f"encoder {name!r}: the builder needs a num_positions(length, ts_config) static method")
+    if name not in POSITION_RULES:
+        raise TypeError(f"encoder {name!r}: register its position rule first (tsplugin.processing.positions."
+                        f"register_position_rule); rules: {', '.join(POSITION_RULES.names())}")
 
 
 ENCODERS: Registry[EncoderBuilder] = Registry("time-series encoder", check=_check_builder)
@@ -53,10 +56,10 @@ def build_encoder(ts_config: dict, llm_config: Any) -> nn.Module:
 
 
 def encoder_num_positions(ts_config: dict, length: int) -> int:
-    """Positions (`<ts>` tokens) a series of `length` points costs with this encoder block."""
-    if int(length) <= 0:
-        raise ValueError(f"a time series has length {length}; it needs at least one value")
-    return int(get_encoder(_name_of(ts_config)).num_positions(int(length), ts_config))
+    """Positions (`<ts>` tokens) a series of `length` points costs with this encoder block (its rule in
+    tsplugin.processing.positions)."""
+    get_encoder(_name_of(ts_config))
+    return num_positions(ts_config, length)
 
 
 def _name_of(ts_config: dict) -> str:

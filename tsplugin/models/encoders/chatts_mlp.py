@@ -15,6 +15,7 @@ from torch import nn
 
 from tsplugin.models.encoders import register_encoder
 from tsplugin.models.encoders.ts_embedding import TimeSeriesEmbedding
+from tsplugin.processing.positions import num_positions
 
 
 class ChatTSMLPEncoder(nn.Module):
@@ -33,8 +34,8 @@ class ChatTSMLPEncoder(nn.Module):
 
     @staticmethod
     def num_positions(length: int, ts_config: dict) -> int:
-        patch = int(ts_config["patch_size"])
-        return -(-int(length) // patch)
+        """ceil(length / patch_size): the rule in tsplugin.processing.positions."""
+        return num_positions({**ts_config, "name": "chatts_mlp"}, length)
 
     def forward(self, timeseries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, T_max, 2) -> (features (P, out_dim), counts (S,))."""

@@ -29,45 +29,15 @@ import torch
 from torch import nn
 
 from tsplugin.models.encoders import register_encoder, series_lengths
+# The block's defaults and checks and the position count are the torch-free contract's (the processor
+# expands placeholders with them): tsplugin.processing.positions.
+from tsplugin.processing.positions import PATCHTST_DEFAULTS, num_positions, patchtst_block
 
-PATCHTST_DEFAULTS: dict[str, Any] = {
-    "context_window": 512,
-    "patch_len": 16,
-    "stride": 8,
-    "d_model": 128,
-    "num_layers": 3,
-    "num_heads": 4,
-    "ffn_dim": 256,
-    "dropout": 0.0,
-    "scaling": "std",
-    "res_attention": False,
-    "padding_patch": None,
-    "revin_affine": False,
-    "extra": {},
-}
 # PatchTSTConfig fields that never go into a block's `extra` (geometry is mapped, the rest is bookkeeping).
 _NOT_EXTRA = {"context_length", "patch_length", "patch_stride", "d_model", "num_hidden_layers", "num_attention_heads",
               "ffn_dim", "ff_dropout", "attention_dropout", "scaling", "num_input_channels", "do_mask_input",
               "original_variant", "architectures", "transformers_version", "model_type", "_name_or_path", "dtype",
               "torch_dtype", "id2label", "label2id", "return_dict", "output_hidden_states", "output_attentions"}
-
-
-def patchtst_block(ts_config: dict) -> dict[str, Any]:
-    """The block with defaults filled in; checks the geometry (names the key to fix)."""
-    unknown = sorted(set(ts_config) - set(PATCHTST_DEFAULTS) - {"name"})
-    if unknown:
-        raise ValueError(f"patchtst encoder block: unknown keys {unknown}; valid keys: {sorted(PATCHTST_DEFAULTS)}")
-    block = {**PATCHTST_DEFAULTS, **ts_config}
-    for key in ("context_window", "patch_len", "stride", "d_model", "num_layers", "num_heads"):
-        if int(block[key]) <= 0:
-            raise ValueError(f"patchtst encoder block: {key} must be positive, got {block[key]}")
-    if int(block["patch_len"]) > int(block["context_window"]):
-        raise ValueError(
-            f"patchtst encoder block: patch_len={block['patch_len']} exceeds context_window={block['context_window']}"
-        )
-    if block["padding_patch"] not in (None, "end"):
-        raise ValueError(f"patchtst encoder block: padding_patch must be null or 'end', got {block['padding_patch']!r}")
-    return block
 
 
 def patchtst_config(ts_config: dict) -> "Any":
@@ -137,14 +107,8 @@ class PatchTSTEncoder(nn.Module):
 
     @staticmethod
     def num_positions(length: int, ts_config: dict) -> int:
-        block = patchtst_block(ts_config)
-        cw, pl, st = int(block["context_window"]), int(block["patch_len"]), int(block["stride"])
-        n = (cw - pl) // st + 1
-        if block["padding_patch"] == "end":
-            n += 1
-        if (block["extra"] or {}).get("use_cls_token"):
-            n += 1
-        return n
+        """The same count for every length (a fixed window): the rule in tsplugin.processing.positions."""
+        return num_positions({**ts_config, "name": "patchtst"}, length)
 
     def train(self, mode: bool = True) -> "PatchTSTEncoder":
         super().train(mode)
@@ -181,7 +145,7 @@ class PatchTSTEncoder(nn.Module):
 
 def _build_backbone(config: Any, block: dict[str, Any]) -> nn.Module:
     try:
-        from tsplugin.models.encoders.patchtst_original import build_patchtst_backbone
+        from tsplugin.models.encoders.patchtst_original import build_patchtst_backbone  # lazy: optional module (its absence is handled below)
     except ModuleNotFoundError as err:
         if err.name != "tsplugin.models.encoders.patchtst_original":
             raise

@@ -35,6 +35,8 @@ from transformers.models.patchtst.modeling_patchtst import (
     PatchTSTPositionalEncoding,
 )
 
+from tsplugin.checkpoints.weights import read_state_dict
+
 # Defaults of the original repository's run_longExp.py / PatchTST Model for what weights cannot show.
 ORIGINAL_DEFAULTS: dict[str, Any] = {
     "res_attention": True,
@@ -200,7 +202,6 @@ class LoadReport:
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict from `path`, read with `weights_only=True` (no arbitrary unpickling)."""
     # refused pickles and mislabelled files get clear errors there
-    from tsplugin.checkpoints.weights import read_state_dict
 
     obj = read_state_dict(path)
     if isinstance(obj, dict) and not all(torch.is_tensor(v) for v in obj.values()):

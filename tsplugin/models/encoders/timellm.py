@@ -31,36 +31,13 @@ import torch
 from torch import nn
 
 from tsplugin.models.encoders import register_encoder, series_lengths
+# The block's defaults and checks and the position count are the torch-free contract's (the processor
+# expands placeholders with them): tsplugin.processing.positions.
+from tsplugin.processing.positions import TIMELLM_DEFAULTS, num_positions, timellm_block
 
-TIMELLM_DEFAULTS: dict[str, Any] = {
-    "context_window": 512,
-    "patch_len": 16,
-    "stride": 8,
-    "d_model": 32,
-    "num_heads": 8,
-    "d_keys": 32,
-    "num_prototypes": 1000,
-    "dropout": 0.1,
-    "vocab_size": None,
-}
 EPS = 1e-5
 
 WordEmbeddingSource = Callable[[], Any] | nn.Module | torch.Tensor
-
-
-def timellm_block(ts_config: dict) -> dict[str, Any]:
-    """The block with defaults filled in; names the key to fix."""
-    unknown = sorted(set(ts_config) - set(TIMELLM_DEFAULTS) - {"name"})
-    if unknown:
-        raise ValueError(f"timellm encoder block: unknown keys {unknown}; valid keys: {sorted(TIMELLM_DEFAULTS)}")
-    block = {**TIMELLM_DEFAULTS, **ts_config}
-    for key in ("context_window", "patch_len", "stride", "d_model", "num_heads", "d_keys", "num_prototypes"):
-        if int(block[key]) <= 0:
-            raise ValueError(f"timellm encoder block: {key} must be positive, got {block[key]}")
-    if int(block["patch_len"]) > int(block["context_window"]):
-        raise ValueError(f"timellm encoder block: patch_len={block['patch_len']} exceeds "
-                         f"context_window={block['context_window']}")
-    return block
 
 
 class TimeLLMEncoder(nn.Module):
@@ -119,9 +96,9 @@ class TimeLLMEncoder(nn.Module):
     # ------------------------------------------------------------------ series -> patches
     @staticmethod
     def num_positions(length: int, ts_config: dict) -> int:
-        block = timellm_block(ts_config)
-        m = min(int(length), int(block["context_window"]))
-        return max(1, (m + int(block["stride"]) - int(block["patch_len"])) // int(block["stride"]) + 1)
+        """max(1, (min(L, context_window) + stride - patch_len) // stride + 1): the rule in tsplugin.processing.positions;
+        `patches` computes the same count on the batch's tensors."""
+        return num_positions({**ts_config, "name": "timellm"}, length)
 
     def normalise(self, timeseries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(normalised values (S, T), loc (S,), scale (S,), window start (S,), window length (S,))."""

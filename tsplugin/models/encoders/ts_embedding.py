@@ -19,29 +19,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+# The block's defaults, the MLP's input width and the patch count are the torch-free contract's
+# (tsplugin.processing.positions), shared with the processor and the planner.
+from tsplugin.processing.positions import TS_DEFAULTS, ts_input_size
 from tsplugin.processing.profiles import PADDINGS
 
-# Defaults of the optional keys of a `ts` config block (as in the released checkpoints).
-TS_DEFAULTS: dict[str, Any] = {
-    "num_features": 2,
-    "use_position_embedding": False,
-    "use_position_idx": False,
-    "use_layer_norm": False,
-    "embedding_dim": 16,
-    "max_sequence_length": 32768,
-}
 TS_REQUIRED = ("patch_size", "num_layers", "hidden_size")
-
-
-def ts_input_size(ts: Mapping[str, Any]) -> int:
-    """Width of one patch as the MLP sees it."""
-    cfg = {**TS_DEFAULTS, **ts}
-    p = int(cfg["patch_size"])
-    if cfg["use_position_embedding"]:
-        return p * (1 + int(cfg["embedding_dim"]))  # values + one embedding per point
-    if cfg["use_position_idx"]:
-        return 2 * p  # (value, normalised position) per point
-    return p
 
 
 class TimeSeriesEmbedding(nn.Module):
@@ -84,7 +67,7 @@ class TimeSeriesEmbedding(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def patch_counts(self, x: torch.Tensor) -> torch.Tensor:
-        """Patches per series (S,), from the mask column."""
+        """Patches per series (S,), from the mask column: `tsplugin.processing.positions.num_patches`, vectorised."""
         x = x.reshape(x.shape[0], -1, self.num_features)  # (S, T, F)
         lengths = x[..., -1].long().sum(dim=1)  # (S,)
         return (lengths + self.patch_size - 1) // self.patch_size
@@ -145,4 +128,4 @@ class TimeSeriesEmbedding(nn.Module):
         return self.mlp(patches.to(weight.dtype)), patch_cnt
 
 
-__all__ = ["TS_DEFAULTS", "TimeSeriesEmbedding", "ts_input_size"]
+__all__ = ["TS_DEFAULTS", "TS_REQUIRED", "TimeSeriesEmbedding", "ts_input_size"]

@@ -18,7 +18,7 @@ from tsplugin.models.configuration_ts import SUPPORTED_TEXT_MODEL_TYPES, TextCon
 
 def check_ts_block(ts: Any) -> dict[str, Any]:
     """Validate `ts` = {"encoder": {"name": ..., ...}, "projector": name}; unknown names list the valid ones."""
-    from tsplugin.models.encoders import get_encoder
+    from tsplugin.models.encoders import get_encoder  # lazy: these registries import torch; a config reads without it
     from tsplugin.models.projectors import get_projector
 
     if not isinstance(ts, dict) or not isinstance(ts.get("encoder"), dict) or not isinstance(ts.get("projector"), str):

@@ -31,6 +31,7 @@ from tsplugin.models.modeling_ts import TimeSeriesCausalLMMixin, scatter_ts_feat
 from tsplugin.models.projectors import build_projector
 
 from tsplugin.models.qwen_ts.configuration_qwen_ts import QwenTSConfig
+from tsplugin.processing.positions import positions_formula
 
 # Points in the constant series that keeps encoder + projector in the graph on text-only batches.
 _DUMMY_POINTS = 16
@@ -117,7 +118,7 @@ class QwenTSForCausalLM(TimeSeriesCausalLMMixin, QwenTSPreTrainedModel, Generati
     ) -> torch.Tensor:
         features, _ = self.ts_features(timeseries)
         encoder = self.config.ts["encoder"]
-        rule = f"the {encoder['name']!r} encoder's num_positions(length)"
+        rule = f"the {encoder['name']!r} encoder's {positions_formula(encoder)}"
         return scatter_ts_features(input_ids, inputs_embeds, features, self._ts_token_id(), timeseries.shape[0], rule)
 
     def _dummy_encoder_term(self, like: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Can a series survive the model's value encoding in a given dtype? One pure check (numpy only, no
-torch) shared by `tsconvert` (at conversion) and the training-time series checks.
+torch) shared by `tsconvert` (at conversion) and the training-time series checks
+(`tsplugin.processing.series_values`). Part of the torch-free contract, so converters import it and
+it imports nothing of converters.
 
 The encoding (chatts-facts.md, tsplugin.processing.sp_encode): m = mean(x); y = x - m; s = 1; if
 any |y| >= 3 then s = max|y| / 3 and y = y / s. The model sees y (|y| <= 3) and the text prefix
