@@ -44,8 +44,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("llamafactory", ("tsplugin.llamafactory", "tsplugin.webui")),
     ("entry", ("tsplugin.cli", "tsplugin._bootstrap")),
 ]
-# The one deliberate upward edge: the start-up hook hands each watched upstream module to the hooks.
-ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks")}
+# Deliberate upward edges: the start-up hook hands each watched upstream module to the hooks;
+# `python -m tsplugin.eval.forecast` runs the one `tsplugin eval forecast` parser.
+ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks"), ("tsplugin.eval.forecast", "tsplugin.cli")}
 CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry")
 MODULE_REASON = re.compile(r"^# lazy imports: \S", re.M)
 
