@@ -26,9 +26,8 @@ Methods (each row's ratio is against the linear baseline of the same run):
   as text, full fine-tuning for `--text-steps`, greedy generation.
 Budgets are optimizer steps (batch 8), so results do not depend on the machine's load; `--max-minutes` caps
 each training (a capped run says so in its note); `--skip` drops methods. Cost, measured on a shared 2-core
-machine (load 4-10): linear + PatchTST + frozen Time-LLM ~2.4 min CPU, the LoRA row ~2.8 min CPU more; the
-default run 5.3 min CPU, 26.2 min wall at load ~9 (the LoRA
-and text rows then hit the 8-minute cap: 121 and 40 steps); it fits ~15 min wall only when the machine gives it ~40% of a core.
+machine: the default run 6.5 min CPU, 16.1 min wall at load 3-5 (no row capped); at load ~9 it took 26.2 min wall
+and the LoRA and text rows hit the 8-minute cap (121 and 40 steps). Without LoRA and text: ~2.4 min CPU.
 
 Measured (co2 defaults, 48 test windows; Time-LLM head with the frozen tiny random LLM, MSE / linear, linear
 MSE 0.0041, naive 19.95x, seasonal naive 7.28x): seed 0 0.844, seed 1 1.036, seed 2 0.735, seed 3 0.890
