@@ -185,7 +185,13 @@ def _start(src: Path, csv_dir: Path, out: Path, workers: int = 2) -> subprocess.
     err = open(out.parent / f"stderr{workers}.txt", "w")
     return subprocess.Popen([sys.executable, "-m", "converters.cli", str(src), "--csv-dir", str(csv_dir), "-o", str(out),
                              "--name", "ds", "-q", "--workers", str(workers)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=err)
+                            stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """Ctrl-C acts as in a terminal even when the test run itself ignores SIGINT (a shell's background
+    job, `nohup`): an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stderr(out: Path, workers: int) -> str:
