@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,8 +178,7 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         _screenshot(driver, tmp_path / "webui_train_preview.png")
         _click(driver, "Close")
         # Chat tab: base model + adapter (LLaMA-Factory's own checkpoint field takes a path)
-        checkpoint = _input_labelled(driver, "Checkpoint path")
-        checkpoint.send_keys(str(adapter), Keys.ENTER)
+        _enter_checkpoint(driver, str(adapter))
         _wait(driver, lambda d: any(t.click() or True for t in d.find_elements(By.XPATH, "//button[@role='tab' and normalize-space()='Chat']")), "the Chat tab")
         _click(driver, "Load model")
         _wait(driver, lambda d: any("Model loaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), "the model loaded")
@@ -187,6 +187,30 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         _screenshot(driver, tmp_path / "webui_chat.png")
     log = (tmp_path / "webui.log").read_text(errors="replace")
     assert "Loaded adapter(s): " + str(adapter) in log, log[-3000:]
+
+
+def _enter_checkpoint(driver, path: str) -> None:
+    """Type `path` into LlamaBoard's Checkpoint path until it stays. The field refreshes itself from the server
+    (`list_checkpoints`, value []) when it gets focus and after a model change: on a loaded machine that
+    answer can land after the typed path and wipe it, and the model would load without the adapter."""
+    from selenium.webdriver.common.keys import Keys
+
+    def shown(d) -> bool:
+        return any(t.text.strip() == path for t in _by_css(d, ".token span"))
+
+    for _ in range(5):
+        field = _input_labelled(driver, "Checkpoint path")
+        field.click()  # focus first: its refresh is what could wipe the value
+        time.sleep(1.0)  # lets that round trip land before typing
+        field.send_keys(path, Keys.ENTER)
+        try:
+            _wait(driver, shown, "the adapter path in Checkpoint path")
+        except AssertionError:
+            continue
+        time.sleep(2.0)  # a late refresh would clear it within this
+        if shown(driver):
+            return
+    raise AssertionError(f"Checkpoint path kept losing {path} (LlamaBoard refreshed it 5 times)")
 
 
 def _input_labelled(driver, label: str):
