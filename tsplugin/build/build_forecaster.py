@@ -19,6 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tsplugin.build.build_model import (
+    add_llm_arguments,
+    add_new_weights_arguments,
+    check_llm_dir,
+    copy_llm_weights,
+    load_llm_with_ts_tokens,
+)
+
 # The integer keys of the forecast block, with their --help. The defaults named here are
 # tsplugin.models.timellm.FORECAST_DEFAULTS (not imported: `tsplugin --help` stays free of transformers;
 # tests/test_cli_help.py checks they agree).
@@ -40,7 +48,6 @@ INT_FLAGS = tuple(INT_FLAG_HELP)
 def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, Any] | None = None, seed: int = 0,
                   dtype: str = "float32", verbose: bool = False) -> Path:
     """Write a `timellm` checkpoint (LLM weights kept, new reprogramming + head) to `output_dir`; return it."""
-    from tsplugin.build.build_model import check_llm_dir, copy_llm_weights, load_llm_with_ts_tokens
     from tsplugin.build.init_model import save_checkpoint
     from tsplugin.models.timellm import TimeLLMConfig, TimeLLMForForecasting
 
@@ -64,17 +71,14 @@ def build_timellm(llm: str | Path, output_dir: str | Path, forecast: dict[str, A
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("build-forecaster", help="build a Time-LLM forecaster (local Qwen + reprogramming + head)",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--llm", required=True, type=Path, help="local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="directory to write the model to")
+    add_llm_arguments(parser)
     for flag, help_text in INT_FLAG_HELP.items():
         parser.add_argument("--" + flag.replace("_", "-"), type=int, default=None, help=f"forecast block `{flag}`: {help_text}")
     parser.add_argument("--dropout", type=float, default=None,
                         help="forecast block `dropout`: dropout probability of the patch embedding, attention and head (default 0.1)")
     parser.add_argument("--description", default=None,
                         help="forecast block `description`: the dataset description Time-LLM's prompt opens with (default 'A time series.')")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="dtype of the written weights (default float32)")
+    add_new_weights_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 

@@ -207,14 +207,26 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--llm` and `-o/--output`, shared by the commands that wrap a local Qwen (build-model, build-forecaster)."""
+    parser.add_argument("--llm", required=True, type=Path, help="local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="directory to write the model to")
+
+
+def add_new_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--seed` and `--dtype` of the layers such a command adds (build-model, build-forecaster)."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="dtype of the written weights (default float32)")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "build-model",
         help="build a qwen_ts model (local Qwen2/Qwen3 + time-series encoder + projector)",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--llm", required=True, type=Path, help="local Qwen2/Qwen2.5/Qwen3 checkpoint directory")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="directory to write the model to")
+    add_llm_arguments(parser)
     parser.add_argument("--encoder", default="patchtst", help="encoder registry name: chatts_mlp, patchtst, timellm (default patchtst)")
     parser.add_argument("--encoder-ckpt", type=Path, default=None,
                         help="pretrained encoder: PatchTST transformers dir or original checkpoint.pth; other encoders: a state dict")
@@ -231,9 +243,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument(flag, type=int, default=None, help=help_text)
     parser.add_argument("--encoder-param", type=_parse_param, action="append", default=[], metavar="KEY=VALUE",
                         help="any other key of the encoder block (JSON value), repeatable")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the new layers (default 0)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="dtype of the written weights (default float32)")
+    add_new_weights_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
