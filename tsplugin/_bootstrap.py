@@ -5,21 +5,21 @@ DeepSpeed runs, so registration done in one process would be lost. A ``.pth`` fi
 ``site`` at every interpreter start; this module puts a finder on ``sys.meta_path`` that waits for
 the LLaMA-Factory modules we extend (and two transformers modules: released ChatTS checkpoints then
 load with tsplugin's classes in any script) and, right after each one executes, calls
-``tsplugin.llamafactory.hooks.on_import``. Processes that never import ``llamafactory`` or
-``transformers`` pay only for this stdlib-only module. It must never raise: a broken start-up hook would break every Python
-program of the environment.
+``tsplugin.llamafactory.hooks.on_import``. It must never raise: a broken start-up hook would break
+every Python program of the environment.
+
+Cost (choice): every Python process of the environment runs this, most of them never import
+LLaMA-Factory or transformers, so it imports nothing but ``sys`` (already loaded): no ``importlib.abc``
+(in 3.11 it pulls importlib.resources, pathlib, tempfile, typing: ~30 ms), no ``__future__``, no
+``types``. The finder and the loader are plain classes (the import system only calls ``find_spec``,
+``create_module`` and ``exec_module``), and ``find_spec`` is one frozenset lookup for every other
+module. ``bench/startup_tax.py`` measures the cost; ``tests/test_hooks.py`` checks the imports.
 """
 
-from __future__ import annotations
-
-# lazy imports: stdlib only at interpreter start-up; the hooks load when a watched module is imported.
-import importlib.abc
-import importlib.machinery
 import sys
-from types import ModuleType
 
-# Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS and
-# TRANSFORMERS_HOOKS (and the plugin module, see on_import).
+# Modules whose import triggers a hook; tests/test_hooks.py checks this equals
+# tsplugin.llamafactory.hooks.HOOKS + TRANSFORMERS_HOOKS + the plugin module (see on_import).
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
@@ -55,26 +55,28 @@ WATCHED = frozenset(
 )
 
 
-class _PostImportLoader(importlib.abc.Loader):
+class _PostImportLoader:
     """Delegates to the real loader, then runs the tsplugin hook for the module."""
 
-    def __init__(self, wrapped: importlib.abc.Loader) -> None:
+    def __init__(self, wrapped):
         self._wrapped = wrapped
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec):
         return self._wrapped.create_module(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module):
         self._wrapped.exec_module(module)
         from tsplugin.llamafactory.hooks import on_import
 
         on_import(module.__name__, module)
 
-    def __getattr__(self, name: str):  # get_source, get_code, ... for tracebacks and tools
+    def __getattr__(self, name):  # get_source, get_code, get_resource_reader, ... for tracebacks and tools
         return getattr(self._wrapped, name)
 
 
-class _LlamaFactoryFinder(importlib.abc.MetaPathFinder):
+class _LlamaFactoryFinder:
+    """A meta-path finder (the protocol is just ``find_spec``) that wraps the loader of watched modules."""
+
     def find_spec(self, fullname, path, target=None):
         if fullname not in WATCHED:
             return None
@@ -87,8 +89,11 @@ class _LlamaFactoryFinder(importlib.abc.MetaPathFinder):
                 return spec
         return None
 
+    def invalidate_caches(self):
+        pass
 
-def install() -> None:
+
+def install():
     """Install the finder once; hook modules already imported (e.g. plugin imported late)."""
     if not any(isinstance(f, _LlamaFactoryFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _LlamaFactoryFinder())
