@@ -16,6 +16,7 @@ LLaMA-Factory or transformers, so it imports nothing but ``sys`` (already loaded
 module. ``bench/startup_tax.py`` measures the cost; ``tests/test_hooks.py`` checks the imports.
 """
 
+# lazy imports: only sys at interpreter start-up; the hooks load when a watched module is imported.
 import sys
 
 # Modules whose import triggers a hook; tests/test_hooks.py checks this equals
