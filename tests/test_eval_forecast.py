@@ -54,8 +54,15 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _splits(tmp_path: Path, stem: str = "t") -> tuple[Path, Path]:
+    """Train/val files next to the hand-made test file (4 -> 2 windows), for the fitted baselines."""
+    rows = [_record([i % 3, (i + 1) % 3, (i + 2) % 3, i % 2], f"{(i + 3) % 3}.000, {(i + 1) % 2}.000") for i in range(8)]
+    return _write(tmp_path / f"{stem}_train.jsonl", rows[:6]), _write(tmp_path / f"{stem}_val.jsonl", rows[6:])
+
+
 @pytest.fixture()
 def hand_files(tmp_path):
+    _splits(tmp_path)
     test = _write(tmp_path / "t_test.jsonl", [
         _record([1, 2, 3, 4], "5.000, 6.000"),
         _record([0, 2, 1, 3], "1.000, 0.000"),
@@ -91,8 +98,11 @@ def test_metrics_equal_hand_computed_values_on_both_scales(hand_files):
 def test_partial_pads_and_raw_records_are_normalised_with_recorded_statistics(tmp_path):
     test = _write(tmp_path / "t.jsonl", [_record([12, 14, 16, 18], "20.0, 22.0", normalized=False)])
     preds = _write(tmp_path / "p.jsonl", [{"predict": "20", "label": "20.0, 22.0"}])
-    assert evaluate_forecast(preds, test, season=2)["scored"] == 0
-    r = evaluate_forecast(preds, test, season=2, partial=True)
+    with pytest.raises(ForecastEvalError, match=r"t.jsonl: cannot tell its train and val splits .* pass --train NAME_train.jsonl"):
+        evaluate_forecast(preds, test, season=2)
+    train, val = _splits(tmp_path, "other")
+    assert evaluate_forecast(preds, test, season=2, train=train, val=val)["scored"] == 0
+    r = evaluate_forecast(preds, test, season=2, partial=True, train=train, val=val)
     assert (r["scored"], r["padded"]) == (1, 1)
     assert r["original"]["model"] == {"mse": pytest.approx(2.0), "mae": pytest.approx(1.0)}    # errors 0, -2
     assert r["normalized"]["model"] == {"mse": pytest.approx(0.5), "mae": pytest.approx(0.5)}  # / std 2
@@ -109,7 +119,10 @@ def test_mismatched_files_are_errors_naming_file_and_fix(hand_files, tmp_path):
     with pytest.raises(ForecastEvalError, match=r"swapped.jsonl: line 1: label does not match .* record 0's answer"):
         evaluate_forecast(swapped, test, season=2)
     with pytest.raises(ForecastEvalError, match=r"--season 24 is longer than the input window \(4 points\)"):
-        evaluate_forecast(preds, test)
+        evaluate_forecast(preds, test, season=24)
+    (tmp_path / "t_val.jsonl").unlink()
+    with pytest.raises(ForecastEvalError, match=r"t_val.jsonl: no such file"):
+        evaluate_forecast(preds, test, season=2)
 
 
 def test_round_trip_with_converter_perfect_answers_and_baselines_match_numpy(tmp_path):
