@@ -196,3 +196,75 @@ def test_junk_answers_are_unparseable_and_bad_files_exit_2_naming_the_line(hand_
         assert main([str(preds), "--test", str(test), "--season", "2"]) == 2
         err = capsys.readouterr().err
         assert f"{test}: {expected}" in err and "Traceback" not in err
+
+
+def _converted(tmp_path: Path, values: np.ndarray, seq: int, pred: int) -> tuple[Path, Path]:
+    """`tsconvert forecast` of a one-column series and perfect predictions of its test split: (predictions, test)."""
+    csv = tmp_path / "s.csv"
+    csv.write_text("date,OT\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(values)))
+    convert_forecast(ForecastOptions(csv=csv, seq_len=seq, pred_len=pred, out_dir=tmp_path, name="s", precision=6))
+    test = tmp_path / "s_test.jsonl"
+    records = [json.loads(line) for line in test.read_text().splitlines()]
+    return _write(tmp_path / "p.jsonl", [{"predict": r["output"], "label": r["output"]} for r in records]), test
+
+
+def test_season_is_chosen_from_the_train_split_and_reported(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    t = np.arange(600)
+    period = 17      # no divisor of the window lengths, not a round number
+    values = 5 * np.sin(2 * np.pi * t / period) + 2 * np.cos(4 * np.pi * t / period) + 0.01 * t + rng.normal(0, 0.3, t.size)
+    preds, test = _converted(tmp_path, values, seq=48, pred=12)
+    r = evaluate_forecast(preds, test)
+    assert (r["season"], r["season_source"]) == (period, "train+val")
+    assert str(period) in r["season_scores"] and r["season_scores"][str(period)] == min(r["season_scores"].values())
+    n = r["normalized"]
+    assert n["all_windows"]["seasonal_naive"]["mse"] < 0.5 * n["all_windows"]["naive"]["mse"]
+    assert main([str(preds), "--test", str(test)]) == 0
+    out = capsys.readouterr().out
+    assert f"season {period} (chosen from the train split's autocorrelation peaks" in out
+    assert re.search(rf"^normalized seasonal naive \({period}\) ", out, re.M)
+
+
+def test_season_flag_overrides_the_choice(tmp_path):
+    t = np.arange(400)
+    values = 10 * np.sin(2 * np.pi * t / 12) + 0.05 * t
+    preds, test = _converted(tmp_path, values, seq=36, pred=6)
+    assert evaluate_forecast(preds, test)["season"] == 12
+    out = tmp_path / "r.json"
+    assert main([str(preds), "--test", str(test), "--season", "5", "--json", "--report", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert (r["season"], r["season_source"], r["season_scores"]) == (5, "given", {})
+    records = [json.loads(line) for line in test.read_text().splitlines()]
+    starts = [rec["window_start"] for rec in records]
+    truth = np.stack([values[s + 36:s + 42] for s in starts])
+    seasonal = np.stack([values[s + 31 + np.arange(6) % 5] for s in starts])   # one 5-point season back, repeated
+    assert r["original"]["seasonal_naive"]["mse"] == pytest.approx(np.mean((seasonal - truth) ** 2), rel=1e-6)
+
+
+def test_drift_is_exact_on_a_line(tmp_path):
+    from tsplugin.eval.baselines import drift
+
+    line = 3.0 + 0.25 * np.arange(20, dtype=np.float64)
+    np.testing.assert_array_equal(drift(line[None, :12], 8), line[None, 12:])   # exact in binary: quarter steps
+    preds, test = _converted(tmp_path, 100 - 0.5 * np.arange(300), seq=24, pred=6)
+    r = evaluate_forecast(preds, test, season=12)
+    # The converter writes z-scored values rounded to 6 decimals: each input and answer is off by <= 5e-7, and the
+    # slope (from two inputs 23 steps apart) by <= 1e-6 / 23 per step; so each drift error is under 1e-6 + 6e-6 / 23.
+    bound = (1e-6 + 6e-6 / 23) ** 2
+    assert r["normalized"]["all_windows"]["drift"]["mse"] <= bound
+    assert r["normalized"]["all_windows"]["naive"]["mse"] > 1e-3      # a line is no constant
+    assert r["normalized"]["best_baseline"] == "drift"
+
+
+def test_ridge_beats_naive_on_an_ar_process(tmp_path):
+    rng = np.random.default_rng(1)
+    x = np.zeros(1500)
+    for i in range(2, x.size):          # AR(2), stationary, oscillating: the last value alone is a poor forecast
+        x[i] = 1.2 * x[i - 1] - 0.6 * x[i - 2] + rng.normal()
+    preds, test = _converted(tmp_path, x, seq=32, pred=4)
+    r = evaluate_forecast(preds, test, season=8)
+    n = r["normalized"]["all_windows"]
+    assert n["ridge"]["mse"] < 0.8 * n["naive"]["mse"]
+    assert n["ridge"]["mse"] < n["drift"]["mse"] and n["ridge"]["mse"] < n["seasonal_naive"]["mse"]
+    assert r["normalized"]["best_baseline"] == "ridge"
+    assert r["ridge_alpha"] > 0 and r["train_rows"] > r["val_rows"] > 0
