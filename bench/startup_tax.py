@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"`python -c pass`, Python {result['python']}, best of {args.runs} per side (alternating), hook from {root}")
-    print(f"| side | best ms | median ms |\n|---|---|---|")
+    print("| side | best ms | median ms |\n|---|---|---|")
     for name in sides:
         print(f"| {name} | {best[name]:.2f} | {median[name]:.2f} |")
     print(f"RESULT start-up tax of the hook: {result['delta_best_ms']:+.2f} ms best-to-best "
