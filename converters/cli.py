@@ -44,6 +44,9 @@ MISPLACED_CHOICES = ("reject", "move")
 NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
+DEFAULT_MAX_RECORD_MB = 64  # tsplugin.jsonl.DEFAULT_MAX_RECORD_BYTES, in MiB (a test checks they agree)
+MAX_RECORD_HELP = (f"a record (JSONL line) longer than this many bytes is rejected unread, with its line number, and the run "
+                   f"goes on; memory stays bounded by it (default: {DEFAULT_MAX_RECORD_MB} MiB)")
 
 
 class _Terminated(BaseException):
@@ -115,6 +118,7 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
                         "(fp16 65504, fp32/bf16 ~3.4e38) or overflow; fp16 for encoders that normalise in half precision (default: fp32)")
     p.add_argument("--max-csv-bytes", type=int, default=DEFAULT_MAX_CSV_MB << 20,
                    help=f"reject a CSV larger than this many bytes (default: {DEFAULT_MAX_CSV_MB} MiB)")
+    p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
     p.add_argument("--allow-hard-links", action="store_true",
                    help="read CSVs that have several hard links (refused by default: a hard link may be a file outside --csv-dir)")
     p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
@@ -125,7 +129,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="ChatTS JSONL (input/output/timeseries, or messages/timeseries)")
     p.add_argument("--min-length", type=int, default=1, help="flag series shorter than this (default: 1)")
-    p.add_argument("--report", type=Path, help="also write the report as JSON to this path")
+    p.add_argument("--report", type=Path, help="also write the report as JSON to this path (never the file validated)")
+    p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
 
@@ -176,6 +181,11 @@ def _run_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_max_record_bytes(value: int) -> None:
+    if value < 1:
+        raise InputError(f"--max-record-bytes {value}: must be at least 1")
+
+
 def _normalise_argv(argv: list[str]) -> list[str]:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         return ["convert", *argv]
@@ -197,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from .validate import run_validate
 
-            return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet)
+            _check_max_record_bytes(args.max_record_bytes)
+            return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet,
+                                max_record_bytes=args.max_record_bytes)
         if args.command == "forecast":
             return _run_forecast(args)
         from .preview import run_preview
@@ -241,6 +253,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"--max-missing {args.max_missing}: must be a fraction between 0 and 1")
     if args.max_csv_bytes < 1:
         raise InputError(f"--max-csv-bytes {args.max_csv_bytes}: must be at least 1")
+    _check_max_record_bytes(args.max_record_bytes)
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:
         raise InputError(f"--workers {workers}: must be at least 1")
@@ -263,6 +276,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
         output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
         series=series, workers=workers, progress=not args.quiet, misplaced=args.misplaced,
+        max_record_bytes=args.max_record_bytes,
     )
     report = convert(opts)
     name = args.name or args.input.stem

@@ -29,18 +29,20 @@ from tsplugin.processing.placeholders import (
     misplaced,
     move_to_user_turns,
 )
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES
 from tsplugin.processing.encodable import DEFAULT_DTYPE
 
+from .csvread import check_value_cols
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
 from .jsonstream import RawRecord, compact_text, iter_raw_records
-from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
+from .paths import DEFAULT_PATTERN, check_dataset_name, check_pattern, pure_image_path, refuse_overwriting_inputs, resolve_csv
 from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many
 from .workers import start_pool
-from .writer import OutputSet, refuse_overwriting_inputs
+from .writer import OutputSet
 
 # The records of the input, each with its source text (a module attribute so tests can watch it).
 iter_records = iter_raw_records
@@ -66,6 +68,7 @@ class ConvertOptions:
     workers: int = 1
     progress: bool = False
     misplaced: str = "reject"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 class _Slot:
@@ -142,13 +145,13 @@ def output_names(name: str) -> list[str]:
 
 def convert(opts: ConvertOptions) -> Report:
     """Run one conversion and return its report (also written to NAME.report.json)."""
-    name = opts.name or opts.input.stem
+    name = opts.name if opts.name is not None else opts.input.stem
+    check_dataset_name(name)
+    check_pattern(opts.csv_pattern)
+    check_value_cols(opts.series.value_cols)
     src = opts.input.name
     refuse_overwriting_inputs([opts.out_dir / n for n in output_names(name)], [opts.input])
-    csv_dir = opts.csv_dir.resolve()
-    if not csv_dir.is_dir():
-        raise InputError(f"--csv-dir {opts.csv_dir}: not a directory. Pass the folder holding the CSV files")
-    check_pattern(opts.csv_pattern)
+    csv_dir = _csv_dir(opts.csv_dir)
     fmt = get_output_format(opts.output_format)
     report = Report(source=src, options=_options_for_report(opts))
     has_system = False
@@ -177,7 +180,7 @@ def convert(opts: ConvertOptions) -> Report:
                     bar.update(1)
 
             pending: deque[_Pending] = deque()
-            for index, record in enumerate(iter_records(opts.input)):
+            for index, record in enumerate(iter_records(opts.input, opts.max_record_bytes)):
                 pending.append(_start(index, record, opts, csv_dir, batcher))
                 while pending and (len(pending) > window or all(s.done() for s in pending[0].slots)):
                     batcher.flush()  # the head may wait on a job still in the open batch
@@ -192,6 +195,19 @@ def convert(opts: ConvertOptions) -> Report:
         rep.write(_report_bytes(report))
         outputs.commit({name: fmt.entry(f"{name}.jsonl", has_system)})
     return report
+
+
+def _csv_dir(given: Path) -> Path:
+    """--csv-dir resolved (links followed once, here), or InputError: missing, not a folder, a link loop."""
+    try:
+        csv_dir = given.resolve()
+        is_dir = csv_dir.is_dir()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise InputError(f"--csv-dir {given}: cannot be resolved ({getattr(exc, 'strerror', None) or 'symlink loop'}). "
+                         "Pass a real folder holding the CSV files") from None
+    if not is_dir:
+        raise InputError(f"--csv-dir {given}: not a directory. Pass the folder holding the CSV files")
+    return csv_dir
 
 
 def _reject_line(p: _Pending, code: str, message: str) -> bytes:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import RejectError
+from .errors import InputError, RejectError
 from .numbers import choose_number_format, get_number_format, parse_cells
 from .safeio import ReadLimits, read_named_file
 
@@ -39,6 +39,20 @@ class RawSeries:
 def norm_name(name: str) -> str:
     """Column names match ignoring case, surrounding whitespace and a BOM."""
     return name.replace("\ufeff", "").strip().casefold()
+
+
+def check_value_cols(value_cols: tuple[str, ...] | list[str]) -> None:
+    """A usage error (InputError, exit 2) when --value-col names a column twice (case, space and BOM
+    insensitive, as columns match) or names nothing: every record would fail the same way."""
+    seen: dict[str, str] = {}
+    for col in value_cols:
+        key = norm_name(col)
+        if not key:
+            raise InputError(f"--value-col {col!r} is empty. Pass the name of a value column")
+        if key in seen:
+            raise InputError(f"--value-col {col!r} names the same column as --value-col {seen[key]!r} (names match ignoring "
+                             "case and spaces). Pass each column once")
+        seen[key] = col
 
 
 def _decode(data: bytes, shown: str) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,10 @@ from .cleaning import clean
 from .csvread import _LINE_END, _decode, _sniff_delimiter, norm_name, read_series  # the reader's own rules: both commands agree
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
+from .paths import check_dataset_name, refuse_overwriting_inputs
 from .registry import Registry
 from .safeio import ReadLimits, read_named_file
-from .writer import OutputSet, refuse_overwriting_inputs
+from .writer import OutputSet
 
 TS_PLACEHOLDER = PLACEHOLDER
 SPLITS = ("train", "val", "test")
@@ -116,11 +118,18 @@ def cap_evenly(starts: list[int], cap: int | None) -> list[int]:
 
 
 def min_rows(seq_len: int, pred_len: int) -> int:
-    """The shortest series for which every split gets at least one window."""
-    n = seq_len + pred_len
-    while any(not window_starts(b, seq_len, pred_len) for b in split_borders(n).values()):
+    """The shortest series for which every split gets at least one window. The search starts at what
+    train (70%: seq+pred points) and val (10%: pred points) need at least, so it takes a few steps
+    whatever the sizes."""
+    n = max(seq_len + pred_len, -(-10 * (seq_len + pred_len) // 7), 10 * (pred_len - 2))
+    while any(_no_window(b, seq_len, pred_len) for b in split_borders(n).values()):
         n += 1
     return n
+
+
+def _no_window(border: tuple[int, int], seq_len: int, pred_len: int) -> bool:
+    lo, hi = border
+    return hi - seq_len - pred_len < max(0, lo - seq_len)
 
 
 def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Counter) -> dict[str, dict[str, float]]:
@@ -135,6 +144,21 @@ def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Cou
             std = 1.0
         out[name] = {"mean": mean, "std": std}
     return out
+
+
+def _refuse_impossible_sizes(opts: ForecastOptions) -> None:
+    """Before reading: a file of S bytes holds at most S // 2 data rows (a value and a line end each), so
+    --seq-len/--pred-len needing more rows than that is a usage error now, not after reading everything."""
+    need = min_rows(opts.seq_len, opts.pred_len)
+    try:
+        size = os.stat(opts.csv).st_size
+    except OSError:
+        return  # the read names the problem
+    if need > size // 2:
+        raise InputError(
+            f"{opts.csv}: {size} bytes hold at most {size // 2} rows, too few for --seq-len {opts.seq_len} + --pred-len "
+            f"{opts.pred_len} with the 70/10/20 split (needs at least {need} rows). Lower --seq-len/--pred-len or use a longer series"
+        )
 
 
 def read_csv_bytes(path: Path) -> bytes:
@@ -223,10 +247,12 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
     """Write NAME_{train,val,test}.jsonl, NAME.scaling.json, NAME.report.json and the dataset_info.json
     entries; returns the report."""
     opts.check()
-    name = opts.name or opts.csv.stem
+    name = opts.name if opts.name is not None else opts.csv.stem
+    check_dataset_name(name)
     out = opts.out_dir
     files = [f"{name}_{split}.jsonl" for split in SPLITS] + [f"{name}.scaling.json", f"{name}.report.json", "dataset_info.json"]
     refuse_overwriting_inputs([out / f for f in files], [opts.csv])
+    _refuse_impossible_sizes(opts)
     repairs: Counter = Counter()
     notes: Counter = Counter()
     names, values, inputs, targets = load_table(opts, repairs, notes)
