@@ -45,6 +45,8 @@ NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
 DEFAULT_MAX_RECORD_MB = 64  # tsplugin.jsonl.DEFAULT_MAX_RECORD_BYTES, in MiB (a test checks they agree)
+ENCODING_HELP = ("text encoding of the CSVs, e.g. cp1252, latin-1, gbk; auto reads UTF-8, and GBK only when every non-ASCII "
+                 "character confirms it, and names the option to pass otherwise (default: auto)")
 MAX_RECORD_HELP = (f"a record (JSONL line) longer than this many bytes is rejected unread, with its line number, and the run "
                    f"goes on; memory stays bounded by it (default: {DEFAULT_MAX_RECORD_MB} MiB)")
 
@@ -113,6 +115,7 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
                    help="how numbers are written in the CSVs: plain 1234.5, thousands-comma 1,234.5, decimal-comma 1.234,5; "
                         "auto detects it per file and rejects a file mixing them (default: auto)")
+    p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
                    help="dtype the model encodes series in: reject series whose centred values (value - mean) exceed its range "
                         "(fp16 65504, fp32/bf16 ~3.4e38) or overflow; fp16 for encoders that normalise in half precision (default: fp32)")
@@ -158,12 +161,14 @@ def _add_forecast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-missing", type=float, default=0.5, help="stop when more than this fraction of rows is missing (default: 0.5)")
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
                    help="plain 1234.5, thousands-comma 1,234.5 or decimal-comma 1.234,5; auto detects it (default: auto)")
+    p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
     p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--name", help="writes NAME_train/_val/_test.jsonl and their dataset_info.json entries (default: CSV stem)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
+    from .csvread import check_encoding
     from .forecast import ForecastOptions, convert_forecast, summary
 
     opts = ForecastOptions(
@@ -171,6 +176,7 @@ def _run_forecast(args: argparse.Namespace) -> int:
         features=args.features, target=args.target, date_col=args.date_col, stride=args.stride,
         max_windows_per_split=args.max_windows_per_split, precision=args.precision, normalize=args.normalize,
         missing=args.missing, max_missing=args.max_missing, number_format=args.number_format,
+        encoding=check_encoding(args.encoding),
     )
     report = convert_forecast(opts)
     if not args.quiet:
@@ -245,6 +251,7 @@ def _restore_sigterm(previous: object) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .convert import ConvertOptions, convert, default_workers
+    from .csvread import check_encoding
     from .series import SeriesOptions
 
     if args.min_length < 1 or (args.max_length is not None and args.max_length < args.min_length):
@@ -271,6 +278,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_csv_bytes=args.max_csv_bytes,
         allow_hard_links=args.allow_hard_links,
+        encoding=check_encoding(args.encoding),
     )
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,

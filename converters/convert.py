@@ -330,6 +330,7 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         **({"misplaced_placeholders": opts.misplaced} if opts.misplaced != "reject" else {}),
         **({"number_format": s.number_format} if s.number_format != "auto" else {}),
         **({"dtype": s.dtype} if s.dtype != DEFAULT_DTYPE else {}),
+        **({"encoding": s.encoding} if s.encoding != "auto" else {}),
     }
 
 

@@ -6,6 +6,7 @@ cleaning step decides what to do with them) and the timestamps as int64 when the
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from .errors import InputError, RejectError
 from .numbers import choose_number_format, get_number_format, parse_cells
 from .safeio import ReadLimits, read_named_file
 
-ENCODINGS = ("utf-8", "gbk")
+AUTO_ENCODING = "auto"  # UTF-8, or GBK when confirmed (see _decode)
 DELIMITERS = (",", ";", "\t")
 _LINE_END = re.compile(r"\r\n|\r|\n")
 NULL_TEXT = ["", "NaN", "nan", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None", "none"]
@@ -55,17 +56,48 @@ def check_value_cols(value_cols: tuple[str, ...] | list[str]) -> None:
         seen[key] = col
 
 
-def _decode(data: bytes, shown: str) -> tuple[str, str]:
-    if data.startswith(b"\xef\xbb\xbf"):
+def check_encoding(encoding: str) -> str:
+    """The --encoding value as given ('auto' or a codec Python knows), else a usage error naming the choices."""
+    if encoding == AUTO_ENCODING:
+        return encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"--encoding {encoding!r}: unknown encoding. Pass auto, utf-8, gbk, cp1252, latin-1, ...") from None
+    return encoding
+
+
+def _decode(data: bytes, shown: str, encoding: str = AUTO_ENCODING) -> tuple[str, str]:
+    """The CSV's text and the encoding used. ``auto`` takes only what it can confirm: UTF-8, or GBK when
+    every non-ASCII pair is a GB2312 character (Latin-1 text such as '°C' never is); anything else is
+    a rejection that says which --encoding to pass."""
+    if data.startswith(codecs.BOM_UTF8):
         data = data[3:]
-    for enc in ENCODINGS:
+    if encoding != AUTO_ENCODING:
         try:
-            return data.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise RejectError("unreadable_csv", f"{shown}: not {encoding} text ({_where(data, exc)}). Pass the file's "
+                              "--encoding or re-save the CSV as UTF-8") from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        first = exc
+    try:
+        data.decode("gb2312")
+        return data.decode("gbk"), "gbk"
+    except UnicodeDecodeError:
+        pass
     raise RejectError(
-        "unreadable_csv", f"{shown}: not UTF-8 or GBK text. Re-save the CSV as UTF-8"
+        "unreadable_csv",
+        f"{shown}: not UTF-8 text ({_where(data, first)}) and not confirmably GBK. Pass its encoding: --encoding cp1252 "
+        "(or latin-1) for Western European text such as '°C', --encoding gbk for Chinese; or re-save the CSV as UTF-8",
     )
+
+
+def _where(data: bytes, exc: UnicodeDecodeError) -> str:
+    line = data.count(b"\n", 0, exc.start) + 1
+    return f"byte 0x{data[exc.start]:02x} on line {line}"
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -75,7 +107,7 @@ def _sniff_delimiter(header: str) -> str:
 
 
 def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: str, *, data: bytes | None = None,
-                number_format: str = "auto", limits: ReadLimits | None = None) -> RawSeries:
+                number_format: str = "auto", limits: ReadLimits | None = None, encoding: str = AUTO_ENCODING) -> RawSeries:
     """Read one CSV; ``shown`` is how the file is named in messages (relative to --csv-dir).
 
     ``data`` is the file's bytes when the caller already read them (tsconvert reads inside --csv-dir
@@ -85,7 +117,7 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     if data is None:
         data = read_named_file(path, shown, limits or ReadLimits())
     get_number_format(number_format)  # unknown names list the valid ones
-    text, enc = _decode(data, shown)
+    text, enc = _decode(data, shown, encoding)
     header_line = _LINE_END.split(text, 1)[0]  # CR, LF or CRLF, like the CSV parser
     if not header_line.strip():
         raise RejectError("empty_series", f"{shown} is empty (no header line). Export the series with a header such as timestamp,value")

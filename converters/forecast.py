@@ -76,6 +76,7 @@ class ForecastOptions:
     missing: str = "interpolate"
     max_missing: float = 0.5
     number_format: str = "auto"
+    encoding: str = "auto"  # csvread.AUTO_ENCODING
 
     def check(self) -> None:
         """Option errors say which option and what is allowed."""
@@ -171,11 +172,11 @@ def read_csv_bytes(path: Path) -> bytes:
         raise InputError(err.reject.message) from None
 
 
-def read_header(path: Path, data: bytes | None = None) -> list[str]:
+def read_header(path: Path, data: bytes | None = None, encoding: str = "auto") -> list[str]:
     """Column names of the CSV's first line (same encodings, delimiters and line ends as tsconvert)."""
     head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
     try:
-        text, _ = _decode(head, str(path))
+        text, _ = _decode(head[: head.rfind(b"\n") + 1] if b"\n" in head else head, str(path), encoding)
     except RejectError as err:
         raise InputError(err.reject.message) from None
     line = _LINE_END.split(text, 1)[0]
@@ -187,7 +188,7 @@ def read_header(path: Path, data: bytes | None = None) -> list[str]:
 def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     """Read and clean the CSV; returns (variable names, values (rows, vars), input names, target names)."""
     data = read_csv_bytes(opts.csv)
-    header = read_header(opts.csv, data)
+    header = read_header(opts.csv, data, opts.encoding)
     cols = ", ".join(repr(c) for c in header)
     if norm_name(opts.date_col) not in {norm_name(c) for c in header}:
         raise InputError(f"{opts.csv} has no date column {opts.date_col!r} (columns: {cols}). Pass --date-col with the name of its time column")
@@ -202,7 +203,8 @@ def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple
     inputs, targets = FEATURE_MODES.get(opts.features)(variables, target)
     wanted = list(dict.fromkeys(inputs + targets))
     try:
-        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv), data=data, number_format=opts.number_format)
+        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv), data=data, number_format=opts.number_format,
+                          encoding=opts.encoding)
         for kind, n in raw.missing.items():
             repairs[f"missing_{kind}"] += n
         notes.update(raw.notes)

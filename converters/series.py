@@ -36,6 +36,7 @@ class SeriesOptions:
     dtype: str = DEFAULT_DTYPE
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
     allow_hard_links: bool = False
+    encoding: str = "auto"  # csvread.AUTO_ENCODING
 
 @dataclass
 class SeriesResult:
@@ -68,7 +69,8 @@ def load_many(jobs: list[tuple[str, str, str]], opts: SeriesOptions) -> list[Ser
 def _load(root: Path, rel: str, shown: str, opts: SeriesOptions) -> SeriesResult:
     limits = ReadLimits(opts.max_csv_bytes, opts.allow_hard_links)
     data = read_confined(root, rel.split("/"), shown, limits)
-    raw = read_series(root / rel, list(opts.value_cols), opts.time_col, shown, data=data, number_format=opts.number_format)
+    raw = read_series(root / rel, list(opts.value_cols), opts.time_col, shown, data=data, number_format=opts.number_format,
+                      encoding=opts.encoding)
     repairs: Counter = Counter()
     notes: Counter = Counter(raw.notes)
     for kind, n in raw.missing.items():
