@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES
+from tsplugin.processing.encodable import DEFAULT_DTYPE
 from tsplugin.processing.placeholders import (
     IMAGE,
     IMAGE_TOKEN,
@@ -29,15 +31,20 @@ from tsplugin.processing.placeholders import (
     misplaced,
     move_to_user_turns,
 )
-from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES
-from tsplugin.processing.encodable import DEFAULT_DTYPE
 
 from .csvread import check_value_cols
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
 from .jsonstream import RawRecord, compact_text, iter_raw_records
-from .paths import DEFAULT_PATTERN, check_dataset_name, check_pattern, pure_image_path, refuse_overwriting_inputs, resolve_csv
+from .paths import (
+    DEFAULT_PATTERN,
+    check_dataset_name,
+    check_pattern,
+    pure_image_path,
+    refuse_overwriting_inputs,
+    resolve_csv,
+)
 from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from . import numcols
 from .errors import InputError, RejectError
-from .numbers import choose_number_format, get_number_format, parse_cells
+from .numbers import get_number_format
 from .safeio import ReadLimits, read_named_file
 
 AUTO_ENCODING = "auto"  # UTF-8, or GBK when confirmed (see _decode)
@@ -151,12 +152,12 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     raw = RawSeries(values=[], times=None)
     cols = {c: table.column(c) for c in wanted}
     if any(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in cols.values()):
-        strings = {c: _strings(col) for c, col in cols.items()}
-        fmt = choose_number_format(strings, number_format, shown)
+        classified = numcols.columns(cols, NULL_TEXT)  # columnar: no Python object per cell
+        fmt = numcols.choose(classified, number_format, shown)
         if fmt != "plain":
             raw.notes.append(f"number_format_{fmt.replace('-', '_')}")
-        for col in wanted:
-            raw.values.append(_strings_to_float(strings[col], fmt, raw.missing))
+        for c in classified:
+            raw.values.append(numcols.values(c, fmt, raw.missing))
     else:
         for col in wanted:
             raw.values.append(_to_float(cols[col], raw.missing))
@@ -180,12 +181,6 @@ def _ambiguous(shown: str, col: str, found: list[int], header: list[str], option
         "ambiguous_column",
         f"{shown}: {len(found)} columns match {col!r}: columns {where}. Rename one in the CSV so {option} names exactly one",
     )
-
-
-def _strings(col: pa.ChunkedArray) -> list[str | None]:
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.to_pylist()
-    return [None if v is None else repr(v) for v in col.to_pylist()]
 
 
 def _read_table(data: bytes, delim: str, include: list[str], wanted: list[str], shown: str, as_text: bool = False) -> pa.Table:
@@ -244,10 +239,6 @@ def _numpy(col: pa.ChunkedArray, dtype: type, fill: float | None = None) -> np.n
         parts.append(np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset:] if data else
                      np.empty(0, dtype=dtype))
     return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
-
-
-def _strings_to_float(strings: list[str | None], fmt: str, missing: dict[str, int]) -> np.ndarray:
-    return parse_cells(strings, fmt, missing, NULL_TEXT)
 
 
 def _to_times(col: pa.ChunkedArray, notes: list[str]) -> np.ndarray | None:

@@ -38,7 +38,13 @@ from tsplugin.processing.encodable import check_encodable
 from tsplugin.processing.placeholders import PLACEHOLDER
 
 from .cleaning import clean
-from .csvread import _LINE_END, _decode, _sniff_delimiter, norm_name, read_series  # the reader's own rules: both commands agree
+from .csvread import (  # the reader's own rules: both commands agree
+    _LINE_END,
+    _decode,
+    _sniff_delimiter,
+    norm_name,
+    read_series,
+)
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
 from .paths import check_dataset_name, refuse_overwriting_inputs

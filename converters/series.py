@@ -19,6 +19,7 @@ from .errors import RejectError
 from .jsonenc import dumps_series
 from .safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
 
+
 @dataclass(frozen=True)
 class SeriesOptions:
     """CSV reading/cleaning options shared by every job of a run."""

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES, FileEncodingError, read_records
-from tsplugin.processing.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
+from tsplugin.processing.placeholders import (
+    PLACEHOLDER,
+    SYSTEM,
+    USER,
+    placeholder_problem,
+)
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError

@@ -144,9 +144,9 @@ def iter_lines(raw: IO[bytes], max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Ite
 
 def too_large(size: int, max_bytes: int) -> tuple[str, str]:
     """The (code, message) of a line over the record size cap (one definition for validate, convert, training)."""
-    return ("record_too_large",
-            f"{size} bytes on one line, above --max-record-bytes {max_bytes}; it was skipped unread. Split the record "
-            "or raise --max-record-bytes")
+    message = (f"{size} bytes on one line, above --max-record-bytes {max_bytes}; it was skipped unread. Split the record "
+               "or raise --max-record-bytes")
+    return "record_too_large", message
 
 
 def parse_line(text: str) -> tuple[Any, tuple[str, str] | None]:
