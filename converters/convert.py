@@ -10,6 +10,7 @@ Everything one record or one CSV can cause becomes a rejection; only problems of
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -163,6 +164,10 @@ def convert(opts: ConvertOptions) -> Report:
     report = Report(source=src, options=_options_for_report(opts))
     has_system = False
 
+    records = iter_records(opts.input, opts.max_record_bytes)
+    first = next(records, None)  # the input is opened and checked before the output folder is touched
+    records = itertools.chain([] if first is None else [first], records)
+
     with OutputSet(opts.out_dir) as outputs:
         out, rej, rep = (outputs.open(n) for n in output_names(name)[:3])
         executor: Any = _Inline() if opts.workers == 1 else start_pool(opts.workers)
@@ -187,7 +192,7 @@ def convert(opts: ConvertOptions) -> Report:
                     bar.update(1)
 
             pending: deque[_Pending] = deque()
-            for index, record in enumerate(iter_records(opts.input, opts.max_record_bytes)):
+            for index, record in enumerate(records):
                 pending.append(_start(index, record, opts, csv_dir, batcher))
                 while pending and (len(pending) > window or all(s.done() for s in pending[0].slots)):
                     batcher.flush()  # the head may wait on a job still in the open batch

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,10 +159,11 @@ def _refuse_impossible_sizes(opts: ForecastOptions) -> None:
     --seq-len/--pred-len needing more rows than that is a usage error now, not after reading everything."""
     need = min_rows(opts.seq_len, opts.pred_len)
     try:
-        size = os.stat(opts.csv).st_size
+        st = os.stat(opts.csv)
     except OSError:
         return  # the read names the problem
-    if need > size // 2:
+    size = st.st_size
+    if stat.S_ISREG(st.st_mode) and need > size // 2:
         raise InputError(
             f"{opts.csv}: {size} bytes hold at most {size // 2} rows, too few for --seq-len {opts.seq_len} + --pred-len "
             f"{opts.pred_len} with the 70/10/20 split (needs at least {need} rows). Lower --seq-len/--pred-len or use a longer series"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES, iter_lines, parse_line, too_large
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES, HEAD_BYTES, iter_lines, not_text, parse_line, too_large
 
 from .errors import InputError
 from .safeio import open_named_input
@@ -57,6 +57,9 @@ def iter_raw_records(path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTE
     with :func:`converters.safeio.open_named_input` (regular file or pipe, never a device or FIFO)."""
     with open_named_input(path) as fh:
         block = fh.read(_CHUNK)
+        problem = not_text(block[:HEAD_BYTES], Path(path.name))
+        if problem is not None:  # gzip, zip, UTF-16, binary: named as what it is
+            raise InputError(problem)
         if block.startswith(b"\xef\xbb\xbf"):
             block = block[3:]
         first = block.lstrip(_WS)[:1]

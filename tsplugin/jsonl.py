@@ -35,6 +35,8 @@ _WIDE_BOMS = (
 )
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 _EOL = re.compile(rb"\r\n|\r|\n")
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+HEAD_BYTES = 4096  # what `not_text` looks at
 _CHUNK = 1 << 16
 DEFAULT_MAX_RECORD_BYTES = 64 << 20  # one line/record; `tsconvert --max-record-bytes` (a test checks the CLI agrees)
 
@@ -93,8 +95,9 @@ def wide_encoding(head: bytes) -> str | None:
 
 
 def not_text(head: bytes, path: Path) -> str | None:
-    """Why a file whose first bytes are ``head`` is not JSON text, as one line naming what it is and the fix
-    (compressed, an archive, UTF-16/32, other binary data), or None when it may be UTF-8 text."""
+    """Why a file whose first HEAD_BYTES are ``head`` is not JSON text, as one line naming what it is and
+    the fix (compressed, an archive, UTF-16/32, binary data: a raw control byte in the first line), or
+    None when it may be UTF-8 text (a bad later line is then that record's problem only)."""
     for magic, what, fix in _MAGIC:
         if head.startswith(magic):
             return f"{path}: the file is {what}, not JSON text. Pass the JSONL itself ({fix.format(name=path.name)})"
@@ -102,9 +105,11 @@ def not_text(head: bytes, path: Path) -> str | None:
     if encoding is not None:
         return (f"{path}: the file is {encoding[:6]} text, not UTF-8 (which JSONL and LLaMA-Factory's loader read). "
                 f"Convert it: iconv -f {encoding} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}")
-    if b"\x00" in head:
-        return (f"{path}: the file is binary data (a NUL byte at byte {head.index(0)}), not JSON text. "
-                "Pass the JSONL file (UTF-8 text, one record per line)")
+    first = _EOL.split(head.lstrip(b" \t\r\n"), 1)[0]
+    control = _CONTROL.search(first)
+    if control is not None:  # JSON text never holds a raw control byte, least of all in its first record
+        return (f"{path}: the file is binary data (byte 0x{control.group()[0]:02x} at byte {head.index(control.group())}), "
+                "not JSON text. Pass the JSONL file (UTF-8 text, one record per line)")
     return None
 
 
@@ -180,7 +185,7 @@ def read_records(path: str | Path, raw: IO[bytes] | None = None, max_record_byte
         with open(path, "rb") as fh:
             yield from read_records(path, fh, max_record_bytes)
         return
-    problem = not_text(raw.read(64), path)
+    problem = not_text(raw.read(HEAD_BYTES), path)
     if problem is not None:
         raise FileEncodingError(problem)
     raw.seek(0)
@@ -206,7 +211,7 @@ def read_json_array(path: str | Path) -> Iterator[Line]:
     that does not parse is one bad Line 0."""
     path = Path(path)
     data = path.read_bytes()
-    problem = not_text(data[:64], path)
+    problem = not_text(data[:HEAD_BYTES], path)
     if problem is not None:
         raise FileEncodingError(problem)
     record, problem = parse_line(data.decode("utf-8-sig", errors="surrogateescape"))
