@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
 from _hostile import Row, run_row
 from conftest import gdsh_record, read_jsonl, write_csv
 
