@@ -130,13 +130,13 @@ def render(rec: dict[str, Any], index: int, path: Path, series: list[list[float]
 def run_preview(path: Path, records: str, out_dir: Path) -> int:
     """Render the chosen records; returns 1 when an index is not in the file or a record cannot be drawn."""
     wanted = parse_indices(records)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"-o {out_dir}: cannot create the folder: {exc.strerror or exc}. Pick a writable folder") from None
     name = path.name.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
-        with open_named_input(path) as raw:
+        with open_named_input(path) as raw:  # the input is checked before -o is created
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"-o {out_dir}: cannot create the folder: {exc.strerror or exc}. Pick a writable folder") from None
             index, found, failed = _draw(read_records(path, raw), path, name, wanted, out_dir)
     except FileEncodingError as exc:
         raise InputError(str(exc)) from None

@@ -147,7 +147,7 @@ TABLE: list[Row] = [
     Row("convert-dev-zero", with_(), ("/dev/zero", *CONVERT[1:]), stderr="character device"),
     Row("convert-fifo", with_(fifo("f.jsonl")), ("f.jsonl", *CONVERT[1:]), stderr="FIFO"),
     Row("validate-fifo", with_(fifo("f.jsonl")), ("validate", "f.jsonl"), stderr="FIFO"),
-    Row("preview-fifo", with_(fifo("f.jsonl")), ("preview", "f.jsonl", "-o", "out"), stderr="FIFO", writes=("out",)),
+    Row("preview-fifo", with_(fifo("f.jsonl")), ("preview", "f.jsonl", "-o", "out"), stderr="FIFO"),
     Row("forecast-fifo", with_(fifo("f.csv")), ("forecast", "f.csv", *FORECAST[2:]), stderr="FIFO"),
     Row("convert-dataset-info-fifo", with_(fifo("out/dataset_info.json")), CONVERT, stderr="dataset_info.json is a FIFO"),
     Row("convert-dataset-info-dev-zero", with_(link("out/dataset_info.json", "/dev/zero")), CONVERT, stderr="character device"),
