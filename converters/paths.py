@@ -109,8 +109,6 @@ def check_dataset_name(name: str, option: str = "--name") -> None:
         problem = "contains a path separator"
     elif name in (".", ".."):
         problem = "is a folder, not a file name"
-    elif _WINDOWS.search(name) or name != name.strip():
-        problem = "has a drive letter or surrounding spaces"
     elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         problem = f"is {len(name.encode('utf-8', 'surrogatepass'))} bytes long, over {MAX_NAME_BYTES}"
     if problem is not None:
