@@ -5,13 +5,18 @@ Design choices:
   reads exactly as it always did (NaN/Infinity literals, integers of any size within Python's digit
   limit), and each record keeps its exact source text: rejected records are written back
   byte-faithful (``compact_text``).
-- A record may be any size: an unterminated string is never taken as an error before the end of
-  the file, and each retry first reads at least as much again as is buffered (geometric growth, so
-  retries cost a constant factor however large the record).
+- A record in a JSON array may be up to --max-record-bytes characters: an unterminated string is never
+  taken as an error before that, and each retry first reads at least as much again as is buffered
+  (geometric growth, so retries cost a constant factor); a longer one stops the run in one line.
+- JSON Lines are split as bytes (``tsplugin.jsonl.iter_lines``: the same line numbers as validate and
+  training) and each line decoded on its own: a line that is not UTF-8, not JSON, cut short or over
+  --max-record-bytes is that record's rejection, named by line; an over-long line is never held.
+- The input is opened once, with ``safeio.open_named_input`` (regular file, or a pipe spooled to a
+  temporary file; never a FIFO or device), and named as what it is when it is not text (gzip, zip, UTF-16).
 - ijson (yajl2_c) was measured (bench/json_reader_bench.py) and not used: it refuses the NaN/Infinity
   literals the stdlib accepts (files that converted before would stop converting) and gives no
   source text per record, which byte-faithful rejects need.
-- A broken file structure stops the run (InputError with line and column). A problem that only one
+- A broken array structure stops the run (InputError with line and column). A problem that only one
   record's content causes (nesting deeper than the parser allows, an integer over Python's digit
   limit) comes back in ``RawRecord.error`` so that record is rejected and the run goes on.
 """

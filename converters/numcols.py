@@ -77,7 +77,7 @@ def columns(cols: dict[str, pa.ChunkedArray], null_text: list[str]) -> list[_Col
         missing = pc.fill_null(pc.or_(pc.is_in(trimmed, value_set=nulls), pc.equal(trimmed, "")), True)
         fast = pc.and_(pc.fill_null(pc.match_substring_regex(trimmed, _PLAIN), False), pc.invert(missing))
         rest = pc.invert(pc.or_(missing, fast))
-        out.append(_Column(name, trimmed, _bools(fast), pc.indices_nonzero(rest).to_numpy(zero_copy_only=False),
+        out.append(_Column(name, trimmed, _bools(fast), pc.indices_nonzero(rest).to_numpy(zero_copy_only=False).astype(np.int64),
                            int(pc.sum(missing).as_py() or 0)))
     return out
 

@@ -240,3 +240,17 @@ def test_cli_defaults_agree_with_the_library():
     for sub in ("convert", "validate"):
         args = cli.build_parser().parse_args([sub, "x", *(["--csv-dir", "d"] if sub == "convert" else [])])
         assert args.max_record_bytes == DEFAULT_MAX_RECORD_BYTES
+
+
+def test_a_registered_format_without_a_columnar_rule_is_read_cell_by_cell(monkeypatch):
+    """An extension format (registered beyond the built-in three) goes through its own parser for every cell."""
+    monkeypatch.setitem(NUMBER_FORMATS._items, "halves", lambda s: float(s) / 2 if s.replace(".", "", 1).isdigit() else None)
+    cells = ["4", "3.0", "x", None, "NaN"]
+    c = numcols.columns({"v": pa.chunked_array([pa.array(cells)])}, NULL_TEXT)
+    assert numcols.choose(c, "halves", "x.csv") == "halves"
+    missing: dict[str, int] = {}
+    got = numcols.values(c[0], "halves", missing).tolist()
+    assert got[:2] == [2.0, 1.5] and all(math.isnan(v) for v in got[2:])
+    assert missing == {"non_numeric": 1, "empty_or_nan": 2}
+    with pytest.raises(RejectError, match="'1,5' is a number but not in --number-format halves"):
+        numcols.choose(numcols.columns({"v": pa.chunked_array([pa.array(["1", "1,5"])])}, NULL_TEXT), "halves", "x.csv")
