@@ -9,6 +9,11 @@ Usage: python bench/hostile_memory.py [--rows 10000000] [--line-gib 2] [--tree P
    without that line. Ratio over-long/baseline.
 Peak RSS is the child's ru_maxrss (os.wait4). --tree runs another checkout (e.g. the previous commit's
 worktree) to compare before/after. About 3 minutes on a busy 2-core CPU with the defaults. Not a test.
+
+Measured on the shared 2-core box (peak RSS MiB; before = main at 6b91e24, after = branch hostile-convert):
+  10M-row CSV numeric / one text cell:   before 986 / 2571 (2.61x)    after 987 / 1104 (1.12x)
+  validate, baseline / + an over-long line: before 30 / 544 (0.25 GiB line)   after 30 / 95 (2 GiB line)
+  convert,  baseline / + an over-long line: before 76 / 616 (0.25 GiB, exit 2) after 77 / 141 (2 GiB, exit 0)
 """
 
 from __future__ import annotations
