@@ -44,6 +44,11 @@ MISPLACED_CHOICES = ("reject", "move")
 NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
+DEFAULT_MAX_RECORD_MB = 64  # tsplugin.jsonl.DEFAULT_MAX_RECORD_BYTES, in MiB (a test checks they agree)
+ENCODING_HELP = ("text encoding of the CSVs, e.g. cp1252, latin-1, gbk; auto reads UTF-8, and GBK only when every non-ASCII "
+                 "character confirms it, and names the option to pass otherwise (default: auto)")
+MAX_RECORD_HELP = (f"a record (JSONL line) longer than this many bytes is rejected unread, with its line number, and the run "
+                   f"goes on; memory stays bounded by it (default: {DEFAULT_MAX_RECORD_MB} MiB)")
 
 
 class _Terminated(BaseException):
@@ -110,11 +115,13 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
                    help="how numbers are written in the CSVs: plain 1234.5, thousands-comma 1,234.5, decimal-comma 1.234,5; "
                         "auto detects it per file and rejects a file mixing them (default: auto)")
+    p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
                    help="dtype the model encodes series in: reject series whose centred values (value - mean) exceed its range "
                         "(fp16 65504, fp32/bf16 ~3.4e38) or overflow; fp16 for encoders that normalise in half precision (default: fp32)")
     p.add_argument("--max-csv-bytes", type=int, default=DEFAULT_MAX_CSV_MB << 20,
                    help=f"reject a CSV larger than this many bytes (default: {DEFAULT_MAX_CSV_MB} MiB)")
+    p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
     p.add_argument("--allow-hard-links", action="store_true",
                    help="read CSVs that have several hard links (refused by default: a hard link may be a file outside --csv-dir)")
     p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
@@ -125,7 +132,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="ChatTS JSONL (input/output/timeseries, or messages/timeseries)")
     p.add_argument("--min-length", type=int, default=1, help="flag series shorter than this (default: 1)")
-    p.add_argument("--report", type=Path, help="also write the report as JSON to this path")
+    p.add_argument("--report", type=Path, help="also write the report as JSON to this path (never the file validated)")
+    p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
 
@@ -153,12 +161,14 @@ def _add_forecast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-missing", type=float, default=0.5, help="stop when more than this fraction of rows is missing (default: 0.5)")
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto",
                    help="plain 1234.5, thousands-comma 1,234.5 or decimal-comma 1.234,5; auto detects it (default: auto)")
+    p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
     p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--name", help="writes NAME_train/_val/_test.jsonl and their dataset_info.json entries (default: CSV stem)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
+    from .csvread import check_encoding
     from .forecast import ForecastOptions, convert_forecast, summary
 
     opts = ForecastOptions(
@@ -166,6 +176,7 @@ def _run_forecast(args: argparse.Namespace) -> int:
         features=args.features, target=args.target, date_col=args.date_col, stride=args.stride,
         max_windows_per_split=args.max_windows_per_split, precision=args.precision, normalize=args.normalize,
         missing=args.missing, max_missing=args.max_missing, number_format=args.number_format,
+        encoding=check_encoding(args.encoding),
     )
     report = convert_forecast(opts)
     if not args.quiet:
@@ -174,6 +185,11 @@ def _run_forecast(args: argparse.Namespace) -> int:
         print(f"wrote {args.out_dir / (name + '_{train,val,test}.jsonl')} (+ .scaling.json, .report.json) and entries "
               f"{name}_train/_val/_test in {args.out_dir / 'dataset_info.json'}")
     return 0
+
+
+def _check_max_record_bytes(value: int) -> None:
+    if value < 1:
+        raise InputError(f"--max-record-bytes {value}: must be at least 1")
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
@@ -197,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from .validate import run_validate
 
-            return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet)
+            _check_max_record_bytes(args.max_record_bytes)
+            return run_validate(args.file, min_length=args.min_length, report_path=args.report, quiet=args.quiet,
+                                max_record_bytes=args.max_record_bytes)
         if args.command == "forecast":
             return _run_forecast(args)
         from .preview import run_preview
@@ -233,6 +251,7 @@ def _restore_sigterm(previous: object) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .convert import ConvertOptions, convert, default_workers
+    from .csvread import check_encoding
     from .series import SeriesOptions
 
     if args.min_length < 1 or (args.max_length is not None and args.max_length < args.min_length):
@@ -241,6 +260,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"--max-missing {args.max_missing}: must be a fraction between 0 and 1")
     if args.max_csv_bytes < 1:
         raise InputError(f"--max-csv-bytes {args.max_csv_bytes}: must be at least 1")
+    _check_max_record_bytes(args.max_record_bytes)
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:
         raise InputError(f"--workers {workers}: must be at least 1")
@@ -258,11 +278,13 @@ def _run_convert(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_csv_bytes=args.max_csv_bytes,
         allow_hard_links=args.allow_hard_links,
+        encoding=check_encoding(args.encoding),
     )
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
         output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
         series=series, workers=workers, progress=not args.quiet, misplaced=args.misplaced,
+        max_record_bytes=args.max_record_bytes,
     )
     report = convert(opts)
     name = args.name or args.input.stem

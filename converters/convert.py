@@ -10,6 +10,7 @@ Everything one record or one CSV can cause becomes a rejection; only problems of
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES
+from tsplugin.processing.encodable import DEFAULT_DTYPE
 from tsplugin.processing.placeholders import (
     IMAGE,
     IMAGE_TOKEN,
@@ -29,18 +32,25 @@ from tsplugin.processing.placeholders import (
     misplaced,
     move_to_user_turns,
 )
-from tsplugin.processing.encodable import DEFAULT_DTYPE
 
+from .csvread import check_value_cols
 from .errors import InputError, RejectError
 from .formats import get_output_format
 from .jsonenc import dumps, record_line
 from .jsonstream import RawRecord, compact_text, iter_raw_records
-from .paths import DEFAULT_PATTERN, check_pattern, pure_image_path, resolve_csv
+from .paths import (
+    DEFAULT_PATTERN,
+    check_dataset_name,
+    check_pattern,
+    pure_image_path,
+    refuse_overwriting_inputs,
+    resolve_csv,
+)
 from .records import Sample, parse_record
 from .report import Report
 from .series import SeriesOptions, SeriesResult, load_many
 from .workers import start_pool
-from .writer import OutputSet, refuse_overwriting_inputs
+from .writer import OutputSet
 
 # The records of the input, each with its source text (a module attribute so tests can watch it).
 iter_records = iter_raw_records
@@ -66,6 +76,7 @@ class ConvertOptions:
     workers: int = 1
     progress: bool = False
     misplaced: str = "reject"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 class _Slot:
@@ -142,16 +153,20 @@ def output_names(name: str) -> list[str]:
 
 def convert(opts: ConvertOptions) -> Report:
     """Run one conversion and return its report (also written to NAME.report.json)."""
-    name = opts.name or opts.input.stem
+    name = opts.name if opts.name is not None else opts.input.stem
+    check_dataset_name(name)
+    check_pattern(opts.csv_pattern)
+    check_value_cols(opts.series.value_cols)
     src = opts.input.name
     refuse_overwriting_inputs([opts.out_dir / n for n in output_names(name)], [opts.input])
-    csv_dir = opts.csv_dir.resolve()
-    if not csv_dir.is_dir():
-        raise InputError(f"--csv-dir {opts.csv_dir}: not a directory. Pass the folder holding the CSV files")
-    check_pattern(opts.csv_pattern)
+    csv_dir = _csv_dir(opts.csv_dir)
     fmt = get_output_format(opts.output_format)
     report = Report(source=src, options=_options_for_report(opts))
     has_system = False
+
+    records = iter_records(opts.input, opts.max_record_bytes)
+    first = next(records, None)  # the input is opened and checked before the output folder is touched
+    records = itertools.chain([] if first is None else [first], records)
 
     with OutputSet(opts.out_dir) as outputs:
         out, rej, rep = (outputs.open(n) for n in output_names(name)[:3])
@@ -177,7 +192,7 @@ def convert(opts: ConvertOptions) -> Report:
                     bar.update(1)
 
             pending: deque[_Pending] = deque()
-            for index, record in enumerate(iter_records(opts.input)):
+            for index, record in enumerate(records):
                 pending.append(_start(index, record, opts, csv_dir, batcher))
                 while pending and (len(pending) > window or all(s.done() for s in pending[0].slots)):
                     batcher.flush()  # the head may wait on a job still in the open batch
@@ -192,6 +207,19 @@ def convert(opts: ConvertOptions) -> Report:
         rep.write(_report_bytes(report))
         outputs.commit({name: fmt.entry(f"{name}.jsonl", has_system)})
     return report
+
+
+def _csv_dir(given: Path) -> Path:
+    """--csv-dir resolved (links followed once, here), or InputError: missing, not a folder, a link loop."""
+    try:
+        csv_dir = given.resolve()
+        is_dir = csv_dir.is_dir()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise InputError(f"--csv-dir {given}: cannot be resolved ({getattr(exc, 'strerror', None) or 'symlink loop'}). "
+                         "Pass a real folder holding the CSV files") from None
+    if not is_dir:
+        raise InputError(f"--csv-dir {given}: not a directory. Pass the folder holding the CSV files")
+    return csv_dir
 
 
 def _reject_line(p: _Pending, code: str, message: str) -> bytes:
@@ -314,6 +342,7 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         **({"misplaced_placeholders": opts.misplaced} if opts.misplaced != "reject" else {}),
         **({"number_format": s.number_format} if s.number_format != "auto" else {}),
         **({"dtype": s.dtype} if s.dtype != DEFAULT_DTYPE else {}),
+        **({"encoding": s.encoding} if s.encoding != "auto" else {}),
     }
 
 

@@ -6,6 +6,7 @@ cleaning step decides what to do with them) and the timestamps as int64 when the
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import RejectError
-from .numbers import choose_number_format, get_number_format, parse_cells
+from . import numcols
+from .errors import InputError, RejectError
+from .numbers import get_number_format
 from .safeio import ReadLimits, read_named_file
 
-ENCODINGS = ("utf-8", "gbk")
+AUTO_ENCODING = "auto"  # UTF-8, or GBK when confirmed (see _decode)
 DELIMITERS = (",", ";", "\t")
 _LINE_END = re.compile(r"\r\n|\r|\n")
 NULL_TEXT = ["", "NaN", "nan", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None", "none"]
@@ -41,17 +43,62 @@ def norm_name(name: str) -> str:
     return name.replace("\ufeff", "").strip().casefold()
 
 
-def _decode(data: bytes, shown: str) -> tuple[str, str]:
-    if data.startswith(b"\xef\xbb\xbf"):
+def check_value_cols(value_cols: tuple[str, ...] | list[str]) -> None:
+    """A usage error (InputError, exit 2) when --value-col names a column twice (case, space and BOM
+    insensitive, as columns match) or names nothing: every record would fail the same way."""
+    seen: dict[str, str] = {}
+    for col in value_cols:
+        key = norm_name(col)
+        if not key:
+            raise InputError(f"--value-col {col!r} is empty. Pass the name of a value column")
+        if key in seen:
+            raise InputError(f"--value-col {col!r} names the same column as --value-col {seen[key]!r} (names match ignoring "
+                             "case and spaces). Pass each column once")
+        seen[key] = col
+
+
+def check_encoding(encoding: str) -> str:
+    """The --encoding value as given ('auto' or a codec Python knows), else a usage error naming the choices."""
+    if encoding == AUTO_ENCODING:
+        return encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"--encoding {encoding!r}: unknown encoding. Pass auto, utf-8, gbk, cp1252, latin-1, ...") from None
+    return encoding
+
+
+def _decode(data: bytes, shown: str, encoding: str = AUTO_ENCODING) -> tuple[str, str]:
+    """The CSV's text and the encoding used. ``auto`` takes only what it can confirm: UTF-8, or GBK when
+    every non-ASCII pair is a GB2312 character (Latin-1 text such as '°C' never is); anything else is
+    a rejection that says which --encoding to pass."""
+    if data.startswith(codecs.BOM_UTF8):
         data = data[3:]
-    for enc in ENCODINGS:
+    if encoding != AUTO_ENCODING:
         try:
-            return data.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise RejectError("unreadable_csv", f"{shown}: not {encoding} text ({_where(data, exc)}). Pass the file's "
+                              "--encoding or re-save the CSV as UTF-8") from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        first = exc
+    try:
+        data.decode("gb2312")
+        return data.decode("gbk"), "gbk"
+    except UnicodeDecodeError:
+        pass
     raise RejectError(
-        "unreadable_csv", f"{shown}: not UTF-8 or GBK text. Re-save the CSV as UTF-8"
+        "unreadable_csv",
+        f"{shown}: not UTF-8 text ({_where(data, first)}) and not confirmably GBK. Pass its encoding: --encoding cp1252 "
+        "(or latin-1) for Western European text such as '°C', --encoding gbk for Chinese; or re-save the CSV as UTF-8",
     )
+
+
+def _where(data: bytes, exc: UnicodeDecodeError) -> str:
+    line = data.count(b"\n", 0, exc.start) + 1
+    return f"byte 0x{data[exc.start]:02x} on line {line}"
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -61,7 +108,7 @@ def _sniff_delimiter(header: str) -> str:
 
 
 def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: str, *, data: bytes | None = None,
-                number_format: str = "auto", limits: ReadLimits | None = None) -> RawSeries:
+                number_format: str = "auto", limits: ReadLimits | None = None, encoding: str = AUTO_ENCODING) -> RawSeries:
     """Read one CSV; ``shown`` is how the file is named in messages (relative to --csv-dir).
 
     ``data`` is the file's bytes when the caller already read them (tsconvert reads inside --csv-dir
@@ -71,7 +118,7 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     if data is None:
         data = read_named_file(path, shown, limits or ReadLimits())
     get_number_format(number_format)  # unknown names list the valid ones
-    text, enc = _decode(data, shown)
+    text, enc = _decode(data, shown, encoding)
     header_line = _LINE_END.split(text, 1)[0]  # CR, LF or CRLF, like the CSV parser
     if not header_line.strip():
         raise RejectError("empty_series", f"{shown} is empty (no header line). Export the series with a header such as timestamp,value")
@@ -105,12 +152,12 @@ def read_series(path: Path, value_cols: list[str], time_col: str | None, shown: 
     raw = RawSeries(values=[], times=None)
     cols = {c: table.column(c) for c in wanted}
     if any(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in cols.values()):
-        strings = {c: _strings(col) for c, col in cols.items()}
-        fmt = choose_number_format(strings, number_format, shown)
+        classified = numcols.columns(cols, NULL_TEXT)  # columnar: no Python object per cell
+        fmt = numcols.choose(classified, number_format, shown)
         if fmt != "plain":
             raw.notes.append(f"number_format_{fmt.replace('-', '_')}")
-        for col in wanted:
-            raw.values.append(_strings_to_float(strings[col], fmt, raw.missing))
+        for c in classified:
+            raw.values.append(numcols.values(c, fmt, raw.missing))
     else:
         for col in wanted:
             raw.values.append(_to_float(cols[col], raw.missing))
@@ -134,12 +181,6 @@ def _ambiguous(shown: str, col: str, found: list[int], header: list[str], option
         "ambiguous_column",
         f"{shown}: {len(found)} columns match {col!r}: columns {where}. Rename one in the CSV so {option} names exactly one",
     )
-
-
-def _strings(col: pa.ChunkedArray) -> list[str | None]:
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.to_pylist()
-    return [None if v is None else repr(v) for v in col.to_pylist()]
 
 
 def _read_table(data: bytes, delim: str, include: list[str], wanted: list[str], shown: str, as_text: bool = False) -> pa.Table:
@@ -198,10 +239,6 @@ def _numpy(col: pa.ChunkedArray, dtype: type, fill: float | None = None) -> np.n
         parts.append(np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset:] if data else
                      np.empty(0, dtype=dtype))
     return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
-
-
-def _strings_to_float(strings: list[str | None], fmt: str, missing: dict[str, int]) -> np.ndarray:
-    return parse_cells(strings, fmt, missing, NULL_TEXT)
 
 
 def _to_times(col: pa.ChunkedArray, notes: list[str]) -> np.ndarray | None:

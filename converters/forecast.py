@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,19 @@ from tsplugin.processing.encodable import check_encodable
 from tsplugin.processing.placeholders import PLACEHOLDER
 
 from .cleaning import clean
-from .csvread import _LINE_END, _decode, _sniff_delimiter, norm_name, read_series  # the reader's own rules: both commands agree
+from .csvread import (  # the reader's own rules: both commands agree
+    _LINE_END,
+    _decode,
+    _sniff_delimiter,
+    norm_name,
+    read_series,
+)
 from .errors import InputError, RejectError
 from .jsonenc import dumps, dumps_series, record_line
+from .paths import check_dataset_name, refuse_overwriting_inputs
 from .registry import Registry
 from .safeio import ReadLimits, read_named_file
-from .writer import OutputSet, refuse_overwriting_inputs
+from .writer import OutputSet
 
 TS_PLACEHOLDER = PLACEHOLDER
 SPLITS = ("train", "val", "test")
@@ -74,6 +83,7 @@ class ForecastOptions:
     missing: str = "interpolate"
     max_missing: float = 0.5
     number_format: str = "auto"
+    encoding: str = "auto"  # csvread.AUTO_ENCODING
 
     def check(self) -> None:
         """Option errors say which option and what is allowed."""
@@ -116,11 +126,18 @@ def cap_evenly(starts: list[int], cap: int | None) -> list[int]:
 
 
 def min_rows(seq_len: int, pred_len: int) -> int:
-    """The shortest series for which every split gets at least one window."""
-    n = seq_len + pred_len
-    while any(not window_starts(b, seq_len, pred_len) for b in split_borders(n).values()):
+    """The shortest series for which every split gets at least one window. The search starts at what
+    train (70%: seq+pred points) and val (10%: pred points) need at least, so it takes a few steps
+    whatever the sizes."""
+    n = max(seq_len + pred_len, -(-10 * (seq_len + pred_len) // 7), 10 * (pred_len - 2))
+    while any(_no_window(b, seq_len, pred_len) for b in split_borders(n).values()):
         n += 1
     return n
+
+
+def _no_window(border: tuple[int, int], seq_len: int, pred_len: int) -> bool:
+    lo, hi = border
+    return hi - seq_len - pred_len < max(0, lo - seq_len)
 
 
 def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Counter) -> dict[str, dict[str, float]]:
@@ -137,6 +154,22 @@ def fit_scaling(values: np.ndarray, names: list[str], train_end: int, notes: Cou
     return out
 
 
+def _refuse_impossible_sizes(opts: ForecastOptions) -> None:
+    """Before reading: a file of S bytes holds at most S // 2 data rows (a value and a line end each), so
+    --seq-len/--pred-len needing more rows than that is a usage error now, not after reading everything."""
+    need = min_rows(opts.seq_len, opts.pred_len)
+    try:
+        st = os.stat(opts.csv)
+    except OSError:
+        return  # the read names the problem
+    size = st.st_size
+    if stat.S_ISREG(st.st_mode) and need > size // 2:
+        raise InputError(
+            f"{opts.csv}: {size} bytes hold at most {size // 2} rows, too few for --seq-len {opts.seq_len} + --pred-len "
+            f"{opts.pred_len} with the 70/10/20 split (needs at least {need} rows). Lower --seq-len/--pred-len or use a longer series"
+        )
+
+
 def read_csv_bytes(path: Path) -> bytes:
     """The CSV's bytes: a regular file only (a FIFO or device is refused, never waited on)."""
     if not path.exists() and not path.is_symlink():
@@ -147,11 +180,11 @@ def read_csv_bytes(path: Path) -> bytes:
         raise InputError(err.reject.message) from None
 
 
-def read_header(path: Path, data: bytes | None = None) -> list[str]:
+def read_header(path: Path, data: bytes | None = None, encoding: str = "auto") -> list[str]:
     """Column names of the CSV's first line (same encodings, delimiters and line ends as tsconvert)."""
     head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
     try:
-        text, _ = _decode(head, str(path))
+        text, _ = _decode(head[: head.rfind(b"\n") + 1] if b"\n" in head else head, str(path), encoding)
     except RejectError as err:
         raise InputError(err.reject.message) from None
     line = _LINE_END.split(text, 1)[0]
@@ -163,7 +196,7 @@ def read_header(path: Path, data: bytes | None = None) -> list[str]:
 def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     """Read and clean the CSV; returns (variable names, values (rows, vars), input names, target names)."""
     data = read_csv_bytes(opts.csv)
-    header = read_header(opts.csv, data)
+    header = read_header(opts.csv, data, opts.encoding)
     cols = ", ".join(repr(c) for c in header)
     if norm_name(opts.date_col) not in {norm_name(c) for c in header}:
         raise InputError(f"{opts.csv} has no date column {opts.date_col!r} (columns: {cols}). Pass --date-col with the name of its time column")
@@ -178,7 +211,8 @@ def load_table(opts: ForecastOptions, repairs: Counter, notes: Counter) -> tuple
     inputs, targets = FEATURE_MODES.get(opts.features)(variables, target)
     wanted = list(dict.fromkeys(inputs + targets))
     try:
-        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv), data=data, number_format=opts.number_format)
+        raw = read_series(opts.csv, wanted, opts.date_col, str(opts.csv), data=data, number_format=opts.number_format,
+                          encoding=opts.encoding)
         for kind, n in raw.missing.items():
             repairs[f"missing_{kind}"] += n
         notes.update(raw.notes)
@@ -223,10 +257,12 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
     """Write NAME_{train,val,test}.jsonl, NAME.scaling.json, NAME.report.json and the dataset_info.json
     entries; returns the report."""
     opts.check()
-    name = opts.name or opts.csv.stem
+    name = opts.name if opts.name is not None else opts.csv.stem
+    check_dataset_name(name)
     out = opts.out_dir
     files = [f"{name}_{split}.jsonl" for split in SPLITS] + [f"{name}.scaling.json", f"{name}.report.json", "dataset_info.json"]
     refuse_overwriting_inputs([out / f for f in files], [opts.csv])
+    _refuse_impossible_sizes(opts)
     repairs: Counter = Counter()
     notes: Counter = Counter()
     names, values, inputs, targets = load_table(opts, repairs, notes)

@@ -5,26 +5,35 @@ Design choices:
   reads exactly as it always did (NaN/Infinity literals, integers of any size within Python's digit
   limit), and each record keeps its exact source text: rejected records are written back
   byte-faithful (``compact_text``).
-- A record may be any size: an unterminated string is never taken as an error before the end of
-  the file, and each retry first reads at least as much again as is buffered (geometric growth, so
-  retries cost a constant factor however large the record).
+- A record in a JSON array may be up to --max-record-bytes characters: an unterminated string is never
+  taken as an error before that, and each retry first reads at least as much again as is buffered
+  (geometric growth, so retries cost a constant factor); a longer one stops the run in one line.
+- JSON Lines are split as bytes (``tsplugin.jsonl.iter_lines``: the same line numbers as validate and
+  training) and each line decoded on its own: a line that is not UTF-8, not JSON, cut short or over
+  --max-record-bytes is that record's rejection, named by line; an over-long line is never held.
+- The input is opened once, with ``safeio.open_named_input`` (regular file, or a pipe spooled to a
+  temporary file; never a FIFO or device), and named as what it is when it is not text (gzip, zip, UTF-16).
 - ijson (yajl2_c) was measured (bench/json_reader_bench.py) and not used: it refuses the NaN/Infinity
   literals the stdlib accepts (files that converted before would stop converting) and gives no
   source text per record, which byte-faithful rejects need.
-- A broken file structure stops the run (InputError with line and column). A problem that only one
+- A broken array structure stops the run (InputError with line and column). A problem that only one
   record's content causes (nesting deeper than the parser allows, an integer over Python's digit
   limit) comes back in ``RawRecord.error`` so that record is rejected and the run goes on.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES, HEAD_BYTES, iter_lines, not_text, parse_line, too_large
+
 from .errors import InputError
+from .safeio import open_named_input
 
 _CHUNK = 1 << 20
 _WS = b" \t\r\n"
@@ -40,22 +49,22 @@ class RawRecord:
     error: tuple[str, str] | None = None  # (reason code, message) when only this record is unreadable
 
 
-def iter_records(path: Path) -> Iterator[Any]:
+def iter_records(path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Any]:
     """Yield each top-level record of ``path`` (JSON array or JSONL) as a Python value, in order."""
-    for rec in iter_raw_records(path):
+    for rec in iter_raw_records(path, max_record_bytes):
         if rec.error is not None:
             raise InputError(f"{path.name}: {rec.error[1]}")
         yield rec.value
 
 
-def iter_raw_records(path: Path) -> Iterator[RawRecord]:
-    """Yield a :class:`RawRecord` per top-level record of ``path``, in order."""
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open input: {exc.strerror}. Check the path.") from None
-    with fh:
+def iter_raw_records(path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRecord]:
+    """Yield a :class:`RawRecord` per top-level record of ``path``, in order. The file is opened once
+    with :func:`converters.safeio.open_named_input` (regular file or pipe, never a device or FIFO)."""
+    with open_named_input(path) as fh:
         block = fh.read(_CHUNK)
+        problem = not_text(block[:HEAD_BYTES], Path(path.name))
+        if problem is not None:  # gzip, zip, UTF-16, binary: named as what it is
+            raise InputError(problem)
         if block.startswith(b"\xef\xbb\xbf"):
             block = block[3:]
         first = block.lstrip(_WS)[:1]
@@ -65,38 +74,40 @@ def iter_raw_records(path: Path) -> Iterator[RawRecord]:
         if first == b"":
             raise InputError(f"{path.name}: file is empty. Expected a JSON array or JSON Lines.")
         fh.seek(0)
-        if first == b"[" and not _lines_of_arrays(fh, path):
-            text_fh = open(path, encoding="utf-8-sig")
-            with text_fh:
-                try:
-                    yield from _iter_array(text_fh, path.name)
-                except UnicodeDecodeError as exc:
-                    raise InputError(
-                        f"{path.name}: invalid UTF-8 near byte {exc.start} of a read block. Re-save the file as UTF-8."
-                    ) from None
+        if first == b"[" and not _lines_of_arrays(fh, path, max_record_bytes):
+            text_fh = io.TextIOWrapper(fh, encoding="utf-8-sig")
+            try:
+                yield from _iter_array(text_fh, path.name, max_record_bytes)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path.name}: invalid UTF-8 near byte {exc.start} of a read block. Re-save the file as UTF-8."
+                ) from None
+            finally:
+                text_fh.detach()
         else:
-            yield from _iter_jsonl(path, path.name)
+            yield from _iter_jsonl(fh, path.name, max_record_bytes)
 
 
-def _lines_of_arrays(fh: IO[bytes], path: Path) -> bool:
+def _lines_of_arrays(fh: IO[bytes], path: Path, max_record_bytes: int) -> bool:
     """A .jsonl/.ndjson file whose first line is a whole JSON value and which has more lines is JSON
-    Lines even though it starts with '[' (its records are then arrays, rejected one by one). Leaves
-    ``fh`` at the start."""
+    Lines even though it starts with '[' (its records are then arrays, rejected one by one). Holds at
+    most one line within the record cap; leaves ``fh`` at the start."""
     try:
         if path.suffix.lower() not in (".jsonl", ".ndjson"):
             return False
-        first = b""
-        while not first.strip():
-            first = fh.readline()
-            if not first:
-                return False
+        lines = (data for _, data, _ in iter_lines(fh, max_record_bytes) if data is None or data.strip(_WS))
+        first = next(lines, b"")
+        if first is None:
+            return True  # a first line over the record cap: JSON Lines, that record rejected unread
+        if not first:
+            return False
         try:
             json.loads(first.decode("utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return False
         except (RecursionError, ValueError):
             pass  # a whole value that only the record's own limits refuse
-        return any(line.strip() for line in iter(fh.readline, b""))
+        return next(lines, None) is not None
     finally:
         fh.seek(0)
 
@@ -107,40 +118,48 @@ def compact_text(text: str) -> str:
     return _TEXT_WS.sub(lambda m: m.group(1) or "", text)
 
 
-def _parse(text: str) -> tuple[Any, tuple[str, str] | None]:
-    """json.loads one record; JSONDecodeError propagates (the file is broken), other failures are the record's."""
+def _iter_jsonl(fh: IO[bytes], name: str, max_record_bytes: int) -> Iterator[RawRecord]:
+    """Bytes split into lines (CR, LF and CRLF each end one), each decoded on its own: a line that is not
+    UTF-8, not JSON, cut short or over ``max_record_bytes`` is that record's rejection, with its line number."""
+    for lineno, data, size in iter_lines(fh, max_record_bytes):
+        if data is not None and lineno == 1 and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if data is None:
+            code, msg = too_large(size, max_record_bytes)
+            yield RawRecord("null", None, (code, f"line {lineno}: {msg}"))
+            continue
+        if not data.strip(_WS):
+            continue
+        text = data.decode("utf-8", "surrogateescape").strip(_TEXT_WS_CHARS)
+        value, error = parse_line(text)
+        if error is not None:
+            if lineno == 1 and text == "{":
+                raise InputError(f"{name}: line 1 is a lone '{{': a single JSON object is not supported. Give a JSON array "
+                                 "of records or JSON Lines (one complete record per line)")
+            code, msg = error
+            source = _as_json_string(text) if code == "not_utf8" or not _is_json_syntax(text) else text
+            code = code if code == "not_utf8" else "unparseable_record"  # convert's one code for JSON it cannot read
+            yield RawRecord(source, None, (code, f"line {lineno}: {msg}"))
+            continue
+        yield RawRecord(text, value, None)
+
+
+def _is_json_syntax(text: str) -> bool:
+    """Whether a line the parser refused is still JSON text (refused for a limit: nesting depth, digits);
+    then the rejects file keeps it as written, else as a string."""
     try:
-        return json.loads(text), None
+        json.loads(text)
     except json.JSONDecodeError:
-        raise
-    except (RecursionError, ValueError) as exc:  # too deep, or an integer with more digits than Python converts
-        return _parse_error(exc)
+        return False
+    except (RecursionError, ValueError):
+        return True
+    return True
 
 
-def _iter_jsonl(path: Path, name: str) -> Iterator[RawRecord]:
-    # Text mode with universal newlines, as before: CR, LF and CRLF all end a line.
-    with open(path, encoding="utf-8-sig") as fh:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(fh, start=1):
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    value, error = _parse(text)
-                except json.JSONDecodeError as exc:
-                    hint = ""
-                    if lineno == 1 and text == "{":
-                        hint = " (a single JSON object is not supported: give a JSON array of records or JSON Lines)"
-                    raise InputError(
-                        f"{name}: line {lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}. "
-                        "Fix that line (JSON Lines needs one complete record per line)."
-                    ) from None
-                if error is not None:
-                    error = (error[0], f"line {lineno}: {error[1]}")
-                yield RawRecord(text, value, error)
-        except UnicodeDecodeError:
-            raise InputError(f"{name}: line {lineno + 1}: not UTF-8 text. Re-save the file as UTF-8.") from None
+def _as_json_string(text: str) -> str:
+    """A line that is not a JSON value, kept in the rejects file as a JSON string (bytes that are not
+    UTF-8 written as \\xNN escapes inside it)."""
+    return json.dumps(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), ensure_ascii=False)
 
 
 class _Buffer:
@@ -215,7 +234,7 @@ def _final(exc: json.JSONDecodeError, buf: _Buffer) -> bool:
     return exc.pos < len(buf.text) - _TAIL
 
 
-def _iter_array(fh: IO[str], name: str) -> Iterator[RawRecord]:
+def _iter_array(fh: IO[str], name: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRecord]:
     decoder = json.JSONDecoder()
     buf = _Buffer(fh, name)
     buf.fill()
@@ -236,6 +255,9 @@ def _iter_array(fh: IO[str], name: str) -> Iterator[RawRecord]:
                 value, end = decoder.raw_decode(buf.text, start)
                 break
             except json.JSONDecodeError as exc:
+                if not _final(exc, buf) and len(buf.text) - start > max_record_bytes:
+                    raise buf.fail(start, f"a record longer than --max-record-bytes {max_record_bytes} (characters). Convert the "
+                                          "file to JSON Lines (an over-long line is then one rejected record) or raise the limit") from None
                 if _final(exc, buf) or not buf.fill():
                     raise buf.fail(exc.pos, f"invalid JSON: {exc.msg}. Fix the file at that position.") from None
             except (RecursionError, ValueError) as exc:  # deeper than the parser goes, or an integer over the digit limit

@@ -12,16 +12,18 @@ formats and the record is rejected, naming both cells; when only ambiguous cells
 the record is rejected asking for --number-format. Cells that are not numbers in any format
 ("Bad Input", "") stay missing values, handled by --missing as before. With an explicit format a
 numeric-looking cell that does not fit it is an error too, never interpolated over.
+
+This module holds the per-cell rules; numcols.py applies them to whole CSV columns (pyarrow kernels for
+the plain cells, these parsers for the rest).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
-from .errors import RejectError
 from .registry import Registry
 
 # A cell parser returns the value, or None when the cell is not a number in that format.
@@ -76,57 +78,6 @@ def _numeric_looking(s: str) -> bool:
         if v is not None and np.isfinite(v):
             return True
     return False
-
-
-def choose_number_format(columns: dict[str, list[str | None]], requested: str, shown: str) -> str:
-    """The one format for this file's value cells (see the module docstring); RejectError when none fits."""
-    cells = [(col, row, s.strip()) for col, strings in columns.items() for row, s in enumerate(strings, start=1)
-             if s is not None and s.strip()]
-    numeric = [c for c in cells if _numeric_looking(c[2])]
-    candidates = [requested] if requested != "auto" else list(DETECTION_ORDER)
-    for name in candidates:
-        parse = NUMBER_FORMATS.get(name)
-        misfit = next((c for c in numeric if parse(c[2]) is None), None)
-        if misfit is None:
-            if requested == "auto" and name != "plain":
-                # Another format reading every cell as well means the cells cannot tell them apart.
-                others = [o for o in DETECTION_ORDER[1:] if o != name
-                          and all(NUMBER_FORMATS.get(o)(c[2]) is not None for c in numeric)]
-                if others:
-                    col, row, s = next((c for c in numeric if "," in c[2]), numeric[0])
-                    raise RejectError(
-                        "ambiguous_number_format",
-                        f"{shown}: column {col!r} data row {row}: {s!r} reads as {name} or {others[0]} and no cell tells "
-                        f"them apart. Pass --number-format {name} or --number-format {others[0]}",
-                    )
-            return name
-        if requested != "auto":
-            col, row, s = misfit
-            raise RejectError(
-                "mixed_number_format",
-                f"{shown}: column {col!r} data row {row}: {s!r} is a number but not in --number-format {requested}. "
-                "Fix the cell or pass the file's --number-format (auto detects it)",
-            )
-    # No format reads every numeric cell: show a cell that plain reads and one it does not.
-    bad = next(c for c in numeric if _plain(c[2]) is None)
-    good = next((c for c in numeric if _plain(c[2]) is not None and "," not in c[2]), None)
-    other = f" while data row {good[1]} has {good[2]!r}" if good else ""
-    raise RejectError(
-        "mixed_number_format",
-        f"{shown}: column {bad[0]!r} mixes number formats: data row {bad[1]} has {bad[2]!r}{other}. "
-        "Write every number the same way, or pass --number-format to say which one is meant",
-    )
-
-
-def parse_cells(strings: Iterable[str | None], fmt: str, missing: dict[str, int], null_text: Iterable[str]) -> np.ndarray:
-    """Cells -> float64 in format ``fmt``; NaN for missing, counted by kind in ``missing``."""
-    parse = NUMBER_FORMATS.get(fmt)
-    nulls = set(null_text)
-    strings = list(strings)
-    out = np.empty(len(strings), dtype=np.float64)
-    for i, s in enumerate(strings):
-        out[i] = _cell(s, parse, missing, nulls)
-    return out
 
 
 def _cell(s: str | None, parse: CellParser, missing: dict[str, int], nulls: set[str]) -> float:

@@ -11,12 +11,14 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from tsplugin.jsonl import FileEncodingError, read_records
+from tsplugin.jsonl import FileEncodingError, Line, read_records
 from tsplugin.processing.series_values import show_value
 
 from .errors import InputError
+from .paths import refuse_overwriting_inputs
+from .safeio import open_named_input
 
 MAX_RANGE = 100_000  # records one --records range may name
 MAX_PANELS = 64  # series drawn per record (a figure is 2.6 inches per panel)
@@ -128,36 +130,14 @@ def render(rec: dict[str, Any], index: int, path: Path, series: list[list[float]
 def run_preview(path: Path, records: str, out_dir: Path) -> int:
     """Render the chosen records; returns 1 when an index is not in the file or a record cannot be drawn."""
     wanted = parse_indices(records)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"-o {out_dir}: cannot create the folder: {exc.strerror or exc}. Pick a writable folder") from None
     name = path.name.encode("utf-8", "backslashreplace").decode("utf-8")
-    found: set[int] = set()
-    failed = 0
-    index = -1
     try:
-        for line in read_records(path):
-            index = line.index
-            if index not in wanted:
-                continue
-            found.add(index)
-            result = drawable(line.record) if line.ok else line.message
-            if isinstance(result, str):
-                print(f"tsconvert: {name}: record {index} (line {line.lineno}): {result}; not drawn.", file=sys.stderr)
-                failed += 1
-            else:
-                series, note = result
-                png = out_dir / f"{path.stem}.rec{index}.png"
-                try:
-                    render(line.record, index, png, series)
-                except OSError as exc:
-                    raise InputError(f"{png}: cannot write: {exc.strerror or exc}. Pick a writable -o folder") from None
-                print(png)
-                if note:
-                    print(f"tsconvert: {name}: record {index}: {note}.", file=sys.stderr)
-            if found == wanted:
-                break
+        with open_named_input(path) as raw:  # the input is checked before -o is created
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"-o {out_dir}: cannot create the folder: {exc.strerror or exc}. Pick a writable folder") from None
+            index, found, failed = _draw(read_records(path, raw), path, name, wanted, out_dir)
     except FileEncodingError as exc:
         raise InputError(str(exc)) from None
     except OSError as exc:
@@ -166,3 +146,33 @@ def run_preview(path: Path, records: str, out_dir: Path) -> int:
     if missing:
         print(f"tsconvert: {name} has no record {missing} ({index + 1} records, numbered from 0)", file=sys.stderr)
     return 1 if missing or failed else 0
+
+
+def _draw(lines: Iterator[Line], path: Path, name: str, wanted: set[int], out_dir: Path) -> tuple[int, set[int], int]:
+    """Render the wanted records; returns (last index read, indices found, records not drawn)."""
+    found: set[int] = set()
+    failed = 0
+    index = -1
+    for line in lines:
+        index = line.index
+        if index not in wanted:
+            continue
+        found.add(index)
+        result = drawable(line.record) if line.ok else line.message
+        if isinstance(result, str):
+            print(f"tsconvert: {name}: record {index} (line {line.lineno}): {result}; not drawn.", file=sys.stderr)
+            failed += 1
+        else:
+            series, note = result
+            png = out_dir / f"{path.stem}.rec{index}.png"
+            refuse_overwriting_inputs([png], [path])
+            try:
+                render(line.record, index, png, series)
+            except OSError as exc:
+                raise InputError(f"{png}: cannot write: {exc.strerror or exc}. Pick a writable -o folder") from None
+            print(png)
+            if note:
+                print(f"tsconvert: {name}: record {index}: {note}.", file=sys.stderr)
+        if found == wanted:
+            break
+    return index, found, failed

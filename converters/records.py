@@ -52,6 +52,17 @@ def parse_record(record: Any, fmt: str = "auto") -> Sample:
             "invalid_record",
             f"expected a JSON object, got {type(record).__name__}. Each record must be an object with messages/conversations/instruction",
         )
+    carriers = [k for k in ("messages", "conversations") if k in record]
+    alpaca = [k for k in ("instruction", "output") if k in record]
+    if alpaca:
+        carriers.append("/".join(repr(k) for k in alpaca))
+    if len(carriers) > 1:
+        shown = ", ".join(c if c.startswith("'") else repr(c) for c in carriers)
+        raise RejectError(
+            "two_conversations",
+            f"two conversations in one record ({shown}); converting one would silently drop the other. "
+            "Keep one form per record, or split it into two records",
+        )
     if fmt == "auto":
         for name in INPUT_FORMATS.names():
             detect, parse = INPUT_FORMATS.get(name)

@@ -11,18 +11,23 @@ Design choices:
   cannot be told apart, so it is refused unless the user allows hard links (--allow-hard-links).
 - Size: fstat's size above the limit refuses; the read stops at limit + 1 bytes (a growing file).
 - Messages name the CSV relative to --csv-dir and never quote a byte of a refused file.
+- The same rules hold for the files a user names (a command's input, dataset_info.json in -o):
+  `open_named_input` streams them (a pipe is spooled to a temp file first), `read_small_file` caps them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
-from .errors import RejectError
+from .errors import InputError, RejectError
 
 DEFAULT_MAX_CSV_BYTES = 256 << 20
 _MAX_LINKS = 40  # the kernel's own limit on symlinks in one path walk
@@ -163,3 +168,98 @@ def read_named_file(path: Path, shown: str, limits: ReadLimits) -> bytes:
     except OSError as exc:
         raise RejectError("unreadable_csv", f"{shown}: cannot open: {exc.strerror}") from None
     return read_descriptor(fd, shown, ReadLimits(limits.max_bytes, allow_hard_links=True))
+
+
+DEFAULT_MAX_PIPE_BYTES = 4 << 30  # input read from a pipe is spooled to a temp file up to this size
+_COPY = 1 << 20
+
+
+@contextlib.contextmanager
+def open_named_input(path: Path, max_pipe_bytes: int = DEFAULT_MAX_PIPE_BYTES) -> Iterator[BinaryIO]:
+    """The file a user named as a command's input, opened for streaming (binary, seekable, at its start).
+
+    A regular file is opened without blocking and checked on its descriptor; a pipe (``/dev/stdin``,
+    ``<(...)``) is copied to a temporary file first, up to ``max_pipe_bytes``; a named FIFO, a device,
+    a socket or a directory is refused without reading a byte. Every refusal is one InputError line
+    naming the path and the fix."""
+    shown = str(path)
+    try:
+        fd = os.open(path, _FILE_FLAGS & ~_NOFOLLOW)
+    except FileNotFoundError:
+        raise InputError(f"{shown}: no such file. Check the path") from None
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot open: {exc.strerror}. Check the path and its permissions") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) and _is_anonymous_pipe(fd, shown):
+            fh = _spool(fd, shown, max_pipe_bytes)
+        elif stat.S_ISREG(mode):
+            fh = os.fdopen(fd, "rb")
+        else:
+            hint = "; to read a pipe pass /dev/stdin (cat FILE | tsconvert ... /dev/stdin)" if stat.S_ISFIFO(mode) else ""
+            raise InputError(f"{shown} is a {_kind(mode)}, not a regular file, and was not read. Pass a plain file{hint}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def _is_anonymous_pipe(fd: int, shown: str) -> bool:
+    """A pipe with no name (a shell's `|` or `<(...)`), as opposed to a FIFO in the file system."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    except OSError:  # no /proc: trust the names only a pipe has
+        return shown.startswith(("/dev/stdin", "/dev/fd/", "/proc/"))
+
+
+def _spool(fd: int, shown: str, max_bytes: int) -> BinaryIO:
+    """Copy a pipe into an unnamed temporary file (removed on close) and return it at its start; closes ``fd``."""
+    os.set_blocking(fd, True)  # a pipe's writer may be slow: wait for it, as `cat` would
+    tmp = tempfile.TemporaryFile()
+    try:
+        total = 0
+        while True:
+            try:
+                chunk = os.read(fd, _COPY)
+            except OSError as exc:
+                raise InputError(f"{shown}: cannot read the pipe: {exc.strerror}") from None
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise InputError(f"{shown}: the pipe holds more than {max_bytes} bytes. Save it to a file and pass the file")
+            tmp.write(chunk)
+        tmp.seek(0)
+        os.close(fd)
+        return tmp  # type: ignore[return-value]
+    except BaseException:
+        tmp.close()
+        raise
+
+
+def read_small_file(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of a small file a command reads and rewrites (dataset_info.json), None when it does not
+    exist: a regular file only, never blocking, at most ``max_bytes``; else one InputError line."""
+    if not os.path.lexists(path):
+        return None
+    keep = "; it was not changed. Replace it with a plain JSON file or pick another -o folder"
+    try:
+        fd = os.open(path, _FILE_FLAGS & ~_NOFOLLOW)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}{keep}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path} is a {_kind(st.st_mode)}, not a regular file, and was not read{keep}")
+        data = os.read(fd, min(st.st_size, max_bytes) + 1)
+        while len(data) <= max_bytes:
+            more = os.read(fd, max_bytes + 1 - len(data))
+            if not more:
+                return data
+            data += more
+        raise InputError(f"{path} is larger than {max_bytes} bytes, more than any dataset_info.json needs, and was not read{keep}")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}{keep}") from None
+    finally:
+        os.close(fd)

@@ -19,6 +19,7 @@ from .errors import RejectError
 from .jsonenc import dumps_series
 from .safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
 
+
 @dataclass(frozen=True)
 class SeriesOptions:
     """CSV reading/cleaning options shared by every job of a run."""
@@ -36,6 +37,7 @@ class SeriesOptions:
     dtype: str = DEFAULT_DTYPE
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
     allow_hard_links: bool = False
+    encoding: str = "auto"  # csvread.AUTO_ENCODING
 
 @dataclass
 class SeriesResult:
@@ -68,7 +70,8 @@ def load_many(jobs: list[tuple[str, str, str]], opts: SeriesOptions) -> list[Ser
 def _load(root: Path, rel: str, shown: str, opts: SeriesOptions) -> SeriesResult:
     limits = ReadLimits(opts.max_csv_bytes, opts.allow_hard_links)
     data = read_confined(root, rel.split("/"), shown, limits)
-    raw = read_series(root / rel, list(opts.value_cols), opts.time_col, shown, data=data, number_format=opts.number_format)
+    raw = read_series(root / rel, list(opts.value_cols), opts.time_col, shown, data=data, number_format=opts.number_format,
+                      encoding=opts.encoding)
     repairs: Counter = Counter()
     notes: Counter = Counter(raw.notes)
     for kind, n in raw.missing.items():

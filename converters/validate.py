@@ -11,12 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tsplugin.jsonl import FileEncodingError, read_records
-from tsplugin.processing.placeholders import PLACEHOLDER, SYSTEM, USER, placeholder_problem
+from tsplugin.jsonl import DEFAULT_MAX_RECORD_BYTES, FileEncodingError, read_records
+from tsplugin.processing.placeholders import (
+    PLACEHOLDER,
+    SYSTEM,
+    USER,
+    placeholder_problem,
+)
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError
+from .paths import refuse_overwriting_inputs
 from .report import Report
+from .safeio import open_named_input
 from .writer import write_bytes_atomic
 
 TS_PLACEHOLDER = PLACEHOLDER
@@ -28,6 +35,10 @@ _ROLES = {"user": USER, "human": USER, "assistant": "assistant", "gpt": "assista
 def _turns(rec: dict) -> list[tuple[str, str]] | tuple[str, str]:
     """(role, text) in conversation order, the system prompt first; or (reason_code, message)."""
     if "messages" in rec:
+        both = [k for k in ("input", "output") if k in rec]
+        if both:
+            return "two_conversations", (f"both 'messages' and {' and '.join(repr(k) for k in both)}: two conversations in one "
+                                         "record, and training would read only one. Keep one form")
         msgs = rec["messages"]
         if not isinstance(msgs, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs):
             return "invalid_record", "'messages' must be a list of {role, content} objects"
@@ -66,23 +77,27 @@ def check_record(rec: Any, min_length: int = 1, dtype: str = VALIDATE_DTYPE) -> 
     return lengths
 
 
-def run_validate(path: Path, min_length: int = 1, report_path: Path | None = None, quiet: bool = False) -> int:
+def run_validate(path: Path, min_length: int = 1, report_path: Path | None = None, quiet: bool = False,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> int:
     """Validate ``path``; prints problems and a summary, returns 0 when every record is valid, 1 when
-    some is not (InputError, exit 2, when the file cannot be read at all)."""
+    some is not (InputError, exit 2, when the file cannot be read at all or --report would replace it)."""
+    if report_path is not None:
+        refuse_overwriting_inputs([report_path], [path])
     shown = _printable(path.name)
     report = Report(source=shown, options={"min_length": min_length})
     try:
-        for line in read_records(path):
-            report.input += 1
-            result = check_record(line.record, min_length) if line.ok else (line.code, line.message)
-            if isinstance(result, tuple):
-                code, msg = result
-                report.rejected[code] += 1
-                print(f"{shown}: record {line.index} (line {line.lineno}): {msg}.", file=sys.stderr)
-            else:
-                report.converted += 1
-                for n in result:
-                    report.lengths.add(n)
+        with open_named_input(path) as raw:
+            for line in read_records(path, raw, max_record_bytes):
+                report.input += 1
+                result = check_record(line.record, min_length) if line.ok else (line.code, line.message)
+                if isinstance(result, tuple):
+                    code, msg = result
+                    report.rejected[code] += 1
+                    print(f"{shown}: record {line.index} (line {line.lineno}): {msg}.", file=sys.stderr)
+                else:
+                    report.converted += 1
+                    for n in result:
+                        report.lengths.add(n)
     except FileEncodingError as exc:
         raise InputError(str(exc)) from None
     except OSError as exc:

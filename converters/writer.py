@@ -13,7 +13,7 @@ Design choices:
   other's entries. The data files are put in place under the same lock, dataset_info.json last: a
   reader never finds an entry whose file is missing.
 - An output that is also an input (same path, or the same file through a link) is refused before
-  anything is read: see :func:`refuse_overwriting_inputs`.
+  anything is read: see :func:`converters.paths.refuse_overwriting_inputs`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from .errors import InputError, OutputError
+from .safeio import read_small_file
+
+MAX_DATASET_INFO_BYTES = 64 << 20  # far above any real dataset_info.json; a link to /dev/zero stops here
 
 _TEMP_TAG = "tsconvert"
 _STALE = re.compile(rf"^\..+\.{_TEMP_TAG}-(\d+)-[^/]*\.tmp$")
@@ -190,15 +193,16 @@ def _roll_back(paths: list[Path], backups: list[str | None]) -> None:
 
 def _merged_info(path: Path, entries: dict[str, dict[str, Any]]) -> bytes:
     info: dict[str, Any] = {}
-    if path.exists():
+    data = read_small_file(path, MAX_DATASET_INFO_BYTES)  # a FIFO or a link to /dev/zero is refused, never read
+    if data is not None:
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
+            info = json.loads(data.decode("utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}. Fix it or move it away; it was not changed"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read it ({exc}). Fix it or move it away; it was not changed") from None
+        except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read it ({type(exc).__name__}). Fix it or move it away; it was not changed") from None
         if not isinstance(info, dict):
             raise InputError(f"{path}: expected a JSON object of dataset entries. Fix it or move it away; it was not changed")
     info.update(entries)
@@ -292,24 +296,6 @@ class DatasetInfoLock:
         except OSError:
             pass
         os.close(self.fd)
-
-
-def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
-    """InputError naming both paths when an output would replace an input (same path or same file)."""
-    inputs = [Path(i) for i in inputs]
-    for out in outputs:
-        for inp in inputs:
-            same = os.path.abspath(out) == os.path.abspath(inp)
-            if not same and out.exists() and inp.exists():
-                try:
-                    same = os.path.samefile(out, inp)
-                except OSError:
-                    same = False
-            if same:
-                raise InputError(
-                    f"output {out} is the input {inp}: writing it would destroy the input, so nothing was read or written. "
-                    "Pass another -o folder or --name"
-                )
 
 
 class AtomicFile:

@@ -4,7 +4,8 @@ inputs written in the users' shapes, float tolerances (no network).
 Test modules import helpers from here (`from conftest import lf_args`), never from one another or
 from bench/. Larger support lives beside it: _layouts.py (twins of the released checkpoints),
 plan_measure.py (the planner's measurement harness, shared with bench/plan_vs_measured.py) and
-browser_helpers.py (chromium and a LLaMA-Factory server for the browser tier).
+browser_helpers.py (chromium and a LLaMA-Factory server for the browser tier) and _hostile.py (the
+runner for tables of hostile command lines).
 """
 
 from __future__ import annotations

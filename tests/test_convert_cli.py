@@ -116,15 +116,24 @@ def test_malformed_json_array_reports_line_and_column(tmp_path, capsys):
     assert not (tmp_path / "out" / "bad.jsonl").exists()
 
 
-def test_malformed_jsonl_reports_line(tmp_path, capsys):
+def test_malformed_jsonl_line_is_one_reject_with_its_line(tmp_path, capsys):
+    """A JSONL line that is not JSON is that record's rejection (line and column named); the run goes on."""
     src = tmp_path / "bad.jsonl"
     src.write_text('{"messages": []}\n{"messages": [1,}\n', encoding="utf-8")
     (tmp_path / "csv").mkdir()
+    assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "bad.rejects.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["reason"]) for r in rejects] == [(0, "bad_turns"), (1, "unparseable_record")]
+    assert rejects[1]["message"] == "bad.jsonl: record 1: line 2: column 17: Expecting value. Fix the JSON or drop the line."
+    assert rejects[1]["record"] == '{"messages": [1,}'
+
+
+def test_a_lone_brace_on_line_one_is_a_usage_error(tmp_path, capsys):
+    src = tmp_path / "obj.jsonl"
+    src.write_text('{\n  "messages": []\n}\n', encoding="utf-8")
+    (tmp_path / "csv").mkdir()
     assert tsconvert([str(src), "--csv-dir", str(tmp_path / "csv"), "-o", str(tmp_path / "out"), "-q"]) == 2
-    assert capsys.readouterr().err == (
-        "tsconvert: error: bad.jsonl: line 2 column 17: invalid JSON: Expecting value. "
-        "Fix that line (JSON Lines needs one complete record per line).\n"
-    )
+    assert "a single JSON object is not supported" in capsys.readouterr().err
 
 
 def test_truncated_json_array(tmp_path, capsys):
@@ -202,8 +211,8 @@ def test_records_are_streamed_not_loaded_up_front(tmp_path, monkeypatch):
     yielded = {"n": 0, "at_first_line": None}
     real_iter, real_line = convert_mod.iter_records, convert_mod.record_line
 
-    def counting_iter(path):
-        for rec in real_iter(path):
+    def counting_iter(path, *args):
+        for rec in real_iter(path, *args):
             yielded["n"] += 1
             yield rec
 
