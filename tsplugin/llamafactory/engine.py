@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tsplugin.processing.placeholders import PlaceholderError, check_messages, count_placeholders
+from tsplugin.processing.positions import max_series_points
 
 # Defaults of the request limits (YAML keys `timeseries_max_points` / `timeseries_max_series`, or the
 # environment variables below; YAML wins). ChatTS's authors recommend up to ~30 series a prompt.
@@ -74,9 +75,9 @@ class SeriesLimits:
             return number
 
         max_points = pick("timeseries_max_points", ENV_MAX_POINTS, DEFAULT_MAX_POINTS)
-        ts = getattr(model_config, "ts", None)
-        if isinstance(ts, dict) and ts.get("use_position_embedding") and ts.get("max_sequence_length"):
-            max_points = min(max_points, int(ts["max_sequence_length"]))  # the encoder refuses longer ones
+        table = max_series_points(getattr(model_config, "ts", None))
+        if table is not None:
+            max_points = min(max_points, table)  # the encoder refuses longer ones
         return cls(max_points=max_points, max_series=pick("timeseries_max_series", ENV_MAX_SERIES, DEFAULT_MAX_SERIES))
 
 
