@@ -511,21 +511,23 @@ def hook_hf_engine(module: ModuleType) -> None:
 
         return __init__
 
-    def checked(self, messages, system, audios):
+    def checked(self, messages, system, tools, audios):
         if not ts_engine.is_timeseries_template(self.template):
             return audios
-        return ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system) or None
+        series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system)
+        ts_engine.check_prompt_length(self, messages, system, tools, series)
+        return series or None
 
     def make_chat(original):
         async def chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, audios)
+            audios = checked(self, messages, system, tools, audios)
             return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
 
         return chat
 
     def make_stream_chat(original):
         async def stream_chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, audios)
+            audios = checked(self, messages, system, tools, audios)
             async for piece in original(self, messages, system, tools, images, videos, audios, **input_kwargs):
                 yield piece
 
@@ -563,12 +565,22 @@ def hook_api_chat(module: ModuleType) -> None:
     go to the engine in the audio slot."""
     _require(module, "_process_request", "create_chat_completion_response", "create_stream_chat_completion_response",
              "HTTPException")
+    from tsplugin.llamafactory import engine as ts_engine
     from tsplugin.llamafactory.api_series import prepare_request, series_of
     from tsplugin.llamafactory.engine import TimeSeriesInputError
 
     def prepared(request, chat_model):
+        """The request with its series taken out, after every check the engine would make later (placeholders,
+        values, the model's context length): a bad request is a 4xx JSON error before the 200 of a stream."""
         try:
-            return prepare_request(request, chat_model)
+            request = prepare_request(request, chat_model)
+            engine = chat_model.engine
+            if ts_engine.is_timeseries_template(getattr(engine, "template", None)):
+                # the messages exactly as the engine gets them (a copy: `_process_request` pops the system message)
+                messages, system, tools, _images, _videos, audios = module._process_request(request.model_copy(deep=True))
+                series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(engine), system)
+                ts_engine.check_prompt_length(engine, messages, system, tools, series)
+            return request
         except TimeSeriesInputError as err:
             raise module.HTTPException(status_code=err.status, detail=str(err)) from None
 
