@@ -327,22 +327,24 @@ def hook_data_loader(module: ModuleType) -> None:
 
     def make_load(original):
         def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
-            from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record
+            from tsplugin.llamafactory.data import TimeSeriesDataError, check_dataset_files, first_bad_record
 
+            paths: list[str] = []
+            if getattr(dataset_attr, "load_from", None) == "file":
+                # before LLaMA-Factory opens them: a FIFO would hang the loader, /dev/zero fill memory
+                paths = check_dataset_files(os.path.join(data_args.dataset_dir, dataset_attr.dataset_name))
             try:
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
             except TimeSeriesDataError:
                 raise  # check_aligned (inside, via align_dataset) already named the record
             except Exception as err:
                 column = getattr(dataset_attr, "timeseries", None)
-                if column is None or getattr(dataset_attr, "load_from", None) != "file":
+                if column is None or not paths:
                     raise
-                local = os.path.join(data_args.dataset_dir, dataset_attr.dataset_name)
-                paths = [os.path.join(local, f) for f in sorted(os.listdir(local))] if os.path.isdir(local) else [local]
                 found = first_bad_record(paths, column)
                 if found is None:
                     raise
-                raise ValueError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+                raise TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
 
         return _load_single_dataset
 
@@ -476,6 +478,30 @@ def hook_tuner(module: ModuleType) -> None:
 
     for stage in stages:
         _wrap(module, stage, make)
+
+
+def hook_launcher(module: ModuleType) -> None:
+    """`launch` (`llamafactory-cli COMMAND`, the top-level handler of every command): a time-series data or
+    file error (`TimeSeriesDataError`, `UserFileError`: their message names the file, the record and the
+    fix) prints that one line on stderr and exits 2, instead of a traceback through LLaMA-Factory's
+    frames; every other error is LLaMA-Factory's and keeps its traceback."""
+    _require(module, "launch")
+
+    def make(original):
+        def launch(*args, **kwargs):
+            from tsplugin.llamafactory.data import TimeSeriesDataError
+            from tsplugin.userfiles import UserFileError
+
+            command = sys.argv[1] if len(sys.argv) > 1 else "train"  # read now: `launch` pops it from sys.argv
+            try:
+                return original(*args, **kwargs)
+            except (TimeSeriesDataError, UserFileError) as err:
+                print(f"llamafactory-cli {command}: error: {err}", file=sys.stderr)
+                sys.exit(2)
+
+        return launch
+
+    _wrap(module, "launch", make)
 
 
 def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
@@ -780,6 +806,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.webui.components.infer": hook_webui_infer,
     "llamafactory.webui.components.top": hook_webui_top,
     "llamafactory.webui.components.data": hook_webui_data,
+    "llamafactory.launcher": hook_launcher,
 }
 
 
