@@ -27,12 +27,21 @@ from typing import Any, Sequence
 from tsplugin.architectures import ARCHITECTURES
 
 
+# config.json key holding the template a model was trained with (written by `llamafactory-cli export`,
+# tsplugin.llamafactory.export); `tsplugin chat`, LlamaBoard and `tsplugin inspect` use it when present.
+TEMPLATE_KEY = "ts_template"
+
+
 def default_template(config: Any, profile: Any = None) -> str | None:
     """The template a model of this config was trained with, unless the user says otherwise.
 
-    The encoding profile's (the release's) template first, then the architecture's
-    (`tsplugin.architectures`; a qwen_ts model's follows its decoder, text_config.model_type).
+    The template recorded at export (config `ts_template`) first, then the encoding profile's (the
+    release's), then the architecture's (`tsplugin.architectures`; a qwen_ts model's follows its
+    decoder, text_config.model_type).
     """
+    recorded = config.get(TEMPLATE_KEY) if isinstance(config, dict) else getattr(config, TEMPLATE_KEY, None)
+    if isinstance(recorded, str) and recorded:
+        return recorded
     if profile is not None and getattr(profile, "default_template", None):
         return profile.default_template
     model_type = getattr(config, "model_type", None)

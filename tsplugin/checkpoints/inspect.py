@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tsplugin.chat import default_template
+from tsplugin.chat import TEMPLATE_KEY, default_template
 from tsplugin.checkpoints.layouts import locate
 from tsplugin.planner.estimate import GiB, PlanInputs, estimate, get_gpu_memory
 from tsplugin.planner.shapes import load_shape
@@ -120,6 +120,9 @@ def tokens_line(directory: Path, config: dict[str, Any]) -> tuple[str, str | Non
 
 
 def template_line(config: dict[str, Any], profile: TSProfile) -> str:
+    recorded = config.get(TEMPLATE_KEY)
+    if isinstance(recorded, str) and recorded:
+        return f"template: {recorded} (config.json {TEMPLATE_KEY}: the one it was trained and exported with; override with `template:`)"
 
     if profile.default_template:
         return f"template: {profile.default_template} (the {profile.name} profile's; override with `template:`)"

@@ -460,9 +460,10 @@ def hook_trainer_utils(module: ModuleType) -> None:
 
 def hook_tuner(module: ModuleType) -> None:
     """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
-    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`. `export_model`:
+    the recipe's time-series template is recorded in the exported config.json (`ts_template`)."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
-    _require(module, "_training_function", *stages)
+    _require(module, "_training_function", "export_model", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
@@ -478,6 +479,27 @@ def hook_tuner(module: ModuleType) -> None:
 
     for stage in stages:
         _wrap(module, stage, make)
+
+    def make_export(original):
+        def export_model(args=None, *rest, **kwargs):
+            """`export_model`, then the recipe's time-series template recorded in the export (tsplugin.llamafactory.export)."""
+            result = original(args, *rest, **kwargs)
+            from llamafactory.data.template import TEMPLATES
+            from llamafactory.hparams import get_infer_args
+
+            from tsplugin.llamafactory.export import record_template
+            from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+            model_args, data_args, _, _ = get_infer_args(args)
+            ts_templates = {name for name, t in TEMPLATES.items() if isinstance(t.mm_plugin, TimeSeriesPlugin)}
+            if model_args.export_dir and data_args.template and record_template(model_args.export_dir, data_args.template, ts_templates):
+                logger.info("tsplugin: %s/config.json records template %s (ts_template): chat and LlamaBoard use it",
+                            model_args.export_dir, data_args.template)
+            return result
+
+        return export_model
+
+    _wrap(module, "export_model", make_export)
 
 
 def hook_launcher(module: ModuleType) -> None:
