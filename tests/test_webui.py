@@ -278,3 +278,23 @@ def test_web_hooks_are_installed_and_fail_loudly_on_upstream_change():
     fake.get_preview = lambda *a: None
     with pytest.raises(ImportError, match=r"llamafactory.webui.components.data has no create_preview_box, PAGE_SIZE"):
         hooks.hook_webui_data(fake)
+
+
+def test_webchat_labels_every_control_in_the_users_language(tiny_qwen3ts, tmp_path, monkeypatch):
+    """gradio 5.50 never delivers LLaMA-Factory's first language change to the page: without the hook's labels
+    webchat showed "Dropdown", "Slider" and two buttons called "Run"."""
+    import yaml
+    from llamafactory.webui.interface import create_web_demo
+    from llamafactory.webui.locales import LOCALES
+
+    recipe = tmp_path / "chat.yaml"
+    recipe.write_text(yaml.safe_dump(dict(model_name_or_path=str(tiny_qwen3ts), template=TEMPLATE, infer_dtype="float32")))
+    monkeypatch.setattr("sys.argv", ["llamafactory-cli", str(recipe)])
+    monkeypatch.setattr("llamafactory.webui.common.load_config", lambda: {"lang": "en"})
+    config = create_web_demo().get_config_file()
+    controls = [c for c in config["components"] if c["type"] in ("slider", "dropdown", "checkbox")]
+    buttons = [c["props"].get("value") for c in config["components"] if c["type"] == "button"]
+    assert len(controls) >= 6 and all(c["props"].get("label") for c in controls), controls
+    assert {c["props"]["label"] for c in controls} >= {LOCALES["lang"]["en"]["label"], LOCALES["max_new_tokens"]["en"]["label"],
+                                                        LOCALES["temperature"]["en"]["label"]}
+    assert buttons == [LOCALES["submit_btn"]["en"]["value"], LOCALES["clear_btn"]["en"]["value"]]

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from tsplugin.webui import conversation
+from tsplugin.webui.labels import apply_locales
 from tsplugin.webui.plots import series_figure
 from tsplugin.webui.series_input import DEFAULT_TIME_COL, DEFAULT_VALUE_COLS, SeriesInputError, insert_placeholders, read_uploads
 
@@ -121,6 +122,11 @@ def make_create_chat_box(original: Callable) -> Callable:
     def create_chat_box(engine: Any, visible: bool = False):
         chatbot, messages, elems = original(engine, visible)
         elems.update(add_series_panel(engine, chatbot, messages, elems))
+        try:
+            top = {"lang": engine.manager.get_elem_by_id("top.lang")}  # webchat adds it first, LlamaBoard with its top bar
+        except KeyError:
+            top = {}
+        apply_locales({**top, **elems})  # labels before the page renders (gradio 5.50 misses the first language change)
         return chatbot, messages, elems
 
     return create_chat_box
