@@ -177,3 +177,11 @@ def test_chat_refuses_values_the_training_rule_refuses(tiny_qwen3ts, tmp_path):
         return ["chat", "--model", str(tiny_qwen3ts), "--csv", str(d / "big.csv"), "trend?"]
 
     run_case(Case("chat 1e39", setup, 2, "{d}/big.csv: value 1 is 1e+39"), tmp_path)
+
+
+def test_a_scaling_file_as_tsconvert_writes_it_is_read(tmp_path):
+    from tsplugin.forecast import read_scaling
+
+    path = tmp_path / "d.scaling.json"
+    path.write_text(json.dumps({"normalized": True, "variables": {"OT": {"mean": 1.5, "std": 2.0}, "HUFL": {"mean": 0, "std": 1}}}))
+    assert read_scaling(path, ["OT"]) == {"OT": {"mean": 1.5, "std": 2.0}, "HUFL": {"mean": 0, "std": 1}}
