@@ -30,6 +30,7 @@ def test_fresh_interpreter_gets_every_hook_from_the_pth_file():
         import llamafactory.chat.hf_engine
         import llamafactory.api.app
         import llamafactory.webui.interface  # webchat / webui (LlamaBoard)
+        import llamafactory.launcher  # llamafactory-cli COMMAND: the one-line handler
         from llamafactory.data.template import TEMPLATES
         from tsplugin.llamafactory import hooks
         assert {"chatts", "chatts8b", "chatts8b_nothink"} <= set(TEMPLATES), sorted(TEMPLATES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ def layout_first_release(directory: Path) -> Path:
 
 
 def run(capsys, *argv: str) -> tuple[int, list[str]]:
+    """Exit code and the lines printed: the report on stdout, or the one error line on stderr."""
     code = main(["inspect", *argv])
-    return code, capsys.readouterr().out.splitlines()
+    out, err = capsys.readouterr()
+    return code, out.splitlines() + err.splitlines()
 
 
 PLAN_2080 = "RTX 2080 Ti 11 GB (Turing: fp16 only, no FlashAttention-2)"
@@ -145,7 +148,7 @@ def test_unknown_profile_in_config_lists_the_choices(tmp_path, capsys):
     code, lines = run(capsys, str(d))
     assert code == 2
     assert lines == [
-        f"tsplugin inspect: {d}/config.json `ts_profile`: unknown time-series profile 'chatts-2'; valid: "
+        f"tsplugin inspect: error: {d}/config.json `ts_profile`: unknown time-series profile 'chatts-2'; valid: "
         "chatts-14b-0801, chatts-14b-v1, chatts-8b, tsfactory-v0 (set `timeseries_profile` in the recipe or `ts_profile` in config.json)"
     ]
 
@@ -166,7 +169,7 @@ def test_hub_id_from_the_offline_cache_never_downloads(tmp_path, capsys, monkeyp
     code, lines = run(capsys, "bytedance-research/ChatTS-8B")
     assert code == 2
     assert lines == [
-        f"tsplugin inspect: bytedance-research/ChatTS-8B: not in the local Hugging Face cache ({cache}); nothing is "
+        f"tsplugin inspect: error: bytedance-research/ChatTS-8B: not in the local Hugging Face cache ({cache}); nothing is "
         "downloaded here. Fetch it once with `huggingface-cli download bytedance-research/ChatTS-8B` (or pass a local directory)."
     ]
 
@@ -185,4 +188,53 @@ def test_init_model_checkpoint(tiny_chatts, capsys):
 @pytest.mark.parametrize("bad", ["no/such/thing", "missing-dir"])
 def test_not_a_model(bad, capsys):
     code, lines = run(capsys, bad)
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"tsplugin inspect: {bad}: ")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"tsplugin inspect: error: {bad}: ")
+
+
+HOSTILE_CONFIGS = [
+    ("null", "the config.json holds null, not an object {...}"),
+    ("[1, 2]", "the config.json holds an array, not an object {...}"),
+    ("[" * 100_000 + "]" * 100_000, "nested deeper than JSON readers allow"),
+    ('{"ts": {"patch_size": 1%s}}' % ("0" * 400), "holds a number beyond float64 (an integer of 401 digits)"),
+    ('{"x": 1e400}', "holds a number beyond float64"),
+    ("\xff\xfe{}", "byte 0 is not UTF-8"),
+    ('{"x": ', "not valid JSON (line 1 column 7"),
+]
+
+
+@pytest.mark.parametrize("text,message", HOSTILE_CONFIGS, ids=[m[:30] for _, m in HOSTILE_CONFIGS])
+def test_a_hostile_config_json_is_one_line_naming_it(tmp_path, capsys, text, message):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_bytes(text.encode("utf-8", "surrogateescape") if "\xff" not in text else text.encode("latin-1"))
+    code = main(["inspect", str(d)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"tsplugin inspect: error: {d}/config.json: ") and message in err, err
+
+
+def test_a_config_json_that_is_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    d = tmp_path / "m"
+    d.mkdir()
+    os.mkfifo(d / "config.json")
+    assert main(["inspect", str(d)]) == 2
+    assert "is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
+
+
+HOSTILE_HEADERS = [
+    (b"\x10\x00\x00\x00", "4 bytes, too short for a safetensors file"),
+    ((2**62).to_bytes(8, "little") + b"{}", "its header length says 4611686018427387904 bytes but the file holds 2 after it"),
+    (len(b"[1, 2]").to_bytes(8, "little") + b"[1, 2]", "the safetensors header is not an object of tensors with a dtype each"),
+    (len(b'{"w": 3}').to_bytes(8, "little") + b'{"w": 3}', "the safetensors header is not an object of tensors with a dtype each"),
+    (len(b'{"w": ').to_bytes(8, "little") + b'{"w": ', "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("data,message", HOSTILE_HEADERS, ids=[m[:30] for _, m in HOSTILE_HEADERS])
+def test_a_hostile_safetensors_header_is_one_line_naming_the_file(tmp_path, capsys, data, message):
+    d = layout_first_release(tmp_path / "m")
+    (d / "model.safetensors").write_bytes(data)
+    code = main(["inspect", str(d)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"tsplugin inspect: error: {d}/model.safetensors: ") and message in err, err

@@ -69,6 +69,24 @@ def test_merged_dir_reloads_without_remote_code_and_answers(trained):
     assert isinstance(answer, str)
 
 
+def test_export_records_the_training_template_and_chat_and_llamaboard_use_it(trained, capsys):
+    """Trained with chatts8b_nothink; the release's default would be chatts8b (which thinks aloud)."""
+    from tsplugin.chat import TimeSeriesChat, default_template
+    from tsplugin.cli import main
+    from tsplugin.webui.train_tab import template_for_path
+
+    _, _, merged = trained
+    assert json.loads((merged / "config.json").read_text())["ts_template"] == "chatts8b_nothink"
+    chat = TimeSeriesChat.from_pretrained(merged)  # no template given
+    assert default_template(chat.model.config, chat.processor.profile) == "chatts8b_nothink"
+    prompt = chat.encode("hi", [])["input_ids"].tolist()
+    assert prompt == TimeSeriesChat.from_pretrained(merged, template="chatts8b_nothink").encode("hi", [])["input_ids"].tolist()
+    assert prompt != TimeSeriesChat.from_pretrained(merged, template="chatts8b").encode("hi", [])["input_ids"].tolist()
+    assert template_for_path(str(merged)) == "chatts8b_nothink"  # LlamaBoard's choice for this model
+    assert main(["inspect", str(merged)]) == 0
+    assert "template: chatts8b_nothink (config.json ts_template: the one it was trained and exported with" in capsys.readouterr().out
+
+
 def test_chat_cli_answers_one_question(trained):
     """`python -m tsplugin.chat ARGS` is `tsplugin chat ARGS` (in-process `tsplugin chat` is tested with the layout twins)."""
     _, _, merged = trained

@@ -7,7 +7,9 @@ its CLI): same model, same greedy settings, same text.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,10 +42,22 @@ def _series():
     return [rng.normal(size=100).tolist(), (rng.normal(size=37) * 50 + 3).tolist()]
 
 
+CONTEXT = 2048  # the served copy's max_position_embeddings: small enough for a request to exceed it
+
+
 @pytest.fixture(scope="module")
 def recipe(tiny_qwen3ts, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serve") / "serve.yaml"
-    path.write_text(yaml.safe_dump(dict(model_name_or_path=str(tiny_qwen3ts), template=TEMPLATE, infer_dtype="float32")))
+    """The tiny model with a 2048-token context (a copy: the session's model is shared); the default rope
+    does not depend on max_position_embeddings, so answers equal the original's (`reference`)."""
+    root = tmp_path_factory.mktemp("serve")
+    model = shutil.copytree(tiny_qwen3ts, root / "model")
+    config = json.loads((model / "config.json").read_text())
+    for block in (config, config.get("text_config") or {}):
+        if "max_position_embeddings" in block:
+            block["max_position_embeddings"] = CONTEXT
+    (model / "config.json").write_text(json.dumps(config))
+    path = root / "serve.yaml"
+    path.write_text(yaml.safe_dump(dict(model_name_or_path=str(model), template=TEMPLATE, infer_dtype="float32")))
     return path
 
 
@@ -164,8 +178,21 @@ BAD = [
     ([{"type": "text", "text": "no placeholder"}, {"timeseries": [1.0]}],
      400, "messages[0]: 0 <ts><ts/> placeholder(s) in the text but 1 series part(s)"),
     ("just <ts><ts/> text", 400, "messages[0]: 1 <ts><ts/> placeholder(s) in the text but 0 series part(s)"),
-    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0, "two"]}], 400, "messages[0].content[1]: value 1 is 'two', not a number"),
-    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0, None]}], 400, "messages[0].content[1]: value 1 is None, not a number"),
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0, "two"]}], 400, "messages[0].content[1]: value 1 is 'two' (a string), not a number"),
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0, None]}], 400, "messages[0].content[1]: value 1 is None (null), not a number"),
+    # one rule for series values (tsplugin.processing.series_values), as tsconvert validate and training
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1, 10**400]}], 400,
+     "messages[0].content[1]: value 1 is <an integer of 401 digits>, beyond float64"),
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0, 1e39]}], 400,
+     "messages[0].content[1]: value 0 is 1.0: |value - mean| = 5e+38 exceeds the fp32 range"),
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1e308, -1e308]}], 400,
+     "messages[0].content[1]: value 0 is 1e+308: |value - mean| = 1e+308 exceeds the fp32 range"),
+    ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0]},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}], 400,
+     "messages[0].content[2]: a part of type image_url, but this server's model reads time series and text only"),
+    ("a lone <ts> token", 400, "messages[0] (user) holds <ts> outside a <ts><ts/> placeholder"),
+    ([{"type": "text", "text": "<ts><ts/>" * 3}] + [{"timeseries": [0.5] * 6000}] * 3, 413,
+     f"(2250 of them series positions for 3 series, "),
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": []}], 400, "messages[0].content[1]: the series is empty"),
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": "/etc/passwd"}], 400, "never opens a path or URL"),
     ([{"type": "text", "text": "<ts><ts/>"}, {"type": "timeseries", "timeseries": {"url": "http://x"}}], 400,
@@ -202,7 +229,7 @@ def test_nan_and_infinity_in_the_json_body_are_refused(server):
                 '{"timeseries": [1.0, %s]}]}]}' % literal)
         reply = httpx.post(f"{client.base_url}chat/completions", content=body, headers={"Content-Type": "application/json"})
         assert reply.status_code == 400, reply.text
-        assert "messages[0].content[1]: value 1 is" in reply.json()["detail"] and "NaN and infinity" in reply.json()["detail"]
+        assert "messages[0].content[1]: value 1 is" in reply.json()["detail"] and "not a finite number" in reply.json()["detail"]
 
 
 def _load(client, clients=8, per_client=10):
@@ -257,6 +284,6 @@ def test_llamafactory_cli_chat_reads_inline_series_and_csv(recipe, reference, tm
     assert f"Loaded {len(values)} points from {CSV} (column value)" in out
     first = reference.ask("What about this?", [values], max_new_tokens=NEW_TOKENS)  # placeholder appended, as the CLI does
     assert f"Assistant: {first}\n" in out
-    assert "Error: series 2: value 2 is nan; NaN and infinity are not allowed" in out
+    assert "Error: series 2: value 2 is nan, not a finite number" in out
     assert f"Error: {tmp_path / 'missing.csv'}: no such file" in out
     assert out.count("Assistant: ") == 2

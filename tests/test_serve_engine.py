@@ -68,7 +68,7 @@ def test_earlier_turns_keep_their_series(merged):
     answer = chat_model.chat(messages, audios=[first, second])[0].response_text
     swapped = chat_model.chat(messages, audios=[second, first])[0].response_text
     assert answer != swapped  # both turns' series reach the model, in order
-    with pytest.raises(ValueError, match=r"2 <ts><ts/> placeholders in the conversation \(message 0: 1, message 2: 1\) but 1 series"):
+    with pytest.raises(ValueError, match=r"2 <ts><ts/> placeholders in the conversation \(messages\[0\]: 1, messages\[2\]: 1\) but 1 series"):
         chat_model.chat(messages, audios=[second])
 
 
@@ -77,11 +77,13 @@ def test_earlier_turns_keep_their_series(merged):
     [
         ("<ts><ts/> and <ts><ts/>", [[1.0, 2.0]], r"2 <ts><ts/> placeholders .* but 1 series"),
         ("no placeholder", [[1.0, 2.0]], r"0 <ts><ts/> placeholders in the conversation \(none in any message\) but 1 series"),
-        ("<ts><ts/>", [[1.0, float("nan")]], r"series 0: value 1 is nan; NaN and infinity"),
+        ("<ts><ts/>", [[1.0, float("nan")]], r"series 0: value 1 is nan, not a finite number"),
         ("<ts><ts/>", [[1.0, float("inf")]], r"series 0: value 1 is inf"),
         ("<ts><ts/>", [[]], r"series 0: the series is empty"),
-        ("<ts><ts/>", [[1.0, "2"]], r"series 0: value 1 is '2', not a number"),
+        ("<ts><ts/>", [[1.0, "2"]], r"series 0: value 1 is '2' \(a string\), not a number"),
         ("<ts><ts/>", ["1,2,3"], r"series 0: a series must be a list of numbers, got str"),
+        ("<ts><ts/>", [[1.0, 1e39]], r"series 0: value 0 is 1.0: \|value - mean\| = 5e\+38 exceeds the fp32 range"),  # finite in float64, not in the encoder's float32
+        ("<ts><ts/>", [[1, 10**400]], r"series 0: value 1 is <an integer of 401 digits>, beyond float64"),
     ],
 )
 def test_bad_series_are_refused_before_generation_and_the_next_request_works(merged, content, series, message):
@@ -100,7 +102,7 @@ def test_limits_come_from_yaml_keys_or_environment(tiny_qwen3ts, monkeypatch):
 
     monkeypatch.setenv("TSPLUGIN_MAX_SERIES", "2")
     chat_model = _chat_model(tiny_qwen3ts, timeseries_max_points=16)
-    assert chat_model.engine.timeseries_limits == SeriesLimits(max_points=16, max_series=2)
+    assert chat_model.engine.timeseries_limits == SeriesLimits(max_points=16, max_series=2, max_context=32768)
     with pytest.raises(TimeSeriesInputError, match=r"series 0: the series has 17 points, more than this server's limit of 16") as err:
         chat_model.chat([{"role": "user", "content": "<ts><ts/>"}], audios=[[0.0] * 17])
     assert err.value.status == 413
@@ -108,6 +110,12 @@ def test_limits_come_from_yaml_keys_or_environment(tiny_qwen3ts, monkeypatch):
         chat_model.chat([{"role": "user", "content": "<ts><ts/>" * 3}], audios=[[0.0]] * 3)
     with pytest.raises(TimeSeriesInputError, match=r"system prompt holds <ts><ts/>"):
         chat_model.chat([{"role": "user", "content": "<ts><ts/>"}], system="see <ts><ts/>", audios=[[0.0]])
+    # a prompt longer than the model's context is refused with the numbers (413), before generation
+    chat_model.engine.timeseries_limits = SeriesLimits(max_points=16, max_series=2, max_context=40)
+    with pytest.raises(TimeSeriesInputError, match=r"the prompt takes \d+ tokens \(4 of them series positions for 2 series, \d+ text\) "
+                       r"but this model's context holds 40") as err:
+        list(chat_model.stream_chat([{"role": "user", "content": "<ts><ts/> " * 2 + "word " * 20}], audios=[[0.0] * 16] * 2))
+    assert err.value.status == 413
     # the encoder's position table caps the default (ChatTS-8B layout: 8192 points in the tiny model)
     assert SeriesLimits.resolve(None, chat_model.engine.model.config).max_points == 8192
 
@@ -125,3 +133,14 @@ def test_base_plus_adapter_answers_like_the_reference(tiny_qwen3ts, tmp_path_fac
     assert expected != plain.ask(question, series, max_new_tokens=NEW_TOKENS)  # the adapter matters
     chat_model = _chat_model(tiny_qwen3ts, adapter_name_or_path=str(adapter), finetuning_type="lora")
     assert chat_model.chat([{"role": "user", "content": question}], audios=series)[0].response_text == expected
+
+
+def test_serving_names_messages_by_their_place_in_the_request():
+    """One numbering for every serving error: `messages[i]` (0-based, the request's JSON), parts `.content[j]`."""
+    from tsplugin.llamafactory.engine import SeriesLimits, TimeSeriesInputError, check_conversation
+
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "see <ts><ts/>"}, {"role": "user", "content": "?"}]
+    with pytest.raises(TimeSeriesInputError, match=r"^1 <ts><ts/> placeholder in messages\[1\] \(assistant\); a series may only"):
+        check_conversation(messages, [[1.0]], SeriesLimits(), system="be brief")
+    with pytest.raises(TimeSeriesInputError, match=r"^messages\[2\] \(user\) holds <ts/> outside a <ts><ts/> placeholder"):
+        check_conversation([messages[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x <ts/>"}], [], SeriesLimits())

@@ -4,6 +4,7 @@ same check (tsplugin.processing.series_values) serves tsconvert validate and con
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -59,6 +60,71 @@ def test_a_line_that_is_not_utf8_or_not_json_is_named(tiny_qwen3ts, tmp_path):
     path.write_bytes(lines[0] + b"\n" + lines[1][:30] + b"\n")
     with pytest.raises(ValueError, match=r"bad.jsonl: record 1 \(line 2\): column \d+: Unterminated string. Fix the JSON or drop the line"):
         run_lf(**lf_args(tiny_qwen3ts, tmp_path / "out", dataset="bad", dataset_dir=str(data)))
+
+
+def _bad_file(kind: str, path) -> str:
+    """Make `path` (the dataset's file) hostile; returns the expected message."""
+    if kind == "empty":
+        path.write_bytes(b"")
+        return f"{path}: the file is empty (0 bytes): no records to train on"
+    if kind == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+        return f"{path} is a FIFO (named pipe), not a regular file, and was not read"
+    if kind == "dev-zero":
+        path.unlink()
+        path.symlink_to("/dev/zero")
+        return f"{path} is a character device, not a regular file, and was not read"
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[1])
+    record["timeseries"] = {"a": GOOD}
+    path.write_text(lines[0] + "\n" + json.dumps(record) + "\n")
+    return f"{path}: record 1 (line 2): column 'timeseries' is an object {{...}}, not a list of series"
+
+
+@pytest.mark.parametrize("kind", ["empty", "fifo", "dev-zero", "dict-series"])
+def test_an_unusable_dataset_file_is_named_before_the_loader_reads_it(kind, tiny_qwen3ts, tmp_path):
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+
+    data = write_dataset(tmp_path / "data", "bad", [_record(GOOD), _record(GOOD)])
+    expected = _bad_file(kind, data / "bad.jsonl")
+    with pytest.raises(TimeSeriesDataError) as err:  # no hang on the FIFO, no read of /dev/zero
+        run_lf(**lf_args(tiny_qwen3ts, tmp_path / "out", dataset="bad", dataset_dir=str(data)))
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_a_fifo_inside_a_dataset_folder_is_named(tiny_qwen3ts, tmp_path):
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+
+    data = write_dataset(tmp_path / "data", "bad", [_record(GOOD)])
+    (data / "folder").mkdir()
+    (data / "bad.jsonl").rename(data / "folder" / "a.jsonl")
+    os.mkfifo(data / "folder" / "b.jsonl")
+    info = json.loads((data / "dataset_info.json").read_text())
+    info["bad"]["file_name"] = "folder"
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    with pytest.raises(TimeSeriesDataError, match=r"folder/b.jsonl is a FIFO \(named pipe\), not a regular file"):
+        run_lf(**lf_args(tiny_qwen3ts, tmp_path / "out", dataset="bad", dataset_dir=str(data)))
+
+
+@pytest.mark.slow
+def test_llamafactory_cli_train_prints_one_line_and_exits_2(tiny_qwen3ts, tmp_path):
+    """The real `llamafactory-cli train` (a fresh process: ~20-60 s of imports on a busy 2-core box)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    data = write_dataset(tmp_path / "data", "bad", [_record(GOOD), _record(GOOD)])
+    expected = _bad_file("dict-series", data / "bad.jsonl")
+    recipe = tmp_path / "train.yaml"
+    recipe.write_text(yaml.safe_dump(lf_args(tiny_qwen3ts, tmp_path / "out", dataset="bad", dataset_dir=str(data))))
+    result = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(recipe)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"llamafactory-cli train: error: {expected}"), result.stderr[-2000:]
 
 
 def test_validate_agrees_with_training_on_values(tmp_path):

@@ -38,8 +38,14 @@ def test_upload_errors_are_tsconverts_messages(tmp_path):
 
     bad = tmp_path / "load.csv"
     bad.write_text("timestamp,load\n1,2.0\n2,x\n3,4.0\n")
-    with pytest.raises(SeriesInputError, match=r"^load.csv has no column 'value' \(columns: 'timestamp', 'load'\)"):
+    with pytest.raises(SeriesInputError, match=r"^load.csv has no column 'value' \(columns: 'timestamp', 'load'\)") as err:
         read_uploads([bad])
+    # the page's field, not the command-line flag
+    assert str(err.value).endswith('Type one of them in the "Value column(s)" field') and "--" not in str(err.value)
+    both = tmp_path / "two.csv"
+    both.write_text("timestamp,value,VALUE\n1,2.0,3.0\n")
+    with pytest.raises(SeriesInputError, match=r'so the "Value column\(s\)" field names exactly one$'):
+        read_uploads([both])
     (series,) = read_uploads([bad], value_cols="LOAD")  # case-insensitive, the gap interpolated
     assert series.values == (2.0, 3.0, 4.0)
     with pytest.raises(SeriesInputError, match=r"^notes.txt is not a .csv file"):
@@ -93,6 +99,17 @@ def test_series_ride_in_the_chat_state_turn_by_turn():
     assert [name for name, _ in conv.series_of(state)] == ["s0.csv", "s1.csv", "s0.csv"]
     answered = conv.merge_answer(state, clean, clean + [{"role": "assistant", "content": "up"}])
     assert answered[:-1] == state and answered[-1]["content"] == "up"
+
+
+def test_page_messages_name_the_pages_fields_and_other_options_as_tsconverts():
+    from tsplugin.webui.series_input import page_message
+
+    assert page_message("x.csv: all 3 values are missing or non-numeric. Fix the CSV or --value-col") == (
+        'x.csv: all 3 values are missing or non-numeric. Fix the CSV or the "Value column(s)" field')
+    assert page_message("x.csv: 2 columns match 't'. Rename one in the CSV so --time-col names exactly one").endswith(
+        'so the "Time column" field names exactly one')
+    assert page_message("x.csv: '1,5' is ambiguous; pass --number-format").endswith(
+        "(that option is tsconvert's: convert the CSV with tsconvert, or fix the file and upload it again)")
 
 
 def test_a_turn_whose_placeholders_do_not_match_its_uploads_is_refused():
@@ -157,7 +174,8 @@ def test_webchat_refusal_is_a_message_and_keeps_the_upload(web_chat):
     state0 = conv.with_pending([], _named(16, 16))
     chatbot, state, _ = WebChatModel.append([], state0, "user", "one <ts><ts/> only", True)
     (shown, kept), = _stream(chatter, chatbot, state)
-    assert shown[-1]["content"].startswith("Not sent: user message 1 has 1 <ts><ts/> placeholder(s) but 2 series")
+    # escaped: gradio renders bubbles as Markdown/HTML, where a raw <ts> is a tag that hides the rest
+    assert shown[-1]["content"].startswith("Not sent: user message 1 has 1 &lt;ts&gt;&lt;ts/&gt; placeholder(s) but 2 series")
     assert kept == state0  # the unanswered message left the state; the uploads wait for a corrected one
 
 
@@ -260,3 +278,23 @@ def test_web_hooks_are_installed_and_fail_loudly_on_upstream_change():
     fake.get_preview = lambda *a: None
     with pytest.raises(ImportError, match=r"llamafactory.webui.components.data has no create_preview_box, PAGE_SIZE"):
         hooks.hook_webui_data(fake)
+
+
+def test_webchat_labels_every_control_in_the_users_language(tiny_qwen3ts, tmp_path, monkeypatch):
+    """gradio 5.50 never delivers LLaMA-Factory's first language change to the page: without the hook's labels
+    webchat showed "Dropdown", "Slider" and two buttons called "Run"."""
+    import yaml
+    from llamafactory.webui.interface import create_web_demo
+    from llamafactory.webui.locales import LOCALES
+
+    recipe = tmp_path / "chat.yaml"
+    recipe.write_text(yaml.safe_dump(dict(model_name_or_path=str(tiny_qwen3ts), template=TEMPLATE, infer_dtype="float32")))
+    monkeypatch.setattr("sys.argv", ["llamafactory-cli", str(recipe)])
+    monkeypatch.setattr("llamafactory.webui.common.load_config", lambda: {"lang": "en"})
+    config = create_web_demo().get_config_file()
+    controls = [c for c in config["components"] if c["type"] in ("slider", "dropdown", "checkbox")]
+    buttons = [c["props"].get("value") for c in config["components"] if c["type"] == "button"]
+    assert len(controls) >= 6 and all(c["props"].get("label") for c in controls), controls
+    assert {c["props"]["label"] for c in controls} >= {LOCALES["lang"]["en"]["label"], LOCALES["max_new_tokens"]["en"]["label"],
+                                                        LOCALES["temperature"]["en"]["label"]}
+    assert buttons == [LOCALES["submit_btn"]["en"]["value"], LOCALES["clear_btn"]["en"]["value"]]

@@ -46,6 +46,7 @@ WATCHED = frozenset(
         "llamafactory.webui.components.infer",
         "llamafactory.webui.components.top",
         "llamafactory.webui.components.data",
+        "llamafactory.launcher",
         # transformers itself: released ChatTS checkpoints load with tsplugin's classes in any process.
         "transformers.configuration_utils",
         "transformers.models.auto.processing_auto",

@@ -27,18 +27,55 @@ from typing import Any, Sequence
 from tsplugin.architectures import ARCHITECTURES
 
 
+# config.json key holding the template a model was trained with (written by `llamafactory-cli export`,
+# tsplugin.llamafactory.export); `tsplugin chat`, LlamaBoard and `tsplugin inspect` use it when present.
+TEMPLATE_KEY = "ts_template"
+
+
 def default_template(config: Any, profile: Any = None) -> str | None:
     """The template a model of this config was trained with, unless the user says otherwise.
 
-    The encoding profile's (the release's) template first, then the architecture's
-    (`tsplugin.architectures`; a qwen_ts model's follows its decoder, text_config.model_type).
+    The template recorded at export (config `ts_template`) first, then the encoding profile's (the
+    release's), then the architecture's (`tsplugin.architectures`; a qwen_ts model's follows its
+    decoder, text_config.model_type).
     """
+    recorded = config.get(TEMPLATE_KEY) if isinstance(config, dict) else getattr(config, TEMPLATE_KEY, None)
+    if isinstance(recorded, str) and recorded:
+        return recorded
     if profile is not None and getattr(profile, "default_template", None):
         return profile.default_template
     model_type = getattr(config, "model_type", None)
     if model_type not in ARCHITECTURES:
         return None
     return ARCHITECTURES[model_type].template_for(getattr(getattr(config, "text_config", None), "model_type", None))
+
+
+def check_series(series: Sequence[Sequence[float]], names: Sequence[str], ts_block: Any) -> None:
+    """ValueError naming the series unless each one can go to this model: the one rule for series values
+    (`tsplugin.processing.series_values`, as training and the API) and the encoder's position table."""
+    from tsplugin.processing.positions import max_series_points
+    from tsplugin.processing.series_values import series_problem
+
+    limit = max_series_points(ts_block)
+    for values, name in zip(series, names):
+        problem = series_problem(values)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem.message}")
+        if limit is not None and len(values) > limit:
+            raise ValueError(
+                f"{name}: the series has {len(values)} points but this model's encoder takes at most {limit} "
+                f"(its position table, ts.max_sequence_length). Downsample it (`tsconvert --max-length {limit}`)"
+            )
+
+
+def check_placeholders(question: str, n_series: int) -> None:
+    """ValueError unless the question has no placeholder (they are appended) or one per series."""
+    from tsplugin.processing import count_placeholders
+
+    found = count_placeholders(question)
+    if found and found != n_series:
+        raise ValueError(f"the question has {found} <ts><ts/> placeholder(s) but {n_series} series were given. "
+                         "Write one <ts><ts/> per series, in order (or none: they are appended)")
 
 
 class TimeSeriesChat:
@@ -105,11 +142,10 @@ class TimeSeriesChat:
 
         from tsplugin.processing import count_placeholders
 
-        found = count_placeholders(question)
-        if found == 0 and series:
+        check_placeholders(question, len(series))
+        check_series(series, [f"series {i}" for i in range(len(series))], getattr(self.model.config, "ts", None))
+        if count_placeholders(question) == 0 and series:
             question = question.rstrip() + "\n" + "\n".join("<ts><ts/>" for _ in series)
-        elif found != len(series):
-            raise ValueError(f"The question has {found} <ts><ts/> placeholders but {len(series)} series were given.")
         series = [list(map(float, s)) for s in series]
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         plugin = self.template.mm_plugin
@@ -169,10 +205,19 @@ def read_csv_series(paths: Sequence[str], value_col: str = "value", time_col: st
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        series = read_csv_series(args.csv, args.value_col)
-    except ValueError as err:
-        raise SystemExit(f"tsplugin chat: {err}") from None
+    """Arguments, CSVs and series are checked before the model loads (and before torch is imported); a
+    problem raises ValueError, printed as one line by `tsplugin.cli.main` (exit 2)."""
+    from tsplugin.checkpoints.layouts import locate, read_config
+
+    locate(args.model)
+    if args.adapter is not None and not Path(args.adapter).is_dir():
+        raise ValueError(f"--adapter {args.adapter}: no such directory; pass the LoRA adapter's output_dir")
+    check_placeholders(args.question, len(args.csv))
+    series = read_csv_series(args.csv, args.value_col)
+    config = read_config(args.model)
+    if config is None:
+        raise ValueError(f"{args.model}: not a time-series checkpoint (its config.json has no `ts` block and no ChatTS model type)")
+    check_series(series, args.csv, config.get("ts"))
     chat = TimeSeriesChat.from_pretrained(args.model, template=args.template, device=args.device,
                                           profile=args.profile, adapter=args.adapter)
     answer = chat.ask(args.question, series, system=args.system, max_new_tokens=args.max_new_tokens)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +72,16 @@ def forecast_records(model: Any, records: list[dict[str, Any]], batch_size: int 
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ForecastCommandError(f"{path}: no such file") from None
+    from tsplugin.userfiles import open_regular
+
+    with os.fdopen(open_regular(path, "--data JSONL"), "rb") as f:
+        raw_lines = f.read().split(b"\n")
     records = []
-    for i, line in enumerate(lines):
+    for i, raw in enumerate(raw_lines):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ForecastCommandError(f"{path}: line {i + 1}: byte {exc.start} is not UTF-8; re-save the file as UTF-8") from None
         if not line.strip():
             continue
         try:
@@ -93,11 +97,13 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _csv_columns(path: Path, columns: list[str], date_col: str | None) -> dict[str, np.ndarray]:
     import csv
 
+    from tsplugin.userfiles import open_regular
+
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with os.fdopen(open_regular(path, "--csv file"), newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise ForecastCommandError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ForecastCommandError(f"{path}: byte {exc.start} is not UTF-8; re-save the CSV as UTF-8") from None
     if not rows:
         raise ForecastCommandError(f"{path}: no data rows")
     header = list(rows[0])
@@ -112,6 +118,26 @@ def _csv_columns(path: Path, columns: list[str], date_col: str | None) -> dict[s
             raise ForecastCommandError(f"{path}: column {c!r} has a value that is not a number; clean it (tsconvert forecast "
                                        "interpolates gaps) or pass --data with a converted JSONL") from None
     return out
+
+
+def read_scaling(path: Path, columns: list[str]) -> dict[str, dict[str, float]]:
+    """`variables` of a `tsconvert forecast` NAME.scaling.json: per column a finite mean and a positive std."""
+    from tsplugin.userfiles import load_json
+
+    data = load_json(path, "scaling file")
+    variables = data.get("variables")
+    if not isinstance(variables, dict):
+        raise ForecastCommandError(f"{path}: no `variables` object; pass the NAME.scaling.json `tsconvert forecast` wrote")
+    for c in columns:
+        if c not in variables:
+            raise ForecastCommandError(f"{path}: no statistics for column {c!r}; it holds {sorted(variables)[:20]}")
+        stats = variables[c]
+        ok = isinstance(stats, dict) and all(
+            isinstance(stats.get(k), (int, float)) and not isinstance(stats.get(k), bool) and np.isfinite(stats[k]) for k in ("mean", "std"))
+        if not ok or stats["std"] <= 0:
+            raise ForecastCommandError(f"{path}: variables[{c!r}] needs a finite `mean` and a positive `std`, got {str(stats)[:80]}; "
+                                       "pass the NAME.scaling.json `tsconvert forecast` wrote")
+    return variables
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -131,46 +157,55 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        model = load_forecaster(args.model, args.device)
-        if args.data is not None:
-            records = _read_jsonl(args.data)
-            answers = forecast_records(model, records, args.batch_size)
-            lines = [json.dumps({"predict": a, "label": r.get("output", "")}, ensure_ascii=False) for a, r in zip(answers, records)]
-            if args.output:
-                args.output.parent.mkdir(parents=True, exist_ok=True)
-                args.output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-                print(f"wrote {len(lines)} forecasts to {args.output}")
-            else:
-                print("\n".join(lines))
-            return 0
-        if not args.columns:
-            raise ForecastCommandError("--csv needs --columns NAME[,NAME...]")
-        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
-        values = _csv_columns(args.csv, columns, None)
-        scaling = json.loads(args.scaling.read_text())["variables"] if args.scaling else {}
-        for c in columns:
-            if args.scaling and c not in scaling:
-                raise ForecastCommandError(f"{args.scaling}: no statistics for column {c!r}; it holds {sorted(scaling)}")
-        seq_len = model.config.forecast["seq_len"]
-        series = []
-        for c in columns:
-            v = values[c][-seq_len:]
-            series.append(((v - scaling[c]["mean"]) / scaling[c]["std"]) if c in scaling else v)
-        record = {"timeseries": [s.tolist() for s in series],
-                  "forecast_target": [{"series": i, "name": c} for i, c in enumerate(columns)]}
-        text = forecast_records(model, [record])[0]
-        from tsplugin.eval.forecast import parse_numbers
+    """Arguments and input files are checked before the model loads; a problem raises (one line, exit 2, from
+    `tsplugin.cli.main`)."""
+    from converters.writer import refuse_overwriting_inputs
 
-        numbers = parse_numbers(text, model.config.forecast["pred_len"], columns if len(columns) > 1 else ())
-        for c, row in zip(columns, numbers):
-            if c in scaling:
-                row = row * scaling[c]["std"] + scaling[c]["mean"]
-            print(f"{c}: " + ", ".join(f"{x:.6g}" for x in row))
+    from tsplugin.checkpoints.layouts import locate
+
+    locate(str(args.model))
+    if args.output is not None:
+        if args.data is None:
+            raise ForecastCommandError("-o/--output is for --data; --csv prints its forecast")
+        refuse_overwriting_inputs([args.output], [args.data] if args.data is not None else [])
+        if args.output.is_dir():
+            raise ForecastCommandError(f"-o {args.output} is a directory; name the predictions file, e.g. {args.output}/predictions.jsonl")
+    if args.data is not None:
+        if args.scaling or args.columns:
+            raise ForecastCommandError("--scaling and --columns are for --csv; a --data JSONL is already scaled by `tsconvert forecast`")
+        records = _read_jsonl(args.data)
+        model = load_forecaster(args.model, args.device)
+        answers = forecast_records(model, records, args.batch_size)
+        lines = [json.dumps({"predict": a, "label": r.get("output", "")}, ensure_ascii=False) for a, r in zip(answers, records)]
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            print(f"wrote {len(lines)} forecasts to {args.output}")
+        else:
+            print("\n".join(lines))
         return 0
-    except (ForecastCommandError, ValueError, FileNotFoundError, OSError) as err:
-        print(f"tsplugin forecast: error: {err}", file=sys.stderr)
-        return 2
+    if not args.columns:
+        raise ForecastCommandError("--csv needs --columns NAME[,NAME...]")
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    scaling = read_scaling(args.scaling, columns) if args.scaling else {}
+    values = _csv_columns(args.csv, columns, None)
+    model = load_forecaster(args.model, args.device)
+    seq_len = model.config.forecast["seq_len"]
+    series = []
+    for c in columns:
+        v = values[c][-seq_len:]
+        series.append(((v - scaling[c]["mean"]) / scaling[c]["std"]) if c in scaling else v)
+    record = {"timeseries": [s.tolist() for s in series],
+              "forecast_target": [{"series": i, "name": c} for i, c in enumerate(columns)]}
+    text = forecast_records(model, [record])[0]
+    from tsplugin.eval.forecast import parse_numbers
+
+    numbers = parse_numbers(text, model.config.forecast["pred_len"], columns if len(columns) > 1 else ())
+    for c, row in zip(columns, numbers):
+        if c in scaling:
+            row = row * scaling[c]["std"] + scaling[c]["mean"]
+        print(f"{c}: " + ", ".join(f"{x:.6g}" for x in row))
+    return 0
 
 
 __all__ = ["ForecastCommandError", "add_parser", "forecast_records", "load_forecaster", "run"]

@@ -255,9 +255,32 @@ def plot_curves(rows: list[Row], health: Health, path: Path) -> Path:
     axes[-1].set_xlabel("step")
     axes[0].set_title(("DIVERGED: " if health.diverged else "") + str(path.parent.name))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
     plt.close(fig)
+    return path
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp")
+
+
+def plot_path(plot: Path | None, output_dir: Path) -> Path:
+    """The file `--plot` names (None: OUTPUT_DIR/PLOT_NAME, written once the run has logged steps): a folder
+    gets PLOT_NAME inside it; else an image file in an existing folder that is not one of the run's own
+    files. ValueError (one line) otherwise; nothing is created."""
+    # lazy: converters' writer, for its one definition of "an output that is an input"
+    from converters.writer import refuse_overwriting_inputs
+
+    if plot is None:
+        return output_dir / PLOT_NAME
+    path = plot / PLOT_NAME if plot.is_dir() else plot
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise ValueError(f"--plot {plot}: name an image file ({', '.join(PLOT_FORMATS)}) or a folder to write {PLOT_NAME} into")
+    if not path.parent.is_dir():
+        raise ValueError(f"--plot {plot}: folder {path.parent} does not exist; create it first or name another folder")
+    try:
+        refuse_overwriting_inputs([path], [output_dir / name for name in (TRAINER_LOG, TRAINER_STATE, *DONE_FILES)])
+    except Exception as err:  # converters' InputError: the message names both paths
+        raise ValueError(f"--plot {plot}: {err}") from None
     return path
 
 
@@ -343,6 +366,10 @@ def _main(args: argparse.Namespace) -> int:
     if args.patience < 1 or args.interval <= 0:
         print("--patience must be >= 1 and --interval > 0.", file=sys.stderr)
         return 1
-    plot = None if args.no_plot else (args.plot or args.output_dir / PLOT_NAME)
+    try:
+        plot = None if args.no_plot else plot_path(args.plot, args.output_dir)
+    except ValueError as err:  # a usage error: exit 1, as documented above (2 means divergence here)
+        print(f"tsplugin monitor: error: {err}", file=sys.stderr)
+        return 1
     limits = Thresholds(max_grad_norm=args.max_grad_norm, spike_factor=args.spike_factor, patience=args.patience)
     return monitor(args.output_dir, follow=args.follow, interval=args.interval, timeout=args.timeout, limits=limits, plot=plot)

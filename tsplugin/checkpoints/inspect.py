@@ -23,10 +23,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tsplugin.chat import default_template
+from tsplugin.chat import TEMPLATE_KEY, default_template
+from tsplugin.checkpoints.layouts import locate
 from tsplugin.planner.estimate import GiB, PlanInputs, estimate, get_gpu_memory
 from tsplugin.planner.shapes import load_shape
 from tsplugin.processing import TimeSeriesProcessor
+from tsplugin.userfiles import UserFileError, load_json, open_regular, parse_json
 from tsplugin.processing.profiles import (
     CONFIG_KEY,
     RECIPE_KEY,
@@ -40,44 +42,44 @@ PREFIX_SHAPES = {
     "stats": "[offset=..|scaling=..|length=..|max=..|min=..|left=..|right=..]",
     "value_offset": "[Value Offset: ..|Value Scaling: ..]",
 }
+MAX_CONFIG_BYTES = 16 << 20  # a config.json is kilobytes; released ones under 10 KB
+MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own cap on the header (N <= 100 MB)
 EXAMPLE_LENGTH = 256  # series length shown in the positions line (ChatTS's typical training length)
-
-
-def locate(model: str) -> tuple[Path, str]:
-    """(directory, how it was found): a local directory, or a Hub ID's snapshot in the offline HF cache."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path, "local directory"
-    if path.exists():
-        raise ValueError(f"{model}: not a directory; pass the checkpoint directory (the one holding config.json)")
-    if model.count("/") != 1 or model.startswith(("/", ".", "~")):
-        raise ValueError(f"{model}: no such directory, and not a Hub ID of the form ORG/NAME")
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model, "config.json")
-    if not isinstance(cached, str):
-        raise ValueError(
-            f"{model}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); nothing is downloaded here. "
-            f"Fetch it once with `huggingface-cli download {model}` (or pass a local directory)."
-        )
-    return Path(cached).parent, f"Hub ID {model}, from the HF cache"
 
 
 def _read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{path} not found: a checkpoint directory holds config.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return load_json(path, "config.json", MAX_CONFIG_BYTES)
 
 
 def _safetensors_dtypes(path: Path) -> Counter:
-    """Tensor dtypes from a safetensors header (8-byte length + JSON); no tensor is read."""
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
+    """Tensor dtypes from a safetensors header (8-byte little-endian length + a JSON object); no tensor is read.
+    A cut file, a length beyond the file or the format's cap, or a header that is not an object of
+    `{"dtype": ...}` entries is refused by name (the file is not what its name says)."""
+    fd = open_regular(path, "safetensors file")
+    try:
+        size = os.fstat(fd).st_size
+        head = os.read(fd, 8)
+        fix = ". Copy the file again or re-save it with safetensors"
+        if len(head) < 8:
+            raise UserFileError(f"{path}: {len(head)} bytes, too short for a safetensors file (8-byte header length first){fix}")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(size - 8, MAX_SAFETENSORS_HEADER):
+            raise UserFileError(
+                f"{path}: its header length says {length} bytes but the file holds {size - 8} after it "
+                f"(and safetensors caps headers at {MAX_SAFETENSORS_HEADER}): cut short or not a safetensors file{fix}"
+            )
+        data = bytearray()
+        while len(data) < length and (chunk := os.read(fd, min(1 << 20, length - len(data)))):
+            data += chunk
+        header = parse_json(bytes(data), str(path), "safetensors header")
+    finally:
+        os.close(fd)
+    if not isinstance(header, dict) or not all(isinstance(v, dict) and isinstance(v.get("dtype"), str)
+                                               for k, v in header.items() if k != "__metadata__"):
+        raise UserFileError(f"{path}: the safetensors header is not an object of tensors with a dtype each: not a safetensors file{fix}")
     return Counter(v["dtype"] for k, v in header.items() if k != "__metadata__")
 
 
@@ -118,6 +120,9 @@ def tokens_line(directory: Path, config: dict[str, Any]) -> tuple[str, str | Non
 
 
 def template_line(config: dict[str, Any], profile: TSProfile) -> str:
+    recorded = config.get(TEMPLATE_KEY)
+    if isinstance(recorded, str) and recorded:
+        return f"template: {recorded} (config.json {TEMPLATE_KEY}: the one it was trained and exported with; override with `template:`)"
 
     if profile.default_template:
         return f"template: {profile.default_template} (the {profile.name} profile's; override with `template:`)"
@@ -199,11 +204,8 @@ def report(model: str, gpu_mem: str = "2080ti", series_length: int = 5000, text_
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        lines, errors = report(args.model, args.gpu_mem, args.series_length, args.text_tokens, args.profile)
-    except ValueError as err:
-        print(f"tsplugin inspect: {err}")
-        return 2
+    """Print the report; a checkpoint that cannot be read raises (one line from `tsplugin.cli.main`, exit 2)."""
+    lines, errors = report(args.model, args.gpu_mem, args.series_length, args.text_tokens, args.profile)
     print("\n".join(lines))
     for error in errors:
         print(f"error: {error}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from tsplugin.processing.profiles import CONFIG_KEY, resolve_profile
@@ -94,6 +95,27 @@ def forget_shipped_processor(tokenizer: Any) -> None:
         tokenizer._set_processor_class(None)
 
 
+def locate(model: str) -> tuple[Path, str]:
+    """(directory, how it was found): a local directory, or a Hub ID's snapshot in the offline HF cache.
+    Light (no transformers, no torch): commands check --model with it before their heavy imports."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, "local directory"
+    if path.exists():
+        raise ValueError(f"{model}: not a directory; pass the checkpoint directory (the one holding config.json)")
+    if model.count("/") != 1 or model.startswith(("/", ".", "~")):
+        raise ValueError(f"{model}: no such directory, and not a Hub ID of the form ORG/NAME")
+    from huggingface_hub import constants, try_to_load_from_cache  # lazy: only for a Hub ID
+
+    cached = try_to_load_from_cache(model, "config.json")
+    if not isinstance(cached, str):
+        raise ValueError(
+            f"{model}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); nothing is downloaded here. "
+            f"Fetch it once with `huggingface-cli download {model}` (or pass a local directory)."
+        )
+    return Path(cached).parent, f"Hub ID {model}, from the HF cache"
+
+
 def checkpoint_dir(name_or_path: str | os.PathLike, /, **hub_kwargs: Any) -> str | None:
     """The local directory holding a checkpoint's config.json: the directory itself, or its Hub cache snapshot."""
     path = os.fspath(name_or_path)
@@ -148,6 +170,7 @@ __all__ = [
     "forget_shipped_processor",
     "is_ts_config",
     "local_model_type",
+    "locate",
     "model_type_for",
     "normalise_config",
     "read_config",

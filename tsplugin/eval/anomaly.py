@@ -251,7 +251,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 scored; 1 the file cannot be scored (missing, unreadable, a line that is not a JSON
     object, an invalid label) or the --json file cannot be written; 2 bad arguments (argparse)."""
+    # lazy: converters' writer, for its one definition of "an output that is an input"
+    from converters.writer import refuse_overwriting_inputs
+
     path = Path(args.predictions)
+    if args.json is not None:
+        refuse_overwriting_inputs([args.json], [path])  # raises: one line from tsplugin.cli.main, exit 2
     if not path.is_file():
         print(f"{path}: no such file; pass a JSONL of predictions (e.g. OUTPUT_DIR/generated_predictions.jsonl).", file=sys.stderr)
         return 1

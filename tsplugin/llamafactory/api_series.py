@@ -25,9 +25,10 @@ from tsplugin.llamafactory.engine import (
     is_timeseries_template,
     limits_of,
 )
-from tsplugin.processing.placeholders import count_placeholders
+from tsplugin.processing.placeholders import PlaceholderError, count_placeholders, message_position, stray_tokens
 
 SERIES_TYPE = "timeseries"
+MEDIA_TYPES = ("image_url", "video_url", "audio_url")  # parts a time-series template has no slot for
 
 
 def extend_protocol(protocol: Any) -> None:
@@ -87,32 +88,44 @@ def prepare_request(request: Any, chat_model: Any) -> Any:
     messages = []
     for i, message in enumerate(request.messages):
         content = message.content
+        at = message_position(i)
         if not isinstance(content, list):
-            placeholders = count_placeholders(content) if is_ts and isinstance(content, str) else 0
+            text = content if isinstance(content, str) else ""
             kept, found = content, []
         else:
-            kept, found, placeholders = [], [], 0
+            kept, found, text = [], [], ""
             for j, part in enumerate(content):
+                where = f"{at}.content[{j}]"
                 if part.type == SERIES_TYPE:
-                    where = f"messages[{i}].content[{j}]"
                     found.append(check_values(_series_values(part, where), where, limits))
-                else:
-                    kept.append(part)
-                    if is_ts and part.type == "text" and part.text:
-                        placeholders += count_placeholders(part.text)
+                    continue
+                if is_ts and part.type in MEDIA_TYPES:
+                    raise TimeSeriesInputError(
+                        f"{where}: a part of type {part.type}, but this server's model reads time series and text only "
+                        f'(no {part.type.removesuffix("_url")} input). Send series as {{"type": "timeseries", '
+                        '"timeseries": {"data": [...]}} parts and the rest as text.'
+                    )
+                kept.append(part)
+                if part.type == "text" and part.text:
+                    text += part.text
+        placeholders = count_placeholders(text) if is_ts else 0
+        if is_ts:
+            problem = stray_tokens([(str(message.role), text)], names=[at])
+            if problem is not None:
+                raise TimeSeriesInputError(str(PlaceholderError(problem)))
         if found and not is_ts:
             template = getattr(getattr(engine, "template", None), "mm_plugin", None)
             raise TimeSeriesInputError(
-                f"messages[{i}]: this server's model takes no time series (its template's plugin is "
+                f"{at}: this server's model takes no time series (its template's plugin is "
                 f"{type(template).__name__}); serve a time-series model with a time-series template (e.g. chatts)."
             )
         if is_ts and placeholders and message.role == "system":
-            raise TimeSeriesInputError(f"messages[{i}]: the system prompt holds <ts><ts/> placeholders; put series in user messages.")
+            raise TimeSeriesInputError(f"{at}: the system prompt holds <ts><ts/> placeholders; put series in user messages.")
         if found and message.role != "user":
-            raise TimeSeriesInputError(f"messages[{i}]: series parts are only allowed in user messages, not {message.role}.")
+            raise TimeSeriesInputError(f"{at}: series parts are only allowed in user messages, not {message.role}.")
         if placeholders != len(found):
             raise TimeSeriesInputError(
-                f"messages[{i}]: {placeholders} <ts><ts/> placeholder(s) in the text but {len(found)} series part(s). "
+                f"{at}: {placeholders} <ts><ts/> placeholder(s) in the text but {len(found)} series part(s). "
                 "Write exactly one <ts><ts/> per series part, in order."
             )
         series.extend(found)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from typing import Any, Callable
 from tsplugin.jsonl import FileEncodingError, read_any
 from tsplugin.processing.placeholders import SYSTEM, count_placeholders, placeholder_problem
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
+from tsplugin.userfiles import UserFileError, check_regular
 
 logger = logging.getLogger("tsplugin")
 
@@ -75,12 +77,12 @@ def check_target(target: Any, n_series: int, where: str) -> int:
     fix = ('each forecast target is {"series": INDEX INTO timeseries, "name": "VARIABLE", "values": [numbers]} '
            "(`tsconvert forecast` writes them)")
     if not isinstance(target, dict):
-        raise ValueError(f"{where}: {target!r:.80} is not a forecast target; {fix}")
+        raise TimeSeriesDataError(f"{where}: {target!r:.80} is not a forecast target; {fix}")
     k = target.get("series")
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_series:
-        raise ValueError(f"{where}: series index {k!r} does not name one of the record's {n_series} series; {fix}")
+        raise TimeSeriesDataError(f"{where}: series index {k!r} does not name one of the record's {n_series} series; {fix}")
     if not isinstance(target.get("name"), str):
-        raise ValueError(f"{where}: name {target.get('name')!r} is not a string; {fix}")
+        raise TimeSeriesDataError(f"{where}: name {target.get('name')!r} is not a string; {fix}")
     check_series(target.get("values"), f"{where}: values")
     return len(target["values"])
 
@@ -99,24 +101,55 @@ def check_series(series: Any, where: str, dtype: str = TRAINING_CHECK_DTYPE) -> 
         raise TimeSeriesDataError(f"{where}: {problem.message}.")
 
 
+def check_dataset_files(local: str) -> list[str]:
+    """The files LLaMA-Factory will read for a local dataset (the file, or every file of the folder), each
+    checked to be a regular file without opening it for reading (`tsplugin.userfiles`): a FIFO would hang
+    the loader, a device like /dev/zero would read until memory runs out. TimeSeriesDataError names the
+    file; a path that does not exist is left to LLaMA-Factory's own message."""
+    if os.path.isdir(local):
+        paths = [os.path.join(local, name) for name in sorted(os.listdir(local))]
+    elif os.path.lexists(local):
+        paths = [local]
+    else:
+        return []
+    for path in paths:
+        try:
+            check_regular(path, "dataset file")
+        except UserFileError as err:
+            raise TimeSeriesDataError(f"{err}; LLaMA-Factory reads dataset files whole (dataset_info.json names it)") from None
+    return paths
+
+
 def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_DTYPE) -> str | None:
     """The first record of local JSON/JSONL `paths` that a loader cannot read as a time-series row
-    (not UTF-8, not JSON, a series holding a string, null or an unencodable number), as a message
-    naming file, record and fix; None when every record reads."""
+    (an empty file, not UTF-8, not JSON, a `column` that is not a list of series, a series holding a
+    string, null or an unencodable number), as a message naming file, record and fix; None when every
+    record reads."""
 
     for path in paths:
         if not str(path).endswith((".json", ".jsonl")):
             continue
         try:
+            if os.path.getsize(path) == 0:
+                return (f"{path}: the file is empty (0 bytes): no records to train on. Convert the data again "
+                        "(tsconvert) or remove the dataset from the recipe.")
+            records = 0
             for line in read_any(path):
+                records += 1
                 where = f"{path}: record {line.index}" + (f" (line {line.lineno})" if line.lineno else "")
                 if not line.ok:
                     return f"{where}: {line.message}."
                 series = line.record.get(column) if isinstance(line.record, dict) else None
+                if series is not None and not isinstance(series, list):
+                    kind = {dict: "an object {...}", str: "a string"}.get(type(series), type(series).__name__)
+                    return (f"{where}: column '{column}' is {kind}, not a list of series (lists of numbers). Write "
+                            f'"{column}": [[1.0, 2.0, ...], ...], one list per <ts><ts/>, as tsconvert does.')
                 for k, values in enumerate(series if isinstance(series, list) else []):
                     problem = series_problem(values, dtype)
                     if problem is not None:
                         return f"{where}: series {k}: {problem.message}."
+            if records == 0:
+                return f"{path}: no records (only blank lines): nothing to train on. Convert the data again (tsconvert)."
         except FileEncodingError as err:
             return f"{err}."
         except OSError:
@@ -154,7 +187,7 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: s
             lengths = {check_target(decode_target(t), len(series), f"{dataset_name}: record {index}: column "
                                     f"'{target_column}' entry {j}") for j, t in enumerate(targets)}
             if len(lengths) > 1:
-                raise ValueError(f"{dataset_name}: record {index}: forecast targets of different lengths {sorted(lengths)}; "
+                raise TimeSeriesDataError(f"{dataset_name}: record {index}: forecast targets of different lengths {sorted(lengths)}; "
                                  "every target of a record covers the same horizon (--pred-len)")
 
 

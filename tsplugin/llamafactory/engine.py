@@ -28,7 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tsplugin.processing.placeholders import PlaceholderError, check_messages, count_placeholders
+from tsplugin.processing.placeholders import PlaceholderError, check_messages, count_placeholders, message_position
+from tsplugin.processing.positions import max_series_points
+from tsplugin.processing.series_values import series_problem
 
 # Defaults of the request limits (YAML keys `timeseries_max_points` / `timeseries_max_series`, or the
 # environment variables below; YAML wins). ChatTS's authors recommend up to ~30 series a prompt.
@@ -53,6 +55,7 @@ class TimeSeriesInputError(ValueError):
 class SeriesLimits:
     max_points: int = DEFAULT_MAX_POINTS  # points in one series
     max_series: int = DEFAULT_MAX_SERIES  # series in one conversation
+    max_context: int | None = None  # the model's context length (max_position_embeddings): prompt tokens incl. series positions
 
     @classmethod
     def resolve(cls, finetuning_args: Any = None, model_config: Any = None) -> "SeriesLimits":
@@ -74,10 +77,21 @@ class SeriesLimits:
             return number
 
         max_points = pick("timeseries_max_points", ENV_MAX_POINTS, DEFAULT_MAX_POINTS)
-        ts = getattr(model_config, "ts", None)
-        if isinstance(ts, dict) and ts.get("use_position_embedding") and ts.get("max_sequence_length"):
-            max_points = min(max_points, int(ts["max_sequence_length"]))  # the encoder refuses longer ones
-        return cls(max_points=max_points, max_series=pick("timeseries_max_series", ENV_MAX_SERIES, DEFAULT_MAX_SERIES))
+        table = max_series_points(getattr(model_config, "ts", None))
+        if table is not None:
+            max_points = min(max_points, table)  # the encoder refuses longer ones
+        return cls(max_points=max_points, max_series=pick("timeseries_max_series", ENV_MAX_SERIES, DEFAULT_MAX_SERIES),
+                   max_context=context_length(model_config))
+
+
+def context_length(model_config: Any) -> int | None:
+    """The model's context length: `max_position_embeddings` of the config or of its `text_config` (composite
+    time-series configs), or None when the config does not say."""
+    for config in (model_config, getattr(model_config, "text_config", None)):
+        value = getattr(config, "max_position_embeddings", None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def check_values(values: Any, where: str, limits: SeriesLimits) -> list[float]:
@@ -94,13 +108,9 @@ def check_values(values: Any, where: str, limits: SeriesLimits) -> list[float]:
             f"(`timeseries_max_points` / ${ENV_MAX_POINTS}). Downsample it (`tsconvert --max-length`).",
             status=413,
         )
-    for position, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TimeSeriesInputError(f"{where}: value {position} is {value!r:.40}, not a number.")
-        if not math.isfinite(value):
-            raise TimeSeriesInputError(
-                f"{where}: value {position} is {value}; NaN and infinity are not allowed (interpolate or drop them)."
-            )
+    problem = series_problem(values)  # the one rule, as tsconvert validate and training (series_values)
+    if problem is not None:
+        raise TimeSeriesInputError(f"{where}: {problem.message}.")
     return [float(v) for v in values]
 
 
@@ -124,16 +134,36 @@ def check_conversation(
         )
     counts = [count_placeholders(m.get("content") or "") for m in messages]
     if sum(counts) != len(series):
-        where = ", ".join(f"message {i}: {n}" for i, n in enumerate(counts) if n) or "none in any message"
+        where = ", ".join(f"{message_position(i)}: {n}" for i, n in enumerate(counts) if n) or "none in any message"
         raise TimeSeriesInputError(
             f"{sum(counts)} <ts><ts/> placeholders in the conversation ({where}) but {len(series)} series. "
             "Write exactly one <ts><ts/> per series, in order; earlier turns' series count too."
         )
     try:  # the one definition training and tsconvert use: only in user turns, no stray <ts> / <ts/>
-        check_messages(messages, len(series), system=system)
+        check_messages(messages, len(series), system=system, by_position=True)
     except PlaceholderError as err:
         raise TimeSeriesInputError(str(err)) from None
     return [check_values(values, f"series {i}", limits) for i, values in enumerate(series)]
+
+
+def check_prompt_length(engine: Any, messages: Sequence[dict[str, Any]], system: str | None, tools: str | None,
+                        series: Sequence[Sequence[float]]) -> int:
+    """The prompt's length in tokens (text + each series' prefix and `<ts>` positions), encoded as the engine
+    will encode it; TimeSeriesInputError (413, with the numbers) when it exceeds the model's context."""
+    limit = limits_of(engine).max_context
+    template = bind_series(engine.template, [list(s) for s in series]) if series else engine.template
+    processor = getattr(engine, "processor", None)
+    expanded = template.mm_plugin.process_messages([dict(m) for m in messages], [], [], [], processor)
+    prompt_ids, _ = template.encode_oneturn(engine.tokenizer, [*expanded, {"role": "assistant", "content": ""}], system, tools)
+    if limit is not None and len(prompt_ids) > limit:
+        positions = sum(processor.num_patches(len(s)) for s in series) if callable(getattr(processor, "num_patches", None)) else 0
+        raise TimeSeriesInputError(
+            f"the prompt takes {len(prompt_ids)} tokens ({positions} of them series positions for {len(series)} series, "
+            f"{len(prompt_ids) - positions} text) but this model's context holds {limit} (max_position_embeddings). "
+            "Send fewer or shorter series (downsample: `tsconvert --max-length`) or less text.",
+            status=413,
+        )
+    return len(prompt_ids)
 
 
 @dataclasses.dataclass

@@ -327,22 +327,24 @@ def hook_data_loader(module: ModuleType) -> None:
 
     def make_load(original):
         def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
-            from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record
+            from tsplugin.llamafactory.data import TimeSeriesDataError, check_dataset_files, first_bad_record
 
+            paths: list[str] = []
+            if getattr(dataset_attr, "load_from", None) == "file":
+                # before LLaMA-Factory opens them: a FIFO would hang the loader, /dev/zero fill memory
+                paths = check_dataset_files(os.path.join(data_args.dataset_dir, dataset_attr.dataset_name))
             try:
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
             except TimeSeriesDataError:
                 raise  # check_aligned (inside, via align_dataset) already named the record
             except Exception as err:
                 column = getattr(dataset_attr, "timeseries", None)
-                if column is None or getattr(dataset_attr, "load_from", None) != "file":
+                if column is None or not paths:
                     raise
-                local = os.path.join(data_args.dataset_dir, dataset_attr.dataset_name)
-                paths = [os.path.join(local, f) for f in sorted(os.listdir(local))] if os.path.isdir(local) else [local]
                 found = first_bad_record(paths, column)
                 if found is None:
                     raise
-                raise ValueError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+                raise TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
 
         return _load_single_dataset
 
@@ -458,9 +460,10 @@ def hook_trainer_utils(module: ModuleType) -> None:
 
 def hook_tuner(module: ModuleType) -> None:
     """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
-    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`. `export_model`:
+    the recipe's time-series template is recorded in the exported config.json (`ts_template`)."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
-    _require(module, "_training_function", *stages)
+    _require(module, "_training_function", "export_model", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
@@ -476,6 +479,51 @@ def hook_tuner(module: ModuleType) -> None:
 
     for stage in stages:
         _wrap(module, stage, make)
+
+    def make_export(original):
+        def export_model(args=None, *rest, **kwargs):
+            """`export_model`, then the recipe's time-series template recorded in the export (tsplugin.llamafactory.export)."""
+            result = original(args, *rest, **kwargs)
+            from llamafactory.data.template import TEMPLATES
+            from llamafactory.hparams import get_infer_args
+
+            from tsplugin.llamafactory.export import record_template
+            from tsplugin.llamafactory.mm_plugin import TimeSeriesPlugin
+
+            model_args, data_args, _, _ = get_infer_args(args)
+            ts_templates = {name for name, t in TEMPLATES.items() if isinstance(t.mm_plugin, TimeSeriesPlugin)}
+            if model_args.export_dir and data_args.template and record_template(model_args.export_dir, data_args.template, ts_templates):
+                logger.info("tsplugin: %s/config.json records template %s (ts_template): chat and LlamaBoard use it",
+                            model_args.export_dir, data_args.template)
+            return result
+
+        return export_model
+
+    _wrap(module, "export_model", make_export)
+
+
+def hook_launcher(module: ModuleType) -> None:
+    """`launch` (`llamafactory-cli COMMAND`, the top-level handler of every command): a time-series data or
+    file error (`TimeSeriesDataError`, `UserFileError`: their message names the file, the record and the
+    fix) prints that one line on stderr and exits 2, instead of a traceback through LLaMA-Factory's
+    frames; every other error is LLaMA-Factory's and keeps its traceback."""
+    _require(module, "launch")
+
+    def make(original):
+        def launch(*args, **kwargs):
+            from tsplugin.llamafactory.data import TimeSeriesDataError
+            from tsplugin.userfiles import UserFileError
+
+            command = sys.argv[1] if len(sys.argv) > 1 else "train"  # read now: `launch` pops it from sys.argv
+            try:
+                return original(*args, **kwargs)
+            except (TimeSeriesDataError, UserFileError) as err:
+                print(f"llamafactory-cli {command}: error: {err}", file=sys.stderr)
+                sys.exit(2)
+
+        return launch
+
+    _wrap(module, "launch", make)
 
 
 def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
@@ -511,21 +559,23 @@ def hook_hf_engine(module: ModuleType) -> None:
 
         return __init__
 
-    def checked(self, messages, system, audios):
+    def checked(self, messages, system, tools, audios):
         if not ts_engine.is_timeseries_template(self.template):
             return audios
-        return ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system) or None
+        series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system)
+        ts_engine.check_prompt_length(self, messages, system, tools, series)
+        return series or None
 
     def make_chat(original):
         async def chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, audios)
+            audios = checked(self, messages, system, tools, audios)
             return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
 
         return chat
 
     def make_stream_chat(original):
         async def stream_chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, audios)
+            audios = checked(self, messages, system, tools, audios)
             async for piece in original(self, messages, system, tools, images, videos, audios, **input_kwargs):
                 yield piece
 
@@ -563,12 +613,22 @@ def hook_api_chat(module: ModuleType) -> None:
     go to the engine in the audio slot."""
     _require(module, "_process_request", "create_chat_completion_response", "create_stream_chat_completion_response",
              "HTTPException")
+    from tsplugin.llamafactory import engine as ts_engine
     from tsplugin.llamafactory.api_series import prepare_request, series_of
     from tsplugin.llamafactory.engine import TimeSeriesInputError
 
     def prepared(request, chat_model):
+        """The request with its series taken out, after every check the engine would make later (placeholders,
+        values, the model's context length): a bad request is a 4xx JSON error before the 200 of a stream."""
         try:
-            return prepare_request(request, chat_model)
+            request = prepare_request(request, chat_model)
+            engine = chat_model.engine
+            if ts_engine.is_timeseries_template(getattr(engine, "template", None)):
+                # the messages exactly as the engine gets them (a copy: `_process_request` pops the system message)
+                messages, system, tools, _images, _videos, audios = module._process_request(request.model_copy(deep=True))
+                series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(engine), system)
+                ts_engine.check_prompt_length(engine, messages, system, tools, series)
+            return request
         except TimeSeriesInputError as err:
             raise module.HTTPException(status_code=err.status, detail=str(err)) from None
 
@@ -768,6 +828,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.webui.components.infer": hook_webui_infer,
     "llamafactory.webui.components.top": hook_webui_top,
     "llamafactory.webui.components.data": hook_webui_data,
+    "llamafactory.launcher": hook_launcher,
 }
 
 

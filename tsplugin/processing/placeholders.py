@@ -93,15 +93,25 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _where(role: str, turn: int) -> str:
-    return "the system prompt" if role == SYSTEM else f"message {turn + 1} ({role})"
+def message_position(index: int) -> str:
+    """Where a message stands in a request, as every serving error names it: `messages[0]` (0-based, as in
+    the request's JSON; a part of it is `messages[0].content[1]`)."""
+    return f"messages[{index}]"
 
 
-def misplaced(turns: Sequence[tuple[str, str]], placeholder: Placeholder = TS, fix: str = "") -> PlaceholderProblem | None:
+def _where(role: str, turn: int, names: Sequence[str] | None = None) -> str:
+    if role == SYSTEM:
+        return "the system prompt"
+    return f"{names[turn]} ({role})" if names is not None else f"message {turn + 1} ({role})"
+
+
+def misplaced(turns: Sequence[tuple[str, str]], placeholder: Placeholder = TS, fix: str = "",
+              names: Sequence[str] | None = None) -> PlaceholderProblem | None:
     """The first turn outside PLACEHOLDER_ROLES holding a placeholder, as a problem; None when all stand in user turns.
 
     `turns` are (role, text) in conversation order, the system prompt as role "system"; `fix` names an
-    extra repair (e.g. a command-line option) appended to the message.
+    extra repair (e.g. a command-line option) appended to the message; `names` (one per turn) say where
+    each turn stands (default `message N (role)`, 1-based over the turns).
     """
     for turn, (role, text) in enumerate(turns):
         found = placeholder.count(text) if role not in PLACEHOLDER_ROLES else 0
@@ -113,14 +123,15 @@ def misplaced(turns: Sequence[tuple[str, str]], placeholder: Placeholder = TS, f
             )
             return PlaceholderProblem(
                 "placeholder_outside_user",
-                f"{_plural(found, placeholder.name + ' placeholder')} in {_where(role, turn)}; a series may only "
+                f"{_plural(found, placeholder.name + ' placeholder')} in {_where(role, turn, names)}; a series may only "
                 f"stand in a user turn ({why}). Move it into the user message that asks about the series{fix}",
             )
     return None
 
 
 def stray_tokens(
-    turns: Sequence[tuple[str, str]], ts_token: str = TS_TOKEN, ts_end_token: str = TS_END_TOKEN
+    turns: Sequence[tuple[str, str]], ts_token: str = TS_TOKEN, ts_end_token: str = TS_END_TOKEN,
+    names: Sequence[str] | None = None,
 ) -> PlaceholderProblem | None:
     """A `<ts>` or `<ts/>` that is not part of a placeholder, as a problem; None when there is none."""
     pattern = ts_placeholder(ts_token, ts_end_token).pattern
@@ -130,7 +141,7 @@ def stray_tokens(
             if token in rest:
                 return PlaceholderProblem(
                     "stray_ts_token",
-                    f"{_where(role, turn)} holds {token} outside a {ts_token}{ts_end_token} placeholder; the tokenizer "
+                    f"{_where(role, turn, names)} holds {token} outside a {ts_token}{ts_end_token} placeholder; the tokenizer "
                     f"makes it a series position no series fills. Write each placeholder whole as {ts_token}{ts_end_token} "
                     f"and remove other {ts_token} / {ts_end_token} text",
                 )
@@ -153,12 +164,13 @@ def placeholder_problem(
     ts_token: str = TS_TOKEN,
     ts_end_token: str = TS_END_TOKEN,
     what: str = "series",
+    names: Sequence[str] | None = None,
 ) -> PlaceholderProblem | None:
     """Everything about a conversation's series placeholders: no stray tokens, each placeholder in a
     user turn, one per series. The first problem found, or None. `what` names the series in a count
     mismatch (e.g. "series in column 'timeseries'")."""
     placeholder = ts_placeholder(ts_token, ts_end_token)
-    problem = stray_tokens(turns, ts_token, ts_end_token) or misplaced(turns, placeholder)
+    problem = stray_tokens(turns, ts_token, ts_end_token, names) or misplaced(turns, placeholder, names=names)
     if problem is not None:
         return problem
     return count_mismatch(sum(placeholder.count(text) for _, text in turns), n_series, placeholder, what)
@@ -179,9 +191,18 @@ def check_messages(
     system: str | None = None,
     ts_token: str = TS_TOKEN,
     ts_end_token: str = TS_END_TOKEN,
+    by_position: bool = False,
 ) -> None:
-    """Raise PlaceholderError unless the messages' placeholders can carry `n_series` series (for APIs)."""
-    problem = placeholder_problem(message_turns(messages, system), n_series, ts_token, ts_end_token)
+    """Raise PlaceholderError unless the messages' placeholders can carry `n_series` series. A message is
+    named `message N (role)` as in dataset records (tsconvert, training), or with `by_position` by its
+    place in the request, as serving names it: `messages[2] (user)` (`message_position`)."""
+    messages = list(messages)
+    turns = message_turns(messages, system)
+    names = None
+    if by_position:
+        names = (["the system prompt"] if system else []) + [
+            message_position(i) for i, m in enumerate(messages) if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    problem = placeholder_problem(turns, n_series, ts_token, ts_end_token, names=names)
     if problem is not None:
         raise PlaceholderError(problem)
 
@@ -246,6 +267,7 @@ __all__ = [
     "count_mismatch",
     "count_placeholders",
     "has_ts_tokens",
+    "message_position",
     "message_turns",
     "misplaced",
     "move_to_user_turns",

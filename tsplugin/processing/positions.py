@@ -69,6 +69,14 @@ def chatts_block(ts: Mapping[str, Any]) -> dict[str, Any]:
     return block
 
 
+def max_series_points(ts: Any) -> int | None:
+    """The longest series a ChatTS `ts` block's encoder takes (its position table, `max_sequence_length`
+    rows, when `use_position_embedding`), or None when the encoder has no such table."""
+    if not isinstance(ts, Mapping) or not ts.get("use_position_embedding"):
+        return None
+    return int({**TS_DEFAULTS, **ts}["max_sequence_length"])
+
+
 # --- PatchTST (`patchtst` encoder) -----------------------------------------------------------------
 
 PATCHTST_DEFAULTS: dict[str, Any] = {
@@ -244,6 +252,7 @@ __all__ = [
     "chatts_block",
     "get_position_rule",
     "input_width",
+    "max_series_points",
     "num_patches",
     "num_positions",
     "patchtst_block",

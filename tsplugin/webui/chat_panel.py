@@ -11,11 +11,13 @@ The panel shows only when the loaded model's template takes series.
 
 from __future__ import annotations
 
+import html
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from tsplugin.webui import conversation
+from tsplugin.webui.labels import apply_locales
 from tsplugin.webui.plots import series_figure
 from tsplugin.webui.series_input import DEFAULT_TIME_COL, DEFAULT_VALUE_COLS, SeriesInputError, insert_placeholders, read_uploads
 
@@ -29,6 +31,12 @@ def takes_series(chat_model: Any) -> bool:
     return isinstance(getattr(template, "mm_plugin", None), TimeSeriesPlugin)
 
 
+def page_text(text: str) -> str:
+    """`text` shown as written in a chat bubble, a status line or a toast: gradio renders those as
+    Markdown/HTML, where `<ts><ts/>` would be an (invisible) tag that cuts the rest of the message."""
+    return html.escape(text, quote=False)
+
+
 def conversation_plot(messages: list[dict[str, Any]]) -> Any:
     return series_figure(conversation.series_of(messages), title="Series in this conversation")
 
@@ -38,9 +46,9 @@ def on_upload(files: list[str] | None, value_cols: str, time_col: str, query: st
     try:
         series = read_uploads(files or [], value_cols, time_col)
     except SeriesInputError as err:
-        gr.Warning(str(err))
+        gr.Warning(page_text(str(err)))
         messages = conversation.with_pending(messages, [])
-        return query, messages, conversation_plot(messages), f"**Not used:** {err}"
+        return query, messages, conversation_plot(messages), f"**Not used:** {page_text(str(err))}"
     messages = conversation.with_pending(messages, series)
     status = f"{len(series)} series ready: one `<ts><ts/>` each in your message, in this order." if series else ""
     return insert_placeholders(query, len(series)), messages, conversation_plot(messages), status
@@ -114,6 +122,11 @@ def make_create_chat_box(original: Callable) -> Callable:
     def create_chat_box(engine: Any, visible: bool = False):
         chatbot, messages, elems = original(engine, visible)
         elems.update(add_series_panel(engine, chatbot, messages, elems))
+        try:
+            top = {"lang": engine.manager.get_elem_by_id("top.lang")}  # webchat adds it first, LlamaBoard with its top bar
+        except KeyError:
+            top = {}
+        apply_locales({**top, **elems})  # labels before the page renders (gradio 5.50 misses the first language change)
         return chatbot, messages, elems
 
     return create_chat_box
@@ -166,12 +179,12 @@ def make_stream(original: Callable[..., Iterator]) -> Callable[..., Iterator]:
 
 def _refuse(chatbot: list, messages: list, reason: str) -> Iterator:
     """Show why a message cannot be answered; it leaves the state, its uploads wait for a corrected one."""
-    gr.Warning(reason)
+    gr.Warning(page_text(reason))
     state = list(messages)
     if state and not conversation.is_series_entry(state[-1]):
         state.pop()
     shown = [m for m in chatbot if m.get("role") != "assistant" or m.get("content")]  # upstream's empty answer bubble
-    yield shown + [{"role": "assistant", "content": f"Not sent: {reason}"}], state
+    yield shown + [{"role": "assistant", "content": f"Not sent: {page_text(reason)}"}], state
 
 
 class _WithSeries:

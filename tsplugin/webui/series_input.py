@@ -9,6 +9,7 @@ the time column and gaps are interpolated. The messages are tsconvert's own, nam
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +20,29 @@ DEFAULT_VALUE_COLS = "value"
 DEFAULT_TIME_COL = "timestamp"
 
 
+# The page's fields for tsconvert's CSV options (labels of `tsplugin.webui.chat_panel`'s text boxes).
+VALUE_FIELD = 'the "Value column(s)" field'
+TIME_FIELD = 'the "Time column" field'
+_PAGE_WORDING = (
+    ("Pass --value-col with one of them", f"Type one of them in {VALUE_FIELD}"),
+    ("--value-col", VALUE_FIELD),
+    ("--time-col", TIME_FIELD),
+)
+_CLI_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+
+
 class SeriesInputError(ValueError):
     """An uploaded file cannot give a series; the message names the file and the fix."""
+
+
+def page_message(text: str) -> str:
+    """tsconvert's message (file, problem, fix) as the web page says it: its options become the page's
+    fields; an option the page does not have is named as tsconvert's."""
+    for cli, page in _PAGE_WORDING:
+        text = text.replace(cli, page)
+    if _CLI_OPTION.search(text):
+        text += " (that option is tsconvert's: convert the CSV with tsconvert, or fix the file and upload it again)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -55,7 +77,7 @@ def read_uploads(
         try:
             cleaned = clean(read_series(path, columns, (time_col or "").strip() or None, shown), shown)
         except RejectError as err:
-            raise SeriesInputError(err.reject.message) from None
+            raise SeriesInputError(page_message(err.reject.message)) from None
         for column, values in zip(columns, cleaned):
             name = shown if len(columns) == 1 else f"{shown}: {column}"
             out.append(NamedSeries(name, tuple(float(v) for v in values)))
