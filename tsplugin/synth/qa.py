@@ -323,7 +323,7 @@ def _ask_compare_max(rng, series):
     q = _pick(rng, ("Which series reaches the highest value?", "Which of the series has the largest maximum?",
                     "Compare the series: which one peaks highest?"))
     a = _pick(rng, ("Series {n} reaches the highest value.", "The {o} series.", "Series {n}.")).format(n=k + 1, o=ORDINALS[k])
-    return QA("compare_max", COMPARISON, "max", list(range(len(series))), q, a, truth=truth)
+    return QA("compare_max", COMPARISON, "compare_max", list(range(len(series))), q, a, truth=truth)
 
 
 def _ask_related(rng, series):
@@ -380,7 +380,7 @@ register_kind("position", QuestionKind(NUMERIC, "position", lambda s: any(c.labe
 register_kind("value", QuestionKind(NUMERIC, "value", lambda s: True, _ask_value))
 register_kind("max", QuestionKind(NUMERIC, "max", lambda s: True, _ask_extreme("max")))
 register_kind("min", QuestionKind(NUMERIC, "min", lambda s: True, _ask_extreme("min")))
-register_kind("compare_max", QuestionKind(COMPARISON, "max", lambda s: len(s) > 1, _ask_compare_max))
+register_kind("compare_max", QuestionKind(COMPARISON, "compare_max", lambda s: len(s) > 1, _ask_compare_max))
 register_kind("related", QuestionKind(COMPARISON, "related", lambda s: len(s) > 1, _ask_related))
 register_kind("description", QuestionKind(DESCRIPTION, "description", lambda s: True, _ask_description))
 
