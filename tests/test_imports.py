@@ -15,8 +15,10 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
   4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
-only `tsplugin.processing`, `tsplugin.jsonl`, `tsplugin.registry` (the generic registry helper) and
-`tsplugin.synth.labels` (the labels schema `tsconvert describe` writes).
+only `tsplugin.processing`, `tsplugin.jsonl`, `tsplugin.registry` (the generic registry helper),
+`tsplugin.synth.labels` (the labels schema `tsconvert describe` writes) and, for describe alone,
+`tsplugin.synth.qa` and `tsplugin.synth.attributes` (describe asks synth's questions and grades noise
+on synth's signal scale; both are numpy-only and import no converters module, so no cycle).
 
 Function-level (lazy) imports count as edges too. One of a tsplugin/converters module is allowed
 when its line, an import line just above it or a comment line above those says why (`# lazy: ...`),
@@ -49,7 +51,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Deliberate upward edges: the start-up hook hands each watched upstream module to the hooks;
 # `python -m tsplugin.eval.forecast` runs the one `tsplugin eval forecast` parser.
 ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks"), ("tsplugin.eval.forecast", "tsplugin.cli")}
-CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry", "tsplugin.synth.labels")
+CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry", "tsplugin.synth.labels",
+                         "tsplugin.synth.qa", "tsplugin.synth.attributes")
 MODULE_REASON = re.compile(r"^# lazy imports: \S", re.M)
 
 
@@ -210,7 +213,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 TORCH_FREE = ("tsplugin.cli", "tsplugin.planner.cli", "tsplugin.planner.estimate", "tsplugin.planner.fit",
               "tsplugin.checkpoints.inspect", "tsplugin.processing", "tsplugin.processing.positions",
-              "converters.cli", "converters.convert", "converters.validate", "converters.forecast")
+              "converters.cli", "converters.convert", "converters.validate", "converters.forecast",
+              "converters.describe.pipeline")
 
 
 def test_cli_planner_inspect_processing_and_converters_import_no_torch():

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tsplugin.synth import qa as qa_kinds
+import tsplugin.synth.qa as qa_kinds
 from tsplugin.synth.attributes import Composed
 from tsplugin.synth.labels import LABELS_SUFFIX, SeriesLabels, dumps_label, validate_label
 
