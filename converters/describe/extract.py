@@ -5,8 +5,9 @@ for another):
 1. seasonality (season.py) of the series with the spikes found so far replaced, fitted jointly with
    the non-seasonal structure found so far (trend kinks as spline knots, level shifts as columns);
    the first pass uses a coarse spline;
-2. spikes on the deseasonalised series (Hampel), replaced by the rolling median;
-3. level shifts from PELT change points, removed;
+2. local changes of the deseasonalised series from PELT change points (local.py): spikes replaced by
+   the line joining their neighbours, level shifts removed;
+3. (the same change points, read as kinks, are left to the trend);
 4. trend segments of what is left (Theil-Sen per segment).
 Noise comes from the final remainder against the signal scale (noise.py).
 """
@@ -51,13 +52,11 @@ def _range(x: np.ndarray) -> float:
 def _one_pass(y: np.ndarray, s: season.Season) -> _Pass:
     n = len(y)
     d = y - s.component
-    spikes, cleaned = local.find_spikes(d)
-    sigma = diff_sigma(cleaned)
-    shifts, _ = local.find_shifts(cleaned, sigma)
-    shift_sum = np.sum([c.component(n) for c in shifts], axis=0) if shifts else np.zeros(n)
+    sigma = diff_sigma(d)
+    changes, cleaned = local.find_changes(d, sigma)
+    shift_sum = np.sum([c.component(n) for c in changes], axis=0) if changes else np.zeros(n)
     rest = cleaned - shift_sum
     tr = trend.find_trend(rest, sigma, _range(cleaned))
-    changes = sorted(spikes + shifts, key=lambda c: c.position)
     return _Pass(s, changes, d - cleaned, rest, sigma, tr)
 
 
@@ -74,7 +73,7 @@ def describe_series(values: np.ndarray, record: int = 0, series: int = 0) -> Des
     p = _one_pass(y, season.find_season(y))
     for _ in range(PASSES - 1):
         p = _one_pass(y, season.find_season(y - p.spikes_removed, _structure_basis(n, p)))
-    s, tr, changes = p.season, p.trend, p.changes
+    s, tr, changes = season.with_strength(p.season), p.trend, p.changes
     remainder = p.rest - tr.fitted
     sig = mad_sigma(remainder)
     sizes = [("trend", abs(g.change)) for g in tr.segments if g.trend != "steady"]

@@ -1,30 +1,33 @@
-"""Local changes: spikes by a Hampel filter, level shifts (steps and sudden ramps) from PELT change points.
+"""Local changes (spikes, steps, sudden increases/decreases) from PELT change points (segments.py).
 
-- Spikes: the residual from a rolling median (window ~5% of the length, wider than a spike) over the
-  robust noise level (MAD); a run whose peak exceeds SPIKE_Z is a spike at its peak, upward or downward
-  by sign. The rolling median follows steps and ramps, so they leave no residual.
-- Shifts: at each PELT change point (segments.py) the lines on either side are compared where they meet.
-  A kink of the trend meets continuously; a step jumps at one point; a sudden increase/decrease is a
-  short, steep segment (at most RAMP_MAX of the length) whose ends meet their neighbours continuously
-  and whose neighbours differ in level. Position: the first point of the new level (step) or of the ramp.
-- Confidence: how far the size exceeds the threshold, in noise units.
+A change point splits the series into least-squares lines. Long segments carry the trend; a local change
+is a cluster of short segments (each at most RAMP_MAX of the length) between two long ones, or a jump
+where two long segments meet:
+- the level after the cluster minus the level before it (the two long lines extrapolated to the
+  cluster's middle) is the shift; above the threshold it is a step (the lines jump at one point) or a
+  sudden increase/decrease (the points inside lie on a ramp between the two levels);
+- otherwise the largest deviation of the points inside from the line joining the two levels, above
+  SPIKE_Z noise units, is an upward or downward spike at its peak;
+- a trend kink meets continuously and leaves nothing.
+Thresholds: a number of noise units (robust sigma of first differences) and a share of the series'
+structural range, whichever is larger (a low-noise series must not report the misfit of its season).
+Positions: the first point of the new level (step), of the ramp (sudden change), the peak (spike).
+Confidence: how far the size exceeds the threshold.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter
 
-from .robust import logistic, mad_sigma
+from .robust import logistic
 from .segments import Line, change_points, lines
 
 SPIKE_Z = 6.0
 SHIFT_Z = 5.0
-RAMP_MAX = 0.07  # longest ramp read as a sudden change, share of the length
-SPIKE_WINDOW = 0.05  # rolling-median window, share of the length
+RANGE_SHARE = 0.08  # a shift or spike is at least this share of the 5-95% range of the series
+RAMP_MAX = 0.06  # longest cluster read as one local change, share of the length
 
 
 @dataclass
@@ -33,10 +36,11 @@ class Change:
     position: int
     amplitude: float
     confidence: float
-    width: int = 0  # ramp length (sudden changes)
+    width: int = 0  # ramp length (sudden changes), points
+    end: int = 0  # first point after a spike
 
     def component(self, n: int) -> np.ndarray:
-        """The change as an additive component (spikes: zero; they are replaced, not subtracted)."""
+        """The change as an additive component (zero for spikes: they are replaced, not subtracted)."""
         t = np.arange(n)
         sign = 1.0 if self.type in ("step_up", "sudden_increase") else -1.0
         if self.type.startswith("step"):
@@ -46,75 +50,79 @@ class Change:
         return np.zeros(n)
 
 
-def spike_window(n: int) -> int:
-    return max(7, int(math.ceil(SPIKE_WINDOW * n)) | 1)
+def _conf(size: float, threshold: float) -> float:
+    return logistic(size / threshold - 1.0, 6.0)
 
 
-def find_spikes(d: np.ndarray) -> tuple[list[Change], np.ndarray]:
-    """Spikes of ``d`` (seasonality removed) and ``d`` with each spike replaced by the rolling median."""
+def _cluster(d: np.ndarray, prev: Line | None, nxt: Line | None, start: int, end: int,
+             shift_min: float, spike_min: float) -> Change | None:
+    """What the short segments [start, end) between the long lines ``prev`` and ``nxt`` are, if anything."""
+    t = np.arange(start, end)
+    before = prev.at if prev is not None else nxt.at  # a cluster at an end has one side
+    after = nxt.at if nxt is not None else prev.at
+    mid = (start + end - 1) / 2
+    shift = after(mid) - before(mid)
+    if abs(shift) > shift_min:
+        frac = (d[t] - np.array([before(x) for x in t])) / shift  # 0 at the old level, 1 at the new one
+        between = np.flatnonzero((frac > 0.2) & (frac < 0.8))
+        up = shift > 0
+        if len(between) >= 2:
+            first = int(t[between[0]])
+            # the ramp starts where the series leaves the old level: one point before the first point inside
+            pos = max(start, first - 1) if frac[between[0]] > 0.5 / max(len(between), 1) else first
+            width = int(t[between[-1]] - pos + 1)
+            return Change("sudden_increase" if up else "sudden_decrease", pos, float(abs(shift)),
+                          _conf(abs(shift), shift_min), width=width)
+        pos = int(t[np.argmax(frac >= 0.5)]) if np.any(frac >= 0.5) else end
+        return Change("step_up" if up else "step_down", pos, float(abs(shift)), _conf(abs(shift), shift_min))
+    base = np.array([before(x) + (after(x) - before(x)) * (x - start) / max(end - start, 1) for x in t])
+    dev = d[t] - base
+    k = int(np.argmax(np.abs(dev)))
+    if abs(dev[k]) > spike_min:
+        kind = "upward_spike" if dev[k] > 0 else "downward_spike"
+        return Change(kind, int(t[k]), float(abs(dev[k])), _conf(abs(dev[k]), spike_min), end=end)
+    return None
+
+
+def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]:
+    """Local changes of ``d`` (seasonality removed) and ``d`` with every spike replaced by the line
+    joining its neighbours (what is left for the trend)."""
     n = len(d)
-    med = median_filter(d, size=spike_window(n), mode="nearest")
-    r = d - med
-    sigma = mad_sigma(r)
-    out, cleaned = [], d.copy()
-    if sigma <= 0:
-        return out, cleaned
-    z = r / sigma
-    hot = np.abs(z) > 3.0
-    k = 0
-    while k < n:
-        if not hot[k]:
-            k += 1
-            continue
-        j = k
-        while j + 1 < n and hot[j + 1] and np.sign(z[j + 1]) == np.sign(z[k]):
-            j += 1
-        peak = k + int(np.argmax(np.abs(z[k : j + 1])))
-        if abs(z[peak]) >= SPIKE_Z:
-            kind = "upward_spike" if z[peak] > 0 else "downward_spike"
-            conf = logistic(abs(z[peak]) - SPIKE_Z, 0.8)
-            out.append(Change(kind, peak, float(abs(r[peak])), conf))
-            cleaned[k : j + 1] = med[k : j + 1]
-        k = j + 1
-    return out, cleaned
-
-
-def _shift_at(prev: Line, nxt: Line, at: float) -> float:
-    return nxt.at(at) - prev.at(at)
-
-
-def find_shifts(d: np.ndarray, sigma: float) -> tuple[list[Change], list[int]]:
-    """Steps and sudden changes of ``d`` (seasonality and spikes removed); also every change point."""
-    n = len(d)
-    bkps = change_points(d, sigma)
-    segs = lines(d, bkps)
-    ramp_max = max(3, int(round(RAMP_MAX * n)))
-    threshold = SHIFT_Z * sigma
+    span = float(np.percentile(d, 95) - np.percentile(d, 5))
+    shift_min = max(SHIFT_Z * sigma, RANGE_SHARE * span)
+    spike_min = max(SPIKE_Z * sigma, RANGE_SHARE * span)
+    segs = lines(d, change_points(d, sigma))
+    short = max(3, int(round(RAMP_MAX * n)))
     out: list[Change] = []
-    i = 1
+    cleaned = d.copy()
+    i = 0
+    prev: Line | None = None
     while i < len(segs):
-        prev, cur = segs[i - 1], segs[i]
-        length = cur.end - cur.start
-        if length <= ramp_max and i + 1 < len(segs):
-            nxt = segs[i + 1]
-            mid = (cur.start + cur.end) / 2
-            total = _shift_at(prev, nxt, mid)
-            j1 = cur.at(cur.start - 0.5) - prev.at(cur.start - 0.5)
-            j2 = nxt.at(cur.end - 0.5) - cur.at(cur.end - 0.5)
-            if abs(total) > threshold:
-                conf = logistic(abs(total) / sigma - SHIFT_Z, 0.5)
-                if max(abs(j1), abs(j2)) < 0.5 * abs(total) and length >= 2:
-                    kind = "sudden_increase" if total > 0 else "sudden_decrease"
-                    out.append(Change(kind, cur.start, float(abs(total)), conf, width=length))
-                else:  # one of the ends is a jump: a step there (the short segment is noise around it)
-                    at = cur.start if abs(j1) >= abs(j2) else cur.end
-                    kind = "step_up" if total > 0 else "step_down"
-                    out.append(Change(kind, at, float(abs(total)), conf))
-                i += 2
-                continue
-        jump = _shift_at(prev, cur, cur.start - 0.5)
-        if abs(jump) > threshold:
-            kind = "step_up" if jump > 0 else "step_down"
-            out.append(Change(kind, cur.start, float(abs(jump)), logistic(abs(jump) / sigma - SHIFT_Z, 0.5)))
-        i += 1
-    return out, bkps
+        if segs[i].end - segs[i].start > short:
+            cur = segs[i]
+            if prev is not None and prev.end == cur.start:  # two long lines meet: a step, or a kink (nothing)
+                jump = cur.at(cur.start - 0.5) - prev.at(cur.start - 0.5)
+                if abs(jump) > shift_min:
+                    out.append(Change("step_up" if jump > 0 else "step_down", cur.start, float(abs(jump)),
+                                      _conf(abs(jump), shift_min)))
+            prev = cur
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(segs) and segs[j + 1].end - segs[j + 1].start <= short:
+            j += 1
+        nxt = segs[j + 1] if j + 1 < len(segs) else None
+        start, end = segs[i].start, segs[j].end
+        if prev is None and nxt is None:  # nothing long to compare with
+            break
+        change = _cluster(d, prev, nxt, start, end, shift_min, spike_min)
+        if change is not None:
+            out.append(change)
+            if change.type.endswith("spike"):
+                lo = prev if prev is not None else nxt
+                hi = nxt if nxt is not None else prev
+                t = np.arange(start, end)
+                cleaned[start:end] = [lo.at(x) + (hi.at(x) - lo.at(x)) * (x - start) / max(end - start, 1) for x in t]
+        prev = nxt  # the long line after the cluster is the next reference
+        i = j + 2 if nxt is not None else j + 1
+    return out, cleaned

@@ -32,6 +32,7 @@ MIN_CYCLES = 2.5  # a period longer than length / MIN_CYCLES is not looked for
 HARMONICS = 5
 F_PRESENT = 12.0  # F statistic above which the harmonics explain more than noise searched over periods
 ACF_PRESENT = 0.2  # half the contrast acf(P) - acf(P/2)
+CONSISTENT = 0.05  # smallest share of variance the season must explain in every part of the series
 SHAPE_FACTOR = {"sine": 1.0, "triangle": 8 / math.pi**2, "square": 4 / math.pi}  # fundamental / amplitude
 
 
@@ -44,7 +45,8 @@ class Season:
     component: np.ndarray  # the seasonal component (zeros when not present)
     confidence: float  # in the presence decision
     period_confidence: float
-    strength: float  # STL seasonal strength in [0, 1]
+    strength: float  # STL seasonal strength in [0, 1] (set by with_strength)
+    detrended: np.ndarray | None = None  # the series minus the non-seasonal fit
 
 
 def spline_basis(n: int, knots_every: float | None = None, knots: list[int] | None = None) -> np.ndarray:
@@ -139,6 +141,22 @@ def _acf_at(resid: np.ndarray, period: float) -> float:
     return 0.5 * (at(period) - at(period / 2))
 
 
+def _consistency(r: np.ndarray, s: np.ndarray, period: float) -> float:
+    """The smallest share of variance the seasonal component explains in any part of the series (parts of
+    at least 1.5 cycles): a real season repeats everywhere; the misfit of a level shift or a kink that a
+    periodic fit picked up explains one part and hurts the others (a negative share)."""
+    n = len(r)
+    parts = int(max(2, min(4, n / period / 1.5)))
+    worst = 1.0
+    for chunk in np.array_split(np.arange(n), parts):
+        rc, sc = r[chunk], s[chunk]
+        total = float(np.sum((rc - rc.mean()) ** 2))
+        if total <= 0:
+            return 0.0
+        worst = min(worst, 1.0 - float(np.sum((rc - sc) ** 2)) / total)
+    return worst
+
+
 def _stl_strength(y: np.ndarray, period: float) -> float:
     from statsmodels.tsa.seasonal import STL
 
@@ -217,17 +235,30 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     acf_p = _acf_at(y - non_seasonal, period)
     sigma = mad_sigma(y - non_seasonal - harmonics(n, period, k) @ hcoef)
     f3 = _f_stat(rss0, _fit(y, base, period, 3)[0], min(6, q), n - base.shape[1] - min(6, q))
-    conf = logistic(math.log(max(f3, 1e-9)) - math.log(F_PRESENT), 3.0) * logistic(acf_p - ACF_PRESENT, 12.0)
-    present = f3 >= F_PRESENT and acf_p >= ACF_PRESENT
+    consistency = _consistency(y - non_seasonal, harmonics(n, period, k) @ hcoef, period)
+    # each test as a probability-like margin; present when all pass, confidence from the closest call
+    p_present = min(logistic(math.log(max(f3, 1e-9)) - math.log(F_PRESENT), 3.0),
+                    logistic(acf_p - ACF_PRESENT, 12.0), logistic(consistency - CONSISTENT, 15.0))
+    present = p_present >= 0.5
+    conf = p_present if present else 1.0 - p_present
     if not present:
-        out = none
-        out.confidence = 1.0 - conf
-        return out
+        none.confidence = conf
+        return none
     amplitude = h1 / SHAPE_FACTOR[shape]
     component, fitted_amp = _best_component(y, base, period, shape, hcoef, harmonics(n, period, k) @ hcoef)
     amplitude = fitted_amp or amplitude
-    strength = _stl_strength(y - non_seasonal, period)
-    # period confidence: sharpness of the fit (cycles seen) and how far the seasonal rises above the noise
+    # period confidence: cycles seen and how far the seasonal rises above the noise (STL strength joins in
+    # `with_strength`, once, on the final fit: STL is the slow part)
     cycles = n / period
     p_conf = min(1.0, cycles / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
-    return Season(True, period, shape, amplitude, component, conf, p_conf, strength)
+    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal)
+
+
+def with_strength(s: Season) -> Season:
+    """The season with its STL strength, which scales the period and amplitude confidence (a strength of
+    0.3, a clearly seasonal remainder, or more keeps it)."""
+    if not s.present or s.detrended is None:
+        return s
+    s.strength = _stl_strength(s.detrended, s.period)
+    s.period_confidence *= min(1.0, s.strength / 0.3)
+    return s

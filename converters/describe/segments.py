@@ -61,15 +61,30 @@ def fit_line(y: np.ndarray, start: int, end: int) -> Line:
     return Line(start, end, float(slope), float(intercept))
 
 
-def change_points(y: np.ndarray, sigma: float, min_size: int = 2, penalty_factor: float = 4.0) -> list[int]:
+def change_points(y: np.ndarray, sigma: float, min_size: int = 2, penalty_factor: float = 4.0,
+                  grid: int = 128) -> list[int]:
     """Breakpoints (indices where a new segment starts; ``len(y)`` excluded) of ``y`` by PELT; the
-    penalty is ``penalty_factor * sigma^2 * log(n)`` (BIC-like, sigma the noise level)."""
+    penalty is ``penalty_factor * sigma^2 * log(n)`` (BIC-like, sigma the noise level).
+
+    PELT searches every ``n // grid``-th index (ruptures' ``jump``; its search is quadratic in the
+    candidates), then each breakpoint moves to the exact index between its neighbours that minimises the
+    two segments' cost, so positions are exact whatever the grid."""
     n = len(y)
     if n < 2 * min_size + 1 or sigma <= 0:
         return []
-    algo = rpt.Pelt(custom_cost=LineCost(min_size), min_size=min_size, jump=1).fit(np.asarray(y, dtype=float))
-    bkps = algo.predict(pen=penalty_factor * sigma * sigma * math.log(n))
-    return [b for b in bkps if 0 < b < n]
+    jump = max(1, n // grid)
+    cost = LineCost(min_size).fit(np.asarray(y, dtype=float))
+    algo = rpt.Pelt(custom_cost=cost, min_size=min_size, jump=jump).fit(np.asarray(y, dtype=float))
+    bkps = [b for b in algo.predict(pen=penalty_factor * sigma * sigma * math.log(n)) if 0 < b < n]
+    if jump > 1:
+        edges = [0, *bkps, n]
+        for k in range(1, len(edges) - 1):
+            lo = max(edges[k - 1] + min_size, edges[k] - jump)
+            hi = min(edges[k + 1] - min_size, edges[k] + jump)
+            if lo <= hi:
+                edges[k] = min(range(lo, hi + 1), key=lambda b: cost.error(edges[k - 1], b) + cost.error(b, edges[k + 1]))
+        bkps = edges[1:-1]
+    return bkps
 
 
 def lines(y: np.ndarray, bkps: list[int]) -> list[Line]:

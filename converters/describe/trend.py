@@ -64,7 +64,7 @@ def find_trend(y: np.ndarray, sigma: float, structural_range: float) -> Trend:
     """Trend of ``y`` (seasonality, spikes and level shifts removed); ``sigma`` its noise level."""
     n = len(y)
     min_size = max(3, int(MIN_SEGMENT * n))
-    bkps = change_points(y, sigma, min_size=min_size, penalty_factor=TREND_PENALTY) if sigma > 0 else []
+    bkps = change_points(y, sigma, min_size=min_size, penalty_factor=TREND_PENALTY, grid=64) if sigma > 0 else []
     edges = [0, *bkps, n]
     floor = STEADY_SHARE * structural_range
     segs = [_direction(y, a, b, sigma, floor) for a, b in zip(edges[:-1], edges[1:])]
