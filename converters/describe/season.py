@@ -28,7 +28,7 @@ from scipy.signal import periodogram
 from .robust import logistic, mad_sigma
 
 MIN_PERIOD = 4.0
-MIN_CYCLES = 2.5  # a period longer than length / MIN_CYCLES is not looked for
+MIN_CYCLES = 3.0  # a period longer than length / MIN_CYCLES is not looked for (fewer cycles: a trend can mimic them)
 HARMONICS = 5
 F_PRESENT = 12.0  # F statistic above which the harmonics explain more than noise searched over periods
 ACF_PRESENT = 0.2  # half the contrast acf(P) - acf(P/2)
@@ -194,11 +194,15 @@ def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, 
     return best, amp
 
 
+def absent(n: int, confidence: float = 0.0) -> Season:
+    return Season(False, None, None, None, np.zeros(n), confidence, 0.0, 0.0)
+
+
 def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     """Seasonality of ``y`` (spikes and level shifts already removed or absorbed in ``base``)."""
     n = len(y)
     base = spline_basis(n) if base is None else base
-    none = Season(False, None, None, None, np.zeros(n), 0.0, 0.0, 0.0)
+    none = absent(n)
     lo, hi = MIN_PERIOD, n / MIN_CYCLES
     if hi <= lo:
         return none
