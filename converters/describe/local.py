@@ -54,12 +54,11 @@ def _conf(size: float, threshold: float) -> float:
     return logistic(size / threshold - 1.0, 6.0)
 
 
-def _cluster(d: np.ndarray, prev: Line | None, nxt: Line | None, start: int, end: int,
+def _cluster(d: np.ndarray, prev: Line, nxt: Line, start: int, end: int,
              shift_min: float, spike_min: float) -> Change | None:
     """What the short segments [start, end) between the long lines ``prev`` and ``nxt`` are, if anything."""
     t = np.arange(start, end)
-    before = prev.at if prev is not None else nxt.at  # a cluster at an end has one side
-    after = nxt.at if nxt is not None else prev.at
+    before, after = prev.at, nxt.at
     mid = (start + end - 1) / 2
     shift = after(mid) - before(mid)
     if abs(shift) > shift_min:
@@ -113,16 +112,14 @@ def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]
             j += 1
         nxt = segs[j + 1] if j + 1 < len(segs) else None
         start, end = segs[i].start, segs[j].end
-        if prev is None and nxt is None:  # nothing long to compare with
-            break
-        change = _cluster(d, prev, nxt, start, end, shift_min, spike_min)
+        # a change needs the level on both sides: at an end of the series a cluster is where the first or
+        # last line starts, not something that came and went
+        change = _cluster(d, prev, nxt, start, end, shift_min, spike_min) if prev is not None and nxt is not None else None
         if change is not None:
             out.append(change)
             if change.type.endswith("spike"):
-                lo = prev if prev is not None else nxt
-                hi = nxt if nxt is not None else prev
                 t = np.arange(start, end)
-                cleaned[start:end] = [lo.at(x) + (hi.at(x) - lo.at(x)) * (x - start) / max(end - start, 1) for x in t]
+                cleaned[start:end] = [prev.at(x) + (nxt.at(x) - prev.at(x)) * (x - start) / max(end - start, 1) for x in t]
         prev = nxt  # the long line after the cluster is the next reference
         i = j + 2 if nxt is not None else j + 1
     return out, cleaned

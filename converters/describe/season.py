@@ -31,7 +31,7 @@ MIN_PERIOD = 4.0
 MIN_CYCLES = 3.0  # a period longer than length / MIN_CYCLES is not looked for (fewer cycles: a trend can mimic them)
 HARMONICS = 5
 F_PRESENT = 12.0  # F statistic above which the harmonics explain more than noise searched over periods
-ACF_PRESENT = 0.2  # half the contrast acf(P) - acf(P/2)
+ACF_PRESENT = 0.1  # half the contrast acf(P) - acf(P/2)
 CONSISTENT = 0.05  # smallest share of variance the season must explain in every part of the series
 SHAPE_FACTOR = {"sine": 1.0, "triangle": 8 / math.pi**2, "square": 4 / math.pi}  # fundamental / amplitude
 
@@ -181,17 +181,33 @@ def template(shape: str, n: int, period: float, phase: float) -> np.ndarray:
 
 
 def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, hcoef: np.ndarray,
-                    harmonic: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """The shape's exact wave (phase from the fundamental, scale refitted) when it fits better than the
-    harmonics, else the harmonics (a real seasonal profile need not be one of the three shapes)."""
-    phase = math.atan2(hcoef[0], hcoef[1])  # a cos + b sin = A sin(angle + phase)
-    best_rss, best, amp = _rss(y, np.hstack([base, harmonic[:, None]]))[0], harmonic, None
-    for shift in np.linspace(-0.15, 0.15, 13):  # the fundamental's phase is blurred by the other harmonics
-        w = template(shape, len(y), period, phase + shift)
-        rss, coef = _rss(y, np.hstack([base, w[:, None]]))
-        if rss < best_rss and coef[-1] > 0:
-            best_rss, best, amp = rss, coef[-1] * w, float(coef[-1])
-    return best, amp
+                    harmonic: np.ndarray) -> tuple[np.ndarray, float | None, float]:
+    """(component, amplitude or None, period): the shape's exact wave, its period and phase refined
+    together (Nelder-Mead from the fundamental's phase; the scale by least squares), when it fits better
+    than the harmonics; else the harmonics (a real seasonal profile need not be one of the three shapes)."""
+    from scipy.optimize import minimize
+
+    n = len(y)
+
+    def rss(params: np.ndarray) -> float:
+        p, ph = params
+        if not MIN_PERIOD <= p <= n:
+            return float("inf")
+        return _rss(y, np.hstack([base, template(shape, n, p, ph)[:, None]]))[0]
+
+    phase0 = math.atan2(hcoef[0], hcoef[1])  # a cos + b sin = A sin(angle + phase)
+    start = min(((period, phase0 + d) for d in np.linspace(-0.3, 0.3, 7)), key=lambda x: rss(np.array(x)))
+    res = minimize(rss, np.array(start), method="Nelder-Mead",
+                   options={"xatol": 1e-4, "fatol": 1e-9, "initial_simplex": np.array(
+                       [start, (start[0] * 1.004, start[1]), (start[0], start[1] + 0.05)])})
+    p, ph = (float(v) for v in res.x)
+    harmonic_rss = _rss(y, np.hstack([base, harmonic[:, None]]))[0]
+    if res.fun < harmonic_rss and abs(p - period) <= 0.05 * period:
+        w = template(shape, n, p, ph)
+        _, coef = _rss(y, np.hstack([base, w[:, None]]))
+        if coef[-1] > 0:
+            return coef[-1] * w, float(coef[-1]), p
+    return harmonic, None, period
 
 
 def absent(n: int, confidence: float = 0.0) -> Season:
@@ -249,7 +265,7 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
         none.confidence = conf
         return none
     amplitude = h1 / SHAPE_FACTOR[shape]
-    component, fitted_amp = _best_component(y, base, period, shape, hcoef, harmonics(n, period, k) @ hcoef)
+    component, fitted_amp, period = _best_component(y, base, period, shape, hcoef, harmonics(n, period, k) @ hcoef)
     amplitude = fitted_amp or amplitude
     # period confidence: cycles seen and how far the seasonal rises above the noise (STL strength joins in
     # `with_strength`, once, on the final fit: STL is the slow part)

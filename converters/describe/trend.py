@@ -22,7 +22,7 @@ from .segments import change_points
 
 STEADY_SE = 4.0
 STEADY_SHARE = 0.12
-MIN_SEGMENT = 0.08  # shortest trend segment, share of the length
+MIN_SEGMENT = 0.12  # shortest trend segment, share of the length (shorter: a local change or half a cycle)
 TREND_PENALTY = 10.0
 
 
