@@ -60,8 +60,19 @@ def _one_pass(y: np.ndarray, s: season.Season) -> _Pass:
     return _Pass(s, changes, d - cleaned, rest, sigma, tr)
 
 
-def _structure_basis(n: int, p: _Pass) -> np.ndarray:
+def _bic(p: _Pass) -> float:
+    """Bayesian information criterion of a pass's model (Gaussian remainder; 2 parameters per trend
+    segment, 3 per local change, 3 for an exact seasonal wave and 2 per harmonic otherwise)."""
+    n = len(p.rest)
+    rss = float(np.sum((p.rest - p.trend.fitted) ** 2))
+    k = 2 * len(p.trend.segments) + 3 * len(p.changes) + season.n_params(p.season)
+    return n * float(np.log(max(rss, 1e-300) / n)) + k * float(np.log(n))
+
+
+def _structure_basis(n: int, p: _Pass, shifts: bool = True) -> np.ndarray:
     base = season.spline_basis(n, knots=p.trend.knots())
+    if not shifts:
+        return base
     cols = [c.component(n) / c.amplitude for c in p.changes if not c.type.endswith("spike") and c.amplitude > 0]
     return np.hstack([base, np.column_stack(cols)]) if cols else base
 
@@ -72,7 +83,11 @@ def describe_series(values: np.ndarray, record: int = 0, series: int = 0) -> Des
     n = len(y)
     p = _one_pass(y, season.find_season(y))
     for _ in range(PASSES - 1):
-        p = _one_pass(y, season.find_season(y - p.spikes_removed, _structure_basis(n, p)))
+        # the level shifts found may be the edges of a cycle the previous pass missed: try the season with
+        # them as columns and without, keep the pass whose model has the lower BIC
+        tries = [_one_pass(y, season.find_season(y - p.spikes_removed, _structure_basis(n, p, shifts)))
+                 for shifts in (True, False)]
+        p = min(tries, key=_bic)
     s, tr, changes = season.with_strength(p.season), p.trend, p.changes
     remainder = p.rest - tr.fitted
     sig = mad_sigma(remainder)

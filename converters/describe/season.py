@@ -47,6 +47,7 @@ class Season:
     period_confidence: float
     strength: float  # STL seasonal strength in [0, 1] (set by with_strength)
     detrended: np.ndarray | None = None  # the series minus the non-seasonal fit
+    exact: bool = False  # the component is the shape's exact wave (else a sum of harmonics)
 
 
 def spline_basis(n: int, knots_every: float | None = None, knots: list[int] | None = None) -> np.ndarray:
@@ -214,6 +215,13 @@ def absent(n: int, confidence: float = 0.0) -> Season:
     return Season(False, None, None, None, np.zeros(n), confidence, 0.0, 0.0)
 
 
+def n_params(s: Season) -> int:
+    """Parameters of the seasonal component: period, phase and scale of an exact wave, or the harmonics."""
+    if not s.present:
+        return 0
+    return 3 if s.exact else 1 + 2 * HARMONICS
+
+
 def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     """Seasonality of ``y`` (spikes and level shifts already removed or absorbed in ``base``)."""
     n = len(y)
@@ -271,7 +279,7 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     # `with_strength`, once, on the final fit: STL is the slow part)
     cycles = n / period
     p_conf = min(1.0, cycles / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
-    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal)
+    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal, fitted_amp is not None)
 
 
 def with_strength(s: Season) -> Season:
