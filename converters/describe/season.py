@@ -244,14 +244,17 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     if best is None:
         return none
     f, period = best
-    for div in (4, 3, 2):  # prefer the shortest sub-multiple that fits nearly as well
+    # prefer the shortest sub-multiple that fits nearly as well, or that repeats where the period found
+    # does not (a cycle at P also fits at 2P, whose harmonics then pick up other structure too)
+    contrast = _acf_at(resid0, period)
+    for div in (4, 3, 2):
         sub = period / div
         if sub < lo:
             continue
         sub = _refine(y, base, sub, lo, hi, 3)
         rss_s, _, q = _fit(y, base, sub, 3)
         f_sub = _f_stat(rss0, rss_s, q, n - base.shape[1] - q)
-        if f_sub >= 0.8 * f:
+        if f_sub >= 0.8 * f or (f_sub >= F_PRESENT and contrast < ACF_PRESENT <= _acf_at(resid0, sub)):
             f, period = f_sub, sub
             break
     k = max(1, min(HARMONICS, int(period // 2)))
