@@ -15,10 +15,10 @@ attribute mix, one series per record); describe sees only the values. Per attrib
 and give the share kept. Ratios, not timings: the numbers do not depend on the machine.
 
 Measured (300 series each, default mix, lengths 64..512), accuracy / kept accuracy:
-    seed 0: trend 0.943/0.944, seasonal 0.963/0.970, period 0.904/0.932, local exact 0.863/0.878,
-            noise 0.863/0.925 (54% kept); local recall 0.853, precision 0.805
-    seed 1: trend 0.940/0.942, seasonal 0.983/0.986, period 0.967/0.972, local exact 0.873/0.890,
-            noise 0.867/0.962 (53% kept); local recall 0.826, precision 0.758
+    seed 0: trend 0.950/0.951, seasonal 0.963/0.966, period 0.904/0.918, local exact 0.860/0.882,
+            noise 0.860/0.937 (53% kept); local recall 0.857, precision 0.791
+    seed 1: trend 0.940/0.943, seasonal 0.987/0.990, period 0.961/0.965, local exact 0.880/0.909,
+            noise 0.867/0.969 (54% kept); local recall 0.846, precision 0.769
 """
 
 from __future__ import annotations

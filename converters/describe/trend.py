@@ -21,7 +21,7 @@ from .robust import logistic
 from .segments import change_points
 
 STEADY_SE = 4.0
-STEADY_SHARE = 0.12
+STEADY_SHARE = 0.07
 MIN_SEGMENT = 0.12  # shortest trend segment, share of the length (shorter: a local change or half a cycle)
 TREND_PENALTY = 10.0
 
