@@ -47,7 +47,7 @@ MIN_POINTS = 16  # fewer points cannot show a trend segment, a cycle and a local
 METHODS = {
     "trend": "PELT change points (ruptures, least-squares line cost) + Theil-Sen slope per segment",
     "seasonality": "harmonic regression over periodogram candidates, ACF contrast at the period, STL strength",
-    "local": "Hampel filter (rolling median +- 6 MAD) for spikes; PELT change points for steps and sudden changes",
+    "local": "clusters of short segments between PELT change points: spikes (excursions that come back), steps and sudden changes (level shifts, by ramp width)",
     "noise": "MAD of the remainder against the signal scale of the components found",
 }
 
