@@ -1,4 +1,4 @@
-"""`tsconvert` command line: convert (default), validate, preview, forecast.
+"""`tsconvert` command line: convert (default), validate, preview, forecast, describe.
 
 ``tsconvert gdsh.json --csv-dir DIR`` is short for ``tsconvert convert gdsh.json --csv-dir DIR``.
 Heavy imports (pyarrow, matplotlib) happen inside the sub-commands so --help stays fast.
@@ -29,7 +29,7 @@ EXIT_CODES = (
 )
 EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES)
 
-COMMANDS = ("convert", "validate", "preview", "forecast")
+COMMANDS = ("convert", "validate", "preview", "forecast", "describe")
 
 # Choices are listed here rather than read from the registries so --help imports nothing heavy;
 # tests check both lists agree.
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tsconvert {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview,forecast}")
+    sub = parser.add_subparsers(dest="command", metavar="{convert,validate,preview,forecast,describe}")
     _add_convert(sub.add_parser("convert", help="JSON/JSONL + CSV folder -> NAME.jsonl, rejects, report, dataset_info.json entry",
                                 description="Convert multimodal records whose images are time-series plots into ChatTS JSONL.",
                                 epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -84,7 +84,64 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Cut a date + variables CSV into forecasting windows (chronological 70/10/20 split, "
                                              "train-only z-scoring) as ChatTS JSONL: the answer is the future values as text.",
                                  epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
+    _add_describe(sub.add_parser("describe", help="your own CSV series -> extracted attributes (labels) + Q&A for alignment training",
+                                 description="Extract trend segments, seasonality and period, local changes and noise level from "
+                                             "each series (CSV folder, or records JSON + CSV folder), each with a confidence; write "
+                                             "Q&A about the attributes it is sure of, the labels, rejects and a report.",
+                                 epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
+
+
+def _add_describe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, nargs="?", help="optional records JSON/JSONL (as convert reads); without it every "
+                                                       "*.csv under --csv-dir is one record")
+    p.add_argument("--csv-dir", type=Path, required=True, help="folder with the CSVs; nothing outside it is read")
+    p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
+    p.add_argument("--name", required=True, help="writes NAME.jsonl, NAME.labels.jsonl, NAME.rejects.jsonl, NAME.report.json, entry NAME")
+    p.add_argument("--value-col", action="append", dest="value_cols", metavar="COL",
+                   help="value column, repeat for several (default: every column but --time-col for a CSV folder, value with INPUT)")
+    p.add_argument("--time-col", default="timestamp", help="timestamp column, never a series; '' for none (default: timestamp)")
+    p.add_argument("--csv-pattern", default="{stem}.csv", help="CSV path for an image, with INPUT (default: {stem}.csv)")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default="interpolate",
+                   help="non-numeric/empty/NaN cells: interpolate, drop the rows, or reject the record (default: interpolate)")
+    p.add_argument("--max-missing", type=float, default=0.5, help="reject a series when more than this fraction of rows is missing (default: 0.5)")
+    p.add_argument("--max-gap", type=float, default=0.05,
+                   help="reject a series with a run of missing values longer than this fraction of its rows (default: 0.05)")
+    p.add_argument("--min-length", type=int, default=16, help="reject series shorter than this (default: 16)")
+    p.add_argument("--min-confidence", type=float, default=0.7,
+                   help="leave out questions whose attribute's confidence is below this, counted in the report (default: 0.7)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the question and phrasing draw (default: 0)")
+    p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto", help="number format of the CSVs (default: auto)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
+
+def _run_describe(args: argparse.Namespace) -> int:
+    from .describe.pipeline import DescribeOptions, describe
+
+    if args.min_length < 4 or not 0 <= args.min_confidence <= 1 or not 0 <= args.max_gap <= 1:
+        raise InputError("--min-length is at least 4, --min-confidence and --max-gap are fractions in [0, 1]")
+    opts = DescribeOptions(
+        csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name, input=args.input,
+        value_cols=tuple(args.value_cols) if args.value_cols else None, time_col=args.time_col or None,
+        csv_pattern=args.csv_pattern, missing=args.missing, max_missing=args.max_missing, max_gap=args.max_gap,
+        min_length=args.min_length, min_confidence=args.min_confidence, seed=args.seed, number_format=args.number_format,
+    )
+    report = describe(opts)
+    q = report["questions"]
+    if not args.quiet:
+        print(f"{report['source']}: {report['input']} records: {report['described']} described + {report['rejected']} rejected")
+        for code, n in report["rejected_by_reason"].items():
+            print(f"  rejected {code}: {n}")
+        left = sum(q["left_out_uncertain"].values())
+        print(f"  questions: {q['written']} written, {left} left out (attribute below confidence {q['min_confidence']:g})")
+        print(f"wrote {args.out_dir / (args.name + '.jsonl')} (+ .labels.jsonl, .rejects.jsonl, .report.json) and entry "
+              f"{args.name!r} in {args.out_dir / 'dataset_info.json'}")
+    if args.strict and report["rejected"]:
+        print(f"tsconvert: --strict: {report['rejected']} record(s) rejected, see {args.out_dir / (args.name + '.rejects.jsonl')}",
+              file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK
 
 
 def _add_convert(p: argparse.ArgumentParser) -> None:
@@ -218,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 max_record_bytes=args.max_record_bytes)
         if args.command == "forecast":
             return _run_forecast(args)
+        if args.command == "describe":
+            return _run_describe(args)
         from .preview import run_preview
 
         return run_preview(args.file, args.records, args.out_dir)

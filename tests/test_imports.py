@@ -5,16 +5,20 @@ stay torch-free, and any import order works (in subprocesses).
 The layers, lowest first; a module imports its own layer or lower ones, never higher:
   0 contract     tsplugin (the package and its top-level torch-free modules not named below, e.g. a
                  registry helper), tsplugin.processing (placeholders, profiles, positions, series
-                 values, encodability), tsplugin.jsonl: torch-free, imported by everyone
+                 values, encodability), tsplugin.jsonl, tsplugin.synth.labels (the labels schema):
+                 torch-free, imported by everyone
   1 files        tsplugin.checkpoints.layouts / .weights: what a checkpoint directory holds, read by
                  model loaders (no model class needed); converters (tsconvert): only the contract
   2 models       tsplugin.models (configs, modeling, encoders, projectors)
   3 tools        tsplugin.build, planner, eval, checkpoints.inspect, chat, forecast, monitor,
-                 nan_guard, quickstart (may use each other and converters' CSV reader)
+                 nan_guard, quickstart, synth (may use each other and converters' CSV reader and writer)
   4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
-only `tsplugin.processing`, `tsplugin.jsonl` and `tsplugin.registry` (the generic registry helper).
+only `tsplugin.processing`, `tsplugin.jsonl`, `tsplugin.registry` (the generic registry helper),
+`tsplugin.synth.labels` (the labels schema `tsconvert describe` writes) and, for describe alone,
+`tsplugin.synth.qa` and `tsplugin.synth.attributes` (describe asks synth's questions and grades noise
+on synth's signal scale; both are numpy-only and import no converters module, so no cycle).
 
 Function-level (lazy) imports count as edges too. One of a tsplugin/converters module is allowed
 when its line, an import line just above it or a comment line above those says why (`# lazy: ...`),
@@ -36,18 +40,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tsplugin", "converters")
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("contract", ("tsplugin", "tsplugin.processing", "tsplugin.jsonl")),
+    ("contract", ("tsplugin", "tsplugin.processing", "tsplugin.jsonl", "tsplugin.synth.labels")),
     ("files", ("tsplugin.checkpoints.layouts", "tsplugin.checkpoints.weights", "converters")),
     ("models", ("tsplugin.models",)),
     ("tools", ("tsplugin.build", "tsplugin.planner", "tsplugin.eval", "tsplugin.checkpoints", "tsplugin.chat",
-               "tsplugin.forecast", "tsplugin.monitor", "tsplugin.nan_guard", "tsplugin.quickstart")),
+               "tsplugin.forecast", "tsplugin.monitor", "tsplugin.nan_guard", "tsplugin.quickstart", "tsplugin.synth")),
     ("llamafactory", ("tsplugin.llamafactory", "tsplugin.webui")),
     ("entry", ("tsplugin.cli", "tsplugin._bootstrap")),
 ]
 # Deliberate upward edges: the start-up hook hands each watched upstream module to the hooks;
 # `python -m tsplugin.eval.forecast` runs the one `tsplugin eval forecast` parser.
 ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks"), ("tsplugin.eval.forecast", "tsplugin.cli")}
-CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry")
+CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry", "tsplugin.synth.labels",
+                         "tsplugin.synth.qa", "tsplugin.synth.attributes")
 MODULE_REASON = re.compile(r"^# lazy imports: \S", re.M)
 
 
@@ -208,7 +213,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 TORCH_FREE = ("tsplugin.cli", "tsplugin.planner.cli", "tsplugin.planner.estimate", "tsplugin.planner.fit",
               "tsplugin.checkpoints.inspect", "tsplugin.processing", "tsplugin.processing.positions",
-              "converters.cli", "converters.convert", "converters.validate", "converters.forecast")
+              "converters.cli", "converters.convert", "converters.validate", "converters.forecast",
+              "converters.describe.pipeline")
 
 
 def test_cli_planner_inspect_processing_and_converters_import_no_torch():

@@ -38,6 +38,7 @@ register_command("build-forecaster", "tsplugin.build.build_forecaster")
 register_command("forecast", "tsplugin.forecast")
 register_command("monitor", "tsplugin.monitor")
 register_command("eval", "tsplugin.eval.cli")
+register_command("synth", "tsplugin.synth.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

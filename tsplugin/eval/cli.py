@@ -29,6 +29,7 @@ def get_eval(kind: str) -> ModuleType:
 
 register_eval("anomaly", "tsplugin.eval.anomaly")
 register_eval("forecast", "tsplugin.eval.forecast")
+register_eval("alignment", "tsplugin.eval.alignment")
 
 
 def add_parser(subparsers) -> None:

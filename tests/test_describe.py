@@ -1,0 +1,202 @@
+"""`tsconvert describe`: attributes of series with known components, the outputs (labels schema checked by
+synth's validator, Q&A left out when uncertain), rejects with reasons and nothing lost, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
+from converters.describe.extract import describe_series
+from converters.describe.qa_policy import KIND_ATTRIBUTES
+from tsplugin.synth.attributes import local_component, season
+from tsplugin.synth.labels import read_labels, validate_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 300
+
+
+def _noise(seed: int, sd: float, n: int = N) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, sd, n)
+
+
+def _ramp(n: int, per_point: float) -> np.ndarray:
+    return per_point * np.arange(n, dtype=float)
+
+
+# (name, series, expected attributes); every amount is a multiple of the noise's 0.1 so the cases are
+# clear for a reader, and positions within 2% of the length count as found (the bench's rule).
+CASES = [
+    ("rising", 5.0 + _ramp(N, 0.02) + _noise(0, 0.1), {"trend": "increase", "seasonal": False, "local": []}),
+    ("falling", -_ramp(N, 0.02) + _noise(1, 0.1), {"trend": "decrease", "seasonal": False, "local": []}),
+    ("flat sine 24", season("sine", N, 24.0, 2.0, 0.3) + _noise(2, 0.1),
+     {"trend": "steady", "seasonal": True, "period": 24.0, "shape": "sine", "local": []}),
+    ("square 40 on a rise", _ramp(N, 0.01) + season("square", N, 40.0, 1.5, 1.0) + _noise(3, 0.1),
+     {"trend": "increase", "seasonal": True, "period": 40.0, "shape": "square", "local": []}),
+    ("upward spike", _noise(4, 0.1) + local_component("upward_spike", N, 150, 2.0),
+     {"trend": "steady", "seasonal": False, "local": [("upward_spike", 150)]}),
+    ("step down", _noise(5, 0.1) + local_component("step_down", N, 100, 1.5),
+     {"seasonal": False, "local": [("step_down", 100)]}),
+    ("sudden increase", _noise(6, 0.1) + local_component("sudden_increase", N, 200, 1.5),
+     {"seasonal": False, "local": [("sudden_increase", 200)]}),
+]
+
+
+@pytest.mark.parametrize("name,values,expect", CASES, ids=[c[0] for c in CASES])
+def test_known_attributes_are_found(name, values, expect):
+    lab = describe_series(values).labels
+    assert not validate_labels_obj(lab), validate_labels_obj(lab)
+    if "trend" in expect:
+        assert lab.trend == expect["trend"], lab
+    assert lab.seasonal == expect["seasonal"], lab
+    if expect["seasonal"]:
+        assert abs(lab.period - expect["period"]) <= 0.1 * expect["period"], lab
+        assert lab.season_shape == expect["shape"], lab
+    found = [(c.type, c.position) for c in lab.local]
+    assert len(found) == len(expect["local"]), lab
+    for (t, p), (et, ep) in zip(found, expect["local"]):
+        assert t == et and abs(p - ep) <= 0.02 * N, lab
+    assert all(0.0 <= v <= 1.0 for v in lab.confidence.values())
+
+
+def validate_labels_obj(lab) -> list[str]:
+    from tsplugin.synth.labels import validate_label
+
+    return validate_label(lab.to_json())
+
+
+def test_pure_noise_is_high_noise_with_low_confidence():
+    """No component to measure the scale by: everything seen is noise, and describe says it is unsure."""
+    lab = describe_series(_noise(7, 1.0)).labels
+    assert lab.noise == "high" and lab.confidence["noise"] < 0.5
+    assert not lab.seasonal and lab.local == []
+
+
+def _csv(path: Path, values, col: str = "value", other: dict | None = None) -> None:
+    cols = {col: list(values), **(other or {})}
+    names = list(cols)
+    rows = ["timestamp," + ",".join(names)]
+    for i in range(len(values)):
+        rows.append(f"{i}," + ",".join("" if (isinstance(cols[c][i], float) and np.isnan(cols[c][i])) else f"{cols[c][i]:.6g}"
+                                       for c in names))
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "csv"
+    d.mkdir()
+    _csv(d / "a_good.csv", CASES[2][1], other={"load": CASES[0][1]})
+    _csv(d / "b_constant.csv", np.full(50, 5.0))
+    _csv(d / "c_three.csv", [1.0, 2.0, 3.0])
+    gap = CASES[0][1].copy()
+    gap[100:130] = np.nan
+    _csv(d / "d_gap.csv", gap)
+    few = CASES[4][1].copy()
+    few[[10, 50]] = np.nan  # isolated missing cells: interpolated and counted, not rejected
+    _csv(d / "e_spike.csv", few)
+    return d
+
+
+def test_csv_folder_outputs_rejects_and_report(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert main(["describe", "--csv-dir", str(folder), "-o", str(out), "--name", "mine", "-q"]) == EXIT_OK
+    report = json.loads((out / "mine.report.json").read_text())
+    assert report["input"] == 5 and report["described"] == 2 and report["rejected"] == 3
+    assert report["rejected_by_reason"] == {"constant_series": 1, "missing_run": 1, "series_too_short": 1}
+    assert report["repairs"]["cells_interpolated"] == 2
+    rejects = [json.loads(x) for x in (out / "mine.rejects.jsonl").read_text().splitlines()]
+    assert {r["record"]["csv"]: r["reason"] for r in rejects} == {
+        "b_constant.csv": "constant_series", "c_three.csv": "series_too_short", "d_gap.csv": "missing_run"}
+    for r in rejects:  # one line naming the file, the record and the fix
+        assert "\n" not in r["message"] and r["record"]["csv"] in r["message"] and f"record {r['index']}" in r["message"]
+    assert "30 missing values in a row" in next(r["message"] for r in rejects if r["reason"] == "missing_run")
+    # labels: synth's validator accepts them; each names its CSV and column
+    assert validate_labels(out / "mine.labels.jsonl") == []
+    labels = list(read_labels(out / "mine.labels.jsonl"))
+    data = [json.loads(x) for x in (out / "mine.jsonl").read_text().splitlines()]
+    assert len(data) == report["questions"]["written"] == len({lab.record for lab in labels})
+    assert {(lab.extra["csv"], lab.extra["column"]) for lab in labels} == {
+        ("a_good.csv", "value"), ("a_good.csv", "load"), ("e_spike.csv", "value")}
+    for k, rec in enumerate(data):  # every record's series are labelled, in order, with the record's index
+        mine = [lab for lab in labels if lab.record == k]
+        assert [lab.series for lab in mine] == list(range(len(rec["timeseries"])))
+        assert [lab.length for lab in mine] == [len(s) for s in rec["timeseries"]]
+        assert rec["input"].count("<ts><ts/>") == len(rec["timeseries"]) and rec["qa"]["kind"] in KIND_ATTRIBUTES
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["mine"]["file_name"] == "mine.jsonl" and info["mine"]["columns"]["timeseries"] == "timeseries"
+
+
+def test_uncertain_questions_are_left_out_and_counted(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert main(["describe", "--csv-dir", str(folder), "-o", str(out), "--name", "sure", "-q", "--min-confidence", "1"]) == EXIT_OK
+    report = json.loads((out / "sure.report.json").read_text())
+    labels = {}
+    for lab in read_labels(out / "sure.labels.jsonl"):
+        labels.setdefault(lab.record, []).append(lab)
+    for k, line in enumerate((out / "sure.jsonl").read_text().splitlines()):
+        qa = json.loads(line)["qa"]
+        for s in qa["series"]:
+            assert all(labels[k][s].confidence[a] >= 1.0 for a in KIND_ATTRIBUTES[qa["kind"]]), (qa, labels[k][s])
+    left = report["questions"]["left_out_uncertain"]
+    assert sum(left.values()) > 0 and "value" not in left  # values are read off the data: never uncertain
+    asked = report["questions"]["by_kind"]
+    applicable = 3 * len(KIND_ATTRIBUTES)  # an upper bound: 2 records x every kind, minus the ones that do not apply
+    assert sum(asked.values()) + sum(left.values()) <= applicable
+
+
+def test_same_input_same_bytes(folder: Path, tmp_path: Path):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"o{k}"
+        assert main(["describe", "--csv-dir", str(folder), "-o", str(out), "--name", "d", "-q", "--seed", "3"]) == EXIT_OK
+        outs.append([(out / f"d{s}").read_bytes() for s in (".jsonl", ".labels.jsonl", ".rejects.jsonl")])
+    assert outs[0] == outs[1]
+
+
+def test_records_json_mode_reads_images_as_convert_does(tmp_path: Path):
+    d = tmp_path / "csv"
+    d.mkdir()
+    _csv(d / "s1.csv", CASES[5][1])
+    recs = [{"instruction": "<image> what is this?", "output": "a step", "images": ["plots/s1.jpg"]},
+            {"instruction": "<image>", "output": "?", "images": ["C:\\plots\\missing.png"]},
+            {"instruction": "no image", "output": "?"}]
+    (tmp_path / "gdsh.json").write_text(json.dumps(recs))
+    out = tmp_path / "out"
+    assert main(["describe", str(tmp_path / "gdsh.json"), "--csv-dir", str(d), "-o", str(out), "--name", "g", "-q"]) == EXIT_OK
+    report = json.loads((out / "g.report.json").read_text())
+    assert (report["input"], report["described"]) == (3, 1)
+    assert report["rejected_by_reason"] == {"missing_csv": 1, "no_series": 1}
+    rejects = [json.loads(x) for x in (out / "g.rejects.jsonl").read_text().splitlines()]
+    assert [r["record"] for r in rejects] == recs[1:]  # the records as written, nothing lost
+    labels = list(read_labels(out / "g.labels.jsonl"))
+    assert {lab.extra["csv"] for lab in labels} == {"s1.csv"}
+    assert labels[0].local and labels[0].local[0].type == "step_down"
+
+
+def test_exit_codes(folder: Path, tmp_path: Path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["describe", "--csv-dir", str(empty), "-o", str(tmp_path / "o1"), "--name", "e"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no *.csv file" in err and str(empty) in err
+    assert not (tmp_path / "o1" / "e.jsonl").exists()
+    assert main(["describe", "--csv-dir", str(tmp_path / "nope"), "--name", "e"]) == EXIT_USAGE
+    assert main(["describe", "--csv-dir", str(folder), "--name", "e", "--min-confidence", "2"]) == EXIT_USAGE
+    assert main(["describe", "--csv-dir", str(folder), "-o", str(tmp_path / "o2"), "--name", "s", "-q", "--strict"]) == EXIT_REJECTED
+    assert "3 record(s) rejected" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # --name is required
+        main(["describe", "--csv-dir", str(folder)])
+    assert exc.value.code == EXIT_USAGE
+
+
+def test_console_script_runs_describe(folder: Path, tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "converters.cli", "describe", "--csv-dir", str(folder), "-o",
+                           str(tmp_path / "o"), "--name", "cli"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert "5 records: 2 described + 3 rejected" in proc.stdout and "left out" in proc.stdout
