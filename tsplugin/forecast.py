@@ -159,7 +159,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Arguments and input files are checked before the model loads; a problem raises (one line, exit 2, from
     `tsplugin.cli.main`)."""
-    from converters.writer import refuse_overwriting_inputs
+    from converters.paths import refuse_overwriting_inputs
 
     from tsplugin.checkpoints.layouts import locate
 

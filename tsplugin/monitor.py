@@ -268,7 +268,7 @@ def plot_path(plot: Path | None, output_dir: Path) -> Path:
     gets PLOT_NAME inside it; else an image file in an existing folder that is not one of the run's own
     files. ValueError (one line) otherwise; nothing is created."""
     # lazy: converters' writer, for its one definition of "an output that is an input"
-    from converters.writer import refuse_overwriting_inputs
+    from converters.paths import refuse_overwriting_inputs
 
     if plot is None:
         return output_dir / PLOT_NAME

@@ -39,7 +39,8 @@ from ..paths import DEFAULT_PATTERN, check_pattern, resolve_csv
 from ..records import parse_record
 from ..report import Report
 from ..safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
-from ..writer import OutputSet, refuse_overwriting_inputs
+from ..paths import refuse_overwriting_inputs
+from ..writer import OutputSet
 from .extract import describe_series
 from .qa_policy import KIND_ATTRIBUTES, MIN_CONFIDENCE, uncertain_attributes
 

@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 scored; 1 the file cannot be scored (missing, unreadable, a line that is not a JSON
     object, an invalid label) or the --json file cannot be written; 2 bad arguments (argparse)."""
     # lazy: converters' writer, for its one definition of "an output that is an input"
-    from converters.writer import refuse_overwriting_inputs
+    from converters.paths import refuse_overwriting_inputs
 
     path = Path(args.predictions)
     if args.json is not None:

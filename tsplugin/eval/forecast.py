@@ -365,7 +365,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit code 0, or 2 with a message for unusable input (or a --report that would overwrite an input)."""
     # lazy: converters' writer, for its one definition of "an output that is an input"
-    from converters.writer import refuse_overwriting_inputs
+    from converters.paths import refuse_overwriting_inputs
 
     if args.report:
         refuse_overwriting_inputs([args.report], [Path(args.predictions), args.test])
