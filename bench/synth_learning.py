@@ -1,7 +1,7 @@
 """Does a tiny model learn synth alignment data from the series? Held-out per-attribute accuracy, with the
 series and with the series shuffled between records (CPU, a few minutes).
 
-Usage: python bench/synth_learning.py [--records 1600] [--held-out 200] [--steps 100] [--length 64]
+Usage: python bench/synth_learning.py [--records 3200] [--held-out 200] [--steps 200] [--length 64]
                                       [--seed 0] [--keep DIR]
 
 Design choices:
@@ -72,9 +72,9 @@ def recipe(name: str, **overrides) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--records", type=int, default=1600, help="training records (default 1600)")
+    p.add_argument("--records", type=int, default=3200, help="training records (default 3200: one epoch of 200 steps)")
     p.add_argument("--held-out", type=int, default=200, help="held-out records (default 200)")
-    p.add_argument("--steps", type=int, default=100, help="LoRA steps of batch 16 (default 100)")
+    p.add_argument("--steps", type=int, default=200, help="LoRA steps of batch 16 (default 200)")
     p.add_argument("--length", type=int, default=64, help="points per series (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default 0)")
     p.add_argument("--keep", type=Path, default=None, help="work directory to keep (default: a temporary one)")
