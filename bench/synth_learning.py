@@ -14,6 +14,9 @@ Design choices:
   --profile tsfactory-v0` (the prefix gives only each series' offset and scale), then LoRA with stock
   LLaMA-Factory from yaml_recipes/tiny_cpu_demo.yaml, changed only in dataset, output paths and max_steps.
 - Scoring: `do_predict` greedy answers, scored by `tsplugin eval alignment` (per kind, per attribute).
+Measured (defaults, seed 0, one thread on the busy 2-core project machine, 190 s): held-out accuracy
+with the series / shuffled: local (spike or none) 0.944 / 0.505, trend 0.634 / 0.548, overall 0.800 / 0.525;
+at 100 steps: local 0.944 / 0.495, trend 0.430 / 0.430 (always "rising"). Trend direction is learned slowly.
 Not a test.
 """
 
