@@ -317,3 +317,20 @@ def _no_checkpoint_code_runs():
 
     ran = [name for path in _TWIN_MARKERS for name in markers(path)]
     assert not ran, f"a checkpoint's own code was imported: {ran}"
+
+
+def recipe_synth_command(recipe: str, **overrides: str) -> list[str]:
+    """The `tsplugin synth ...` arguments a recipe's header names (after `tsplugin`), with options replaced
+    (`records="48"` sets --records 48; `out_dir` sets -o)."""
+    import shlex
+
+    lines = (ROOT / "yaml_recipes" / recipe).read_text(encoding="utf-8").splitlines()
+    line = next(line for line in lines if line.startswith("#") and "tsplugin synth " in line)
+    argv = shlex.split(line.lstrip("#").strip())[1:]
+    for key, value in overrides.items():
+        flag = "-o" if key == "out_dir" else "--" + key.replace("_", "-")
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv

@@ -21,6 +21,7 @@ REGISTRIES = [
     ("tsplugin.architectures", "ARCHITECTURES"),
     ("tsplugin.cli", "COMMANDS"),
     ("tsplugin.eval.cli", "EVALS"),
+    ("tsplugin.synth.qa", "KINDS"),
     ("tsplugin.planner.estimate", "GPUS"),
     ("tsplugin.planner.shapes", "PRESETS"),
     ("tsplugin.processing.profiles", "PROFILES"),
@@ -106,11 +107,13 @@ def _duplicate_registrations():
     from tsplugin.planner.shapes import PRESETS, register_preset
     from tsplugin.processing.positions import POSITION_RULES, register_position_rule
     from tsplugin.processing.profiles import PROFILES, register_profile
+    from tsplugin.synth.qa import KINDS, register_kind
 
     return {
         "tsplugin.architectures.register_architecture": lambda: register_architecture(get_spec("qwen_ts")),
         "tsplugin.cli.register_command": lambda: register_command("chat", COMMANDS["chat"]),
         "tsplugin.eval.cli.register_eval": lambda: register_eval("anomaly", EVALS["anomaly"]),
+        "tsplugin.synth.qa.register_kind": lambda: register_kind("trend", KINDS["trend"]),
         "tsplugin.llamafactory.templates.register_ts_template": lambda: register_ts_template("chatts", ""),
         "tsplugin.models.encoders.register_encoder": lambda: register_encoder("patchtst", get_encoder("patchtst")),
         "tsplugin.models.projectors.register_projector": lambda: register_projector("linear", PROJECTORS["linear"]),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from conftest import ROOT, recipe_synth_command
 from tsplugin.cli import main as tsplugin
 from tsplugin.processing.placeholders import count_placeholders
 from tsplugin.synth import attributes, labels as schema, qa
@@ -223,3 +225,13 @@ def test_memory_does_not_grow_with_records(tmp_path):
     small, large = peak(20), peak(400)
     size = (tmp_path / "400" / "m.jsonl").stat().st_size
     assert large - small < 0.1 * size, (small, large, size)
+
+
+def test_the_stage1_recipe_trains_on_what_its_header_command_writes(tmp_path):
+    """The header's `tsplugin synth` writes the dataset the recipe names, where its dataset_dir says."""
+    argv = recipe_synth_command("qwen_ts_stage1_projector.yaml")
+    args = yaml.safe_load((ROOT / "yaml_recipes" / "qwen_ts_stage1_projector.yaml").read_text(encoding="utf-8"))
+    assert argv[argv.index("-o") + 1] == args["dataset_dir"] and argv[argv.index("--name") + 1] == args["dataset"]
+    assert tsplugin(recipe_synth_command("qwen_ts_stage1_projector.yaml", out_dir=str(tmp_path), records="10") + ["-q"]) == 0
+    info = json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))
+    assert (tmp_path / info[args["dataset"]]["file_name"]).is_file()

@@ -15,9 +15,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import PATCHTST, ROOT, make_qwen_base, run_lf, trainer_losses
+from conftest import PATCHTST, ROOT, make_qwen_base, recipe_synth_command, run_lf, trainer_losses
 
 from tsplugin.build.build_model import build_qwen_ts
+from tsplugin.cli import main as tsplugin
 
 RECIPES = ROOT / "yaml_recipes"
 CPU_OVERRIDES = dict(bf16=False, max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
@@ -40,7 +41,11 @@ def stages(tmp_path_factory):
     base = make_qwen_base(root / "qwen3")
     model = build_qwen_ts(base, root / "model", encoder="patchtst", flags=PATCHTST)
     stage1 = root / "stage1"
-    args = recipe("qwen_ts_stage1_projector.yaml", model_name_or_path=str(model), output_dir=str(stage1))
+    # stage 1's data: the synth alignment set its header makes, smaller and shorter
+    assert tsplugin(recipe_synth_command("qwen_ts_stage1_projector.yaml", out_dir=str(root / "synth"), records="24",
+                                         max_length="128") + ["-q"]) == 0
+    args = recipe("qwen_ts_stage1_projector.yaml", model_name_or_path=str(model), output_dir=str(stage1),
+                  dataset_dir=str(root / "synth"))
     assert args["finetuning_type"] == "freeze" and args["learning_rate"] == 1.0e-3
     run_lf(**args)
     return model, stage1

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -91,8 +91,10 @@ class SeriesLabels:
     extra: dict[str, Any] = field(default_factory=dict)  # the optional keys present (related, csv, column)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("extra")
+        out = {name: getattr(self, name) for name in REQUIRED_KEYS}
+        out["segments"] = [{"start": s.start, "end": s.end, "trend": s.trend} for s in self.segments]
+        out["local"] = [{"type": c.type, "position": c.position, "amplitude": c.amplitude} for c in self.local]
+        out["confidence"] = dict(self.confidence)
         out.update(self.extra)
         return out
 
