@@ -110,7 +110,7 @@ def test_cli_errors_name_the_file_the_line_and_the_fix(tmp_path, capsys):
 def test_eval_registry_refuses_duplicates_and_lists_kinds():
     with pytest.raises(ValueError, match="already registered"):
         evaluate.register_eval("anomaly", "somewhere.else")
-    with pytest.raises(KeyError, match="unknown eval kind 'nope'; valid: anomaly, forecast"):
+    with pytest.raises(KeyError, match="unknown eval kind 'nope'; valid: alignment, anomaly, forecast"):
         evaluate.get_eval("nope")
 
 
