@@ -11,6 +11,7 @@ import pytest
 from tsplugin.cli import main as tsplugin
 from tsplugin.eval.alignment import evaluate
 from tsplugin.synth import qa
+from tsplugin.synth.labels import labels_path
 
 N = 120
 
@@ -82,6 +83,17 @@ def test_cli_writes_json_with_overall(tmp_path, data, capsys):
     assert tsplugin(["eval", "alignment", str(preds), "--data", str(data), "--json", str(out)]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["overall"]["score"] == 1.0
     assert "questions 120, unparseable 0" in capsys.readouterr().out
+
+
+def test_json_that_would_replace_an_input_is_refused(tmp_path, data, capsys):
+    preds = predictions(tmp_path, data, lambda rec: rec["output"])
+    labels = labels_path(data)
+    for target in (preds, data, labels):
+        before = target.read_bytes()
+        assert tsplugin(["eval", "alignment", str(preds), "--data", str(data), "--json", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(target) in err[0] and "Traceback" not in err[0]
+        assert target.read_bytes() == before
 
 
 def test_files_that_do_not_line_up_are_refused(tmp_path, data, capsys):

@@ -21,7 +21,6 @@ and score = mean over questions of 1/0 (categorical, numeric within tolerance) o
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tsplugin.eval.anomaly import EvalInputError, read_pairs
+from tsplugin.eval.output import refuse_json_over_inputs, write_scores_json
 from tsplugin.jsonl import FileEncodingError, read_records
 from tsplugin.synth import qa as kinds
 from tsplugin.synth.labels import LabelsError, SeriesLabels, by_record, labels_path, read_labels
@@ -209,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 scored; 1 the files cannot be scored (missing, not lined up, no qa entries, bad labels) or
     --json cannot be written; 2 bad arguments (argparse)."""
     path = Path(args.predictions)
+    refuse_json_over_inputs(args.json, [path, args.data, labels_path(args.data)])
     for p, what in ((path, "a JSONL of predictions (OUTPUT_DIR/generated_predictions.jsonl)"), (args.data, "the NAME.jsonl they answer")):
         if not p.is_file():
             print(f"{p}: no such file; pass {what}.", file=sys.stderr)
@@ -220,11 +221,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(format_scores(result))
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        except OSError as err:
-            print(f"--json {args.json}: cannot write: {err.strerror or err}. Pick a writable path.", file=sys.stderr)
-            return 1
-        print(f"scores: {args.json}")
+        return write_scores_json(args.json, result)
     return 0

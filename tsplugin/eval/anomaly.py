@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tsplugin.jsonl import FileEncodingError, read_records
+from tsplugin.eval.output import refuse_json_over_inputs, write_scores_json
 
 TYPES = ("spike", "dip", "level_shift", "drift", "oscillation", "flatline", "none")
 PRED_COLUMNS = TYPES + ("other", "invalid")
@@ -251,12 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 scored; 1 the file cannot be scored (missing, unreadable, a line that is not a JSON
     object, an invalid label) or the --json file cannot be written; 2 bad arguments (argparse)."""
-    # lazy: converters' writer, for its one definition of "an output that is an input"
-    from converters.paths import refuse_overwriting_inputs
-
     path = Path(args.predictions)
-    if args.json is not None:
-        refuse_overwriting_inputs([args.json], [path])  # raises: one line from tsplugin.cli.main, exit 2
+    refuse_json_over_inputs(args.json, [path])
     if not path.is_file():
         print(f"{path}: no such file; pass a JSONL of predictions (e.g. OUTPUT_DIR/generated_predictions.jsonl).", file=sys.stderr)
         return 1
@@ -267,11 +264,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(format_scores(scores))
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
-        except OSError as err:
-            print(f"--json {args.json}: cannot write: {err.strerror or err}. Pick a writable path.", file=sys.stderr)
-            return 1
-        print(f"scores: {args.json}")
+        return write_scores_json(args.json, scores.to_dict())
     return 0
