@@ -47,6 +47,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.forecast_quality import tiny_base  # noqa: E402  (the one random tiny Qwen2 + local tokenizer of the benches)
 ENCODER = {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 32, "num_layers": 2, "num_heads": 4, "ffn_dim": 64}
 SYNTH_MIX = ["--kinds", "trend,local", "--trends", "increase,decrease", "--max-segments", "1", "--seasonal-prob", "0",
              "--local-types", "upward_spike", "--max-local", "1", "--local-prob", "0.5", "--min-length", "64", "--max-length", "64"]
@@ -60,23 +62,6 @@ def recipe(name: str, **overrides) -> dict:
     args.update(CPU)
     args.update(overrides)
     return {k: v for k, v in args.items() if v is not None}
-
-
-def tiny_qwen(out: Path, seed: int) -> Path:
-    """A random tiny Qwen2 + the local tokenizer (no download)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from tsplugin.build.init_model import PRESETS
-    from tsplugin.build.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer(ts_tokens=False)
-    config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, **PRESETS["tiny"])
-    torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 def write_text_only(data: Path, sources: list[str]) -> None:
@@ -153,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if tsplugin(["synth", "-o", str(data), "--name", name, "--records", str(n), "--seed", str(seed), "-q", *SYNTH_MIX]):
             raise SystemExit("tsplugin synth failed")
     write_ramps(data, args.seed)
-    llm = tiny_qwen(work / "qwen", args.seed)
+    llm = tiny_base(work / "qwen", args.seed)
     if args.pretrain_steps:
         write_text_only(data, ["synth_align", "ramps_train"])
         run_exp(dict(model_name_or_path=str(llm), stage="sft", do_train=True, finetuning_type="full", dataset="text_only",
