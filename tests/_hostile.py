@@ -5,7 +5,7 @@ owes a careless or hostile user, whatever the case:
 - exactly `stderr_lines` lines on stderr (one for an error), matching `stderr` (a regex), no traceback;
 - every file that existed before is unchanged (type and SHA-256; FIFOs and links are not followed);
 - nothing new appears outside the folders the row names in `writes` (relative to the case folder);
-- peak RSS of the command below `max_rss_mb` (ru_maxrss of the child, read back after it exits; an
+- peak RSS of the command below `max_rss_mb` (the child's VmHWM, read back after it exits; an
   address-space guard `RLIMIT_DATA` of twice that stops a runaway before it hurts the machine);
 - `check(case)`, when given, for what only that row knows (a reject's line number, a report field).
 
@@ -39,8 +39,15 @@ import atexit, importlib, os, resource, sys
 limit = int(os.environ["HOSTILE_DATA_LIMIT"])
 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 def _rss():
+    # VmHWM: this program's own high-water mark. ru_maxrss is not: Linux carries the parent's peak across
+    # fork + exec, so a child of a pytest process that has loaded torch would report pytest's RSS.
+    try:
+        with open("/proc/self/status") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with open(os.environ["HOSTILE_RSS_FILE"], "w") as fh:
-        fh.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        fh.write(str(kib))
 atexit.register(_rss)
 module, prog = sys.argv[1], sys.argv[2]
 sys.argv = [prog, *sys.argv[3:]]
