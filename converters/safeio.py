@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from tsplugin.userfiles import kind_of, read_at_most
+
 from .errors import InputError, RejectError
 
 DEFAULT_MAX_CSV_BYTES = 256 << 20
@@ -43,14 +45,6 @@ class ReadLimits:
 
     max_bytes: int = DEFAULT_MAX_CSV_BYTES
     allow_hard_links: bool = False
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def _missing(shown: str) -> RejectError:
@@ -125,7 +119,7 @@ def read_descriptor(fd: int, shown: str, limits: ReadLimits) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise RejectError(
                 "not_a_regular_file",
-                f"{shown} is a {_kind(st.st_mode)}, not a regular file, and was not read. Put the CSV's contents in a plain file",
+                f"{shown} is a {kind_of(st.st_mode)}, not a regular file, and was not read. Put the CSV's contents in a plain file",
             )
         if st.st_nlink > 1 and not limits.allow_hard_links:
             raise RejectError(
@@ -136,17 +130,11 @@ def read_descriptor(fd: int, shown: str, limits: ReadLimits) -> bytes:
         if st.st_size > limits.max_bytes:
             raise RejectError("csv_too_large", f"{shown} is {st.st_size} bytes, above --max-csv-bytes {limits.max_bytes}. "
                               "Raise --max-csv-bytes or split the series")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, limits.max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limits.max_bytes:
-                raise RejectError("csv_too_large", f"{shown} grew above --max-csv-bytes {limits.max_bytes} while being read. "
-                                  "Raise --max-csv-bytes or stop writing to the file")
-        return b"".join(chunks)
+        data = read_at_most(fd, limits.max_bytes)
+        if data is None:
+            raise RejectError("csv_too_large", f"{shown} grew above --max-csv-bytes {limits.max_bytes} while being read. "
+                              "Raise --max-csv-bytes or stop writing to the file")
+        return data
     except OSError as exc:
         raise RejectError("unreadable_csv", f"{shown}: cannot read: {exc.strerror}") from None
     finally:
@@ -197,7 +185,7 @@ def open_named_input(path: Path, max_pipe_bytes: int = DEFAULT_MAX_PIPE_BYTES) -
             fh = os.fdopen(fd, "rb")
         else:
             hint = "; to read a pipe pass /dev/stdin (cat FILE | tsconvert ... /dev/stdin)" if stat.S_ISFIFO(mode) else ""
-            raise InputError(f"{shown} is a {_kind(mode)}, not a regular file, and was not read. Pass a plain file{hint}")
+            raise InputError(f"{shown} is a {kind_of(mode)}, not a regular file, and was not read. Pass a plain file{hint}")
     except BaseException:
         os.close(fd)
         raise
@@ -251,13 +239,10 @@ def read_small_file(path: Path, max_bytes: int) -> bytes | None:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path} is a {_kind(st.st_mode)}, not a regular file, and was not read{keep}")
-        data = os.read(fd, min(st.st_size, max_bytes) + 1)
-        while len(data) <= max_bytes:
-            more = os.read(fd, max_bytes + 1 - len(data))
-            if not more:
-                return data
-            data += more
+            raise InputError(f"{path} is a {kind_of(st.st_mode)}, not a regular file, and was not read{keep}")
+        data = read_at_most(fd, max_bytes)
+        if data is not None:
+            return data
         raise InputError(f"{path} is larger than {max_bytes} bytes, more than any dataset_info.json needs, and was not read{keep}")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}{keep}") from None

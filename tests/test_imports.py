@@ -16,6 +16,7 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
 only `tsplugin.processing`, `tsplugin.jsonl`, `tsplugin.registry` (the generic registry helper),
+`tsplugin.userfiles` (opening a file a user named: the kind of a non-regular file, the bounded read),
 `tsplugin.synth.labels` (the labels schema `tsconvert describe` writes) and, for describe alone,
 `tsplugin.synth.qa` and `tsplugin.synth.attributes` (describe asks synth's questions and grades noise
 on synth's signal scale; both are numpy-only and import no converters module, so no cycle).
@@ -51,7 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Deliberate upward edges: the start-up hook hands each watched upstream module to the hooks;
 # `python -m tsplugin.eval.forecast` runs the one `tsplugin eval forecast` parser.
 ALLOWED_UPWARD = {("tsplugin._bootstrap", "tsplugin.llamafactory.hooks"), ("tsplugin.eval.forecast", "tsplugin.cli")}
-CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry", "tsplugin.synth.labels",
+CONVERTERS_MAY_IMPORT = ("tsplugin.processing", "tsplugin.jsonl", "tsplugin.registry", "tsplugin.userfiles", "tsplugin.synth.labels",
                          "tsplugin.synth.qa", "tsplugin.synth.attributes")
 MODULE_REASON = re.compile(r"^# lazy imports: \S", re.M)
 

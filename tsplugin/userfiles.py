@@ -71,21 +71,30 @@ def check_regular(path: str | os.PathLike, what: str = "file") -> int:
         os.close(fd)
 
 
+def read_at_most(fd: int, max_bytes: int) -> bytes | None:
+    """The rest of `fd`, read in chunks of at most 1 MiB, or None as soon as it holds more than `max_bytes`
+    (never more than `max_bytes` + 1 bytes held). OSError passes through; `fd` stays open."""
+    chunks, total = [], 0
+    while True:
+        chunk = os.read(fd, min(MiB, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+
+
 def read_capped(fd: int, shown: str, max_bytes: int, what: str = "file", fix: str = "") -> bytes:
     """At most `max_bytes` from `fd` (closed afterwards); UserFileError when the file holds more."""
     too_big = f"{shown}: the {what} is larger than {max_bytes} bytes, more than any {what} needs{fix}"
     try:
         if os.fstat(fd).st_size > max_bytes:
             raise UserFileError(too_big)
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(MiB, max_bytes + 1 - total))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise UserFileError(too_big)
+        data = read_at_most(fd, max_bytes)
+        if data is None:
+            raise UserFileError(too_big)
+        return data
     except OSError as exc:
         raise UserFileError(f"{shown}: cannot read the {what}: {exc.strerror}") from None
     finally:
