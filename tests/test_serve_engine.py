@@ -144,3 +144,28 @@ def test_serving_names_messages_by_their_place_in_the_request():
         check_conversation(messages, [[1.0]], SeriesLimits(), system="be brief")
     with pytest.raises(TimeSeriesInputError, match=r"^messages\[2\] \(user\) holds <ts/> outside a <ts><ts/> placeholder"):
         check_conversation([messages[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x <ts/>"}], [], SeriesLimits())
+
+
+def test_an_api_request_is_checked_and_measured_once(merged, monkeypatch):
+    """The API checks a request before a stream starts (4xx first); the engine then takes the checked series as
+    they are: the prompt is encoded once for the context check, not again in the engine; the answer is unchanged."""
+    import asyncio
+
+    from llamafactory.api import chat as api_chat
+    from llamafactory.api.protocol import ChatCompletionRequest
+
+    from tsplugin.llamafactory import engine as ts_engine
+
+    chat_model, reference = merged
+    series = _series()
+    question = "Compare <ts><ts/> with <ts><ts/>."
+    calls = []
+    measure = ts_engine.check_prompt_length
+    monkeypatch.setattr(ts_engine, "check_prompt_length", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    parts = [{"type": "text", "text": question}] + [{"type": "timeseries", "timeseries": {"data": s}} for s in series]
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": parts}], "max_tokens": NEW_TOKENS, "temperature": 0}
+    )
+    response = asyncio.run(api_chat.create_chat_completion_response(request, chat_model))
+    assert response.choices[0].message.content == reference.ask(question, series, max_new_tokens=NEW_TOKENS)
+    assert len(calls) == 1

@@ -146,6 +146,12 @@ def check_conversation(
     return [check_values(values, f"series {i}", limits) for i, values in enumerate(series)]
 
 
+class CheckedSeries(list):
+    """A conversation's series after `check_conversation` and `check_prompt_length` ran on them with the
+    messages they come with (the API runs both before a stream starts, to answer 4xx first); the engine's
+    own check takes them as they are instead of validating and encoding the prompt a second time."""
+
+
 def check_prompt_length(engine: Any, messages: Sequence[dict[str, Any]], system: str | None, tools: str | None,
                         series: Sequence[Sequence[float]]) -> int:
     """The prompt's length in tokens (text + each series' prefix and `<ts>` positions), encoded as the engine

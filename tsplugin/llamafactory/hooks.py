@@ -562,6 +562,8 @@ def hook_hf_engine(module: ModuleType) -> None:
     def checked(self, messages, system, tools, audios):
         if not ts_engine.is_timeseries_template(self.template):
             return audios
+        if isinstance(audios, ts_engine.CheckedSeries):  # the API checked these messages before the stream started
+            return audios or None
         series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system)
         ts_engine.check_prompt_length(self, messages, system, tools, series)
         return series or None
@@ -628,6 +630,8 @@ def hook_api_chat(module: ModuleType) -> None:
                 messages, system, tools, _images, _videos, audios = module._process_request(request.model_copy(deep=True))
                 series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(engine), system)
                 ts_engine.check_prompt_length(engine, messages, system, tools, series)
+                if series:  # the engine gets these, checked: it need not validate and encode the prompt again
+                    request._timeseries = ts_engine.CheckedSeries(series)
             return request
         except TimeSeriesInputError as err:
             raise module.HTTPException(status_code=err.status, detail=str(err)) from None
