@@ -195,6 +195,21 @@ def test_exit_codes(folder: Path, tmp_path: Path, capsys):
     assert exc.value.code == EXIT_USAGE
 
 
+@pytest.mark.parametrize("extra, says", [
+    (["--name", "../escape"], "path separator"),
+    (["--name", "a\\b"], "path separator"),
+    (["--name", "x" * 201], "over 200"),
+    (["--name", ".hidden"], "hidden file"),
+    (["--name", "ok", "--value-col", "value", "--value-col", "VALUE"], "same column"),
+])
+def test_usage_errors_exit_2_before_anything_is_written(folder: Path, tmp_path: Path, capsys, extra, says):
+    """convert's rules for --name and --value-col (converters.paths / converters.csvread), applied to describe."""
+    out = tmp_path / "o"
+    assert main(["describe", "--csv-dir", str(folder), "-o", str(out), *extra]) == EXIT_USAGE
+    assert says in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "escape.jsonl").exists()
+
+
 def test_console_script_runs_describe(folder: Path, tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "converters.cli", "describe", "--csv-dir", str(folder), "-o",
                            str(tmp_path / "o"), "--name", "cli"], capture_output=True, text=True, timeout=300, cwd=ROOT)

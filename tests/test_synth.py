@@ -199,6 +199,14 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, says):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("name", ["../escape", str(Path("/tmp") / "abs"), "a\\b", "", "x" * 201, ".hidden"])
+def test_a_name_that_is_not_a_plain_file_name_exits_2_before_writing(tmp_path, capsys, name):
+    """tsconvert's one rule for --name (converters.paths.check_dataset_name), plus synth's own: no hidden file."""
+    assert synth(tmp_path / "out", name=name) == 2
+    assert "--name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape.jsonl").exists()
+
+
 def test_a_restricted_mix_draws_only_what_it_names(tmp_path):
     assert synth(tmp_path, "--kinds", "trend=2,local", "--trends", "increase,decrease", "--max-segments", "1",
                  "--local-types", "upward_spike", "--max-local", "1", "--seasonal-prob", "0") == 0

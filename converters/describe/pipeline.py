@@ -29,13 +29,13 @@ from tsplugin.synth.attributes import Composed
 from tsplugin.synth.labels import LABELS_SUFFIX, SeriesLabels, dumps_label, validate_label
 
 from ..cleaning import clean
-from ..csvread import read_series
+from ..csvread import check_value_cols, read_series
 from ..errors import InputError, RejectError
 from ..forecast import read_header
 from ..formats import get_output_format
 from ..jsonenc import dumps, dumps_series, record_line
 from ..jsonstream import compact_text, iter_raw_records
-from ..paths import DEFAULT_PATTERN, check_pattern, resolve_csv
+from ..paths import DEFAULT_PATTERN, check_dataset_name, check_pattern, resolve_csv
 from ..records import parse_record
 from ..report import Report
 from ..safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
@@ -88,8 +88,11 @@ def output_names(name: str) -> list[str]:
 
 def describe(opts: DescribeOptions) -> dict[str, Any]:
     """Run describe; returns the report (also written to NAME.report.json)."""
-    if not opts.name or "/" in opts.name or opts.name.startswith("."):
-        raise InputError(f"--name {opts.name!r}: a file stem (letters, digits, _ -), not a path")
+    check_dataset_name(opts.name)  # convert's one rule: a plain file name, no path
+    if opts.name.startswith("."):
+        raise InputError(f"--name {opts.name!r}: a file stem (letters, digits, _ -), not a hidden file")
+    if opts.value_cols:
+        check_value_cols(opts.value_cols)  # convert's rule: a repeated or case-duplicate --value-col is a usage error
     csv_dir = opts.csv_dir.resolve()
     if not csv_dir.is_dir():
         raise InputError(f"--csv-dir {opts.csv_dir}: not a directory. Pass the folder holding the CSV files")

@@ -21,6 +21,7 @@ from typing import Iterator
 from converters.errors import OutputError
 from converters.formats import get_output_format
 from converters.jsonenc import dumps_series, record_line
+from converters.paths import check_dataset_name
 from converters.writer import OutputSet
 from tsplugin.synth.attributes import AttributeMix, Composed, compose_record
 from tsplugin.synth.labels import LABELS_SUFFIX, LOCAL_TYPES, NOISE_LEVELS, SEASON_SHAPES, TRENDS, dumps_label, validate_label
@@ -111,8 +112,9 @@ def _choices(text: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
 def options(args: argparse.Namespace) -> SynthOptions:
     if args.records < 1:
         raise ValueError(f"--records is {args.records}; at least 1")
-    if not args.name or "/" in args.name or args.name.startswith("."):
-        raise ValueError(f"--name {args.name!r}: a file stem (letters, digits, _ -), not a path")
+    check_dataset_name(args.name)  # tsconvert's one rule: a plain file name, no path (exit 2 before anything is written)
+    if args.name.startswith("."):
+        raise ValueError(f"--name {args.name!r}: a file stem (letters, digits, _ -), not a hidden file")
     mix = AttributeMix(
         trends=_choices(args.trends, TRENDS, "--trends"), shapes=_choices(args.shapes, SEASON_SHAPES, "--shapes"),
         noises=_choices(args.noises, NOISE_LEVELS, "--noises"),
