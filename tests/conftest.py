@@ -226,6 +226,7 @@ def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True)
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     from tsplugin.build.tokenizer import build_tokenizer
+    from tsplugin.build.tokenizer_files import save_tokenizer
 
     tokenizer = build_tokenizer(ts_tokens=False)
     sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -237,7 +238,7 @@ def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True)
         config, cls = Qwen2Config(**sizes), Qwen2ForCausalLM
     torch.manual_seed(0)
     cls(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)  # as Qwen ships it: transformers 4.57 and 5.x load it
     return directory
 
 
@@ -257,6 +258,7 @@ def tiny_timellm(tmp_path_factory) -> Path:
 
     from tsplugin.build.build_forecaster import build_timellm
     from tsplugin.build.tokenizer import build_tokenizer
+    from tsplugin.build.tokenizer_files import save_tokenizer
 
     root = tmp_path_factory.mktemp("timellm")
     tokenizer = build_tokenizer(ts_tokens=False)
@@ -265,7 +267,7 @@ def tiny_timellm(tmp_path_factory) -> Path:
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
+    save_tokenizer(tokenizer, root / "base")
     return build_timellm(root / "base", root / "model", TIMELLM_BLOCK, seed=0)
 
 

@@ -458,9 +458,10 @@ def hook_trainer_utils(module: ModuleType) -> None:
 
 def hook_tuner(module: ModuleType) -> None:
     """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
-    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`;
+    `export_model` (`llamafactory-cli export`, LlamaBoard's export tab): see `make_export_model`."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
-    _require(module, "_training_function", *stages)
+    _require(module, "_training_function", "export_model", "get_infer_args", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
@@ -476,6 +477,28 @@ def hook_tuner(module: ModuleType) -> None:
 
     for stage in stages:
         _wrap(module, stage, make)
+    _wrap(module, "export_model", functools.partial(make_export_model, module))
+
+
+def make_export_model(module: ModuleType, original: Callable) -> Callable:
+    """`export_model`: after LLaMA-Factory saves a time-series model, its tokenizer_config.json is rewritten to
+    the released checkpoints' form (`tsplugin.build.tokenizer_files`), so the export loads under
+    transformers 4.57 (vLLM's) as well as 5.x. Other models' exports are left as LLaMA-Factory wrote them."""
+
+    def export_model(args: dict[str, Any] | None = None) -> None:
+        original(args)
+        model_args = module.get_infer_args(args)[0]  # the same arguments the export just parsed
+        export_dir = model_args.export_dir
+        if export_dir is None or not os.path.isfile(os.path.join(export_dir, "tokenizer.json")):
+            return  # nothing exported, or LLaMA-Factory could not save the tokenizer (it warned)
+        from tsplugin.build.tokenizer_files import write_release_tokenizer_config
+        from tsplugin.checkpoints.layouts import read_config
+
+        if read_config(export_dir) is not None:  # a time-series checkpoint
+            write_release_tokenizer_config(export_dir)
+            logger.info("tsplugin: %s/tokenizer_config.json written in the released form (transformers 4.57 and 5.x)", export_dir)
+
+    return export_model
 
 
 def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
