@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from conftest import make_qwen_base
+from conftest import assert_release_tokenizer_form, make_qwen_base
 from tsplugin.cli import main
 from tsplugin.build.init_model import PRESETS, build_model, ts_block
 from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
@@ -38,22 +38,6 @@ def check_loadable(path, arch):
         out = model(input_ids=ids, timeseries=ts)
     assert torch.isfinite(out.logits).all()
     return model, tokenizer, config
-
-
-def assert_release_tokenizer_form(path, config=None):
-    """tokenizer_config.json as the released checkpoints ship it, which transformers 4.57 loads: 4.57 knows no
-    class `TokenizersBackend` and reads `extra_special_tokens` as a dict of named tokens (`.keys()`)."""
-    tok = json.loads((path / "tokenizer_config.json").read_text())
-    assert tok["tokenizer_class"] == "Qwen2Tokenizer"
-    assert "backend" not in tok and not isinstance(tok.get("extra_special_tokens", {}), list)
-    assert tok.get("extra_special_tokens", {"named": 1}) != {}  # an empty dict hides the list under 5.x
-    assert {"<ts>", "<ts/>"} <= set(tok["additional_special_tokens"])
-    decoder = {entry["content"]: int(i) for i, entry in tok["added_tokens_decoder"].items()}
-    added = {t["content"]: t["id"] for t in json.loads((path / "tokenizer.json").read_text())["added_tokens"]}
-    assert decoder == added
-    assert all(entry["special"] for entry in tok["added_tokens_decoder"].values())
-    if config is not None and "ts_token_start_index" in config:
-        assert (decoder["<ts>"], decoder["<ts/>"]) == (config["ts_token_start_index"], config["ts_token_end_index"])
 
 
 # tokenizer_config.json exactly as transformers 5.6 saves build_tokenizer()'s tokenizer (the form 4.57 fails on).
