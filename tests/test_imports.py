@@ -11,8 +11,8 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
   2 models       tsplugin.models (configs, modeling, encoders, projectors)
   3 tools        tsplugin.build, planner, eval, checkpoints.inspect, chat, forecast, monitor,
                  nan_guard, quickstart (may use each other and converters' CSV reader)
-  4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui, tsplugin.vllm (what vLLM's
-                 entry points load: the serving integrations sit beside LLaMA-Factory's)
+  4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui, tsplugin.vllm
+                 (the vLLM model plugin: serving, like LLaMA-Factory's engines)
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
 only `tsplugin.processing`, `tsplugin.jsonl` and `tsplugin.registry` (the generic registry helper).
