@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import PATCHTST, lf_args, make_qwen_base, run_lf, trainer_losses, write_dataset
+from conftest import PATCHTST, assert_release_tokenizer_form, lf_args, make_qwen_base, run_lf, trainer_losses, write_dataset
 
 from tsplugin.build.build_model import build_qwen_ts
 from tsplugin.models.encoders import ENCODERS, build_encoder, get_encoder, register_encoder
@@ -70,6 +70,7 @@ def test_build_model_save_load_round_trip_gives_equal_logits(encoder, llm_type, 
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    assert_release_tokenizer_form(out, config)  # transformers 4.57 (vLLM's) loads it too
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.convert_tokens_to_ids("<ts>") == config["ts_token_start_index"]
     assert tokenizer.convert_tokens_to_ids("<ts/>") == config["ts_token_end_index"]

@@ -3,10 +3,12 @@ LLaMA-Factory path (train -> do_predict -> eval forecast -> export -> tsplugin f
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from conftest import TIMELLM_BLOCK, run_lf, trainer_losses
+from conftest import TIMELLM_BLOCK, assert_release_tokenizer_form, run_lf, trainer_losses
 
 SEQ, PRED = TIMELLM_BLOCK["seq_len"], TIMELLM_BLOCK["pred_len"]
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 through a 2-layer decoder: reduction order only
@@ -29,6 +31,11 @@ def waves(n=3, length=SEQ + 5, seed=0):
     g = np.random.default_rng(seed)
     t = np.arange(length)
     return [np.sin(2 * np.pi * t / (6 + 3 * k)) * (1 + k) + 0.1 * g.standard_normal(length) + k for k in range(n)]
+
+
+def test_build_forecaster_writes_the_released_tokenizer_form(tiny_timellm):
+    """transformers 4.57 (vLLM's) loads the forecaster's tokenizer too."""
+    assert_release_tokenizer_form(tiny_timellm, json.loads((tiny_timellm / "config.json").read_text()))
 
 
 def test_revin_round_trip_and_forecast_is_the_head_output_denormalised(model):
