@@ -11,7 +11,8 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
   2 models       tsplugin.models (configs, modeling, encoders, projectors)
   3 tools        tsplugin.build, planner, eval, checkpoints.inspect, chat, forecast, monitor,
                  nan_guard, quickstart (may use each other and converters' CSV reader)
-  4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui
+  4 llamafactory tsplugin.llamafactory (hooks, data, plugin, engine), tsplugin.webui, tsplugin.vllm
+                 (the vLLM model plugin: serving, like LLaMA-Factory's engines)
   5 entry        tsplugin.cli, tsplugin._bootstrap (the .pth start-up hook)
 Within a layer any direction is allowed; the cycle check keeps it acyclic. `converters` may import
 only `tsplugin.processing`, `tsplugin.jsonl` and `tsplugin.registry` (the generic registry helper).
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("tsplugin.models",)),
     ("tools", ("tsplugin.build", "tsplugin.planner", "tsplugin.eval", "tsplugin.checkpoints", "tsplugin.chat",
                "tsplugin.forecast", "tsplugin.monitor", "tsplugin.nan_guard", "tsplugin.quickstart")),
-    ("llamafactory", ("tsplugin.llamafactory", "tsplugin.webui")),
+    ("llamafactory", ("tsplugin.llamafactory", "tsplugin.webui", "tsplugin.vllm")),
     ("entry", ("tsplugin.cli", "tsplugin._bootstrap")),
 ]
 # Deliberate upward edges: the start-up hook hands each watched upstream module to the hooks;
