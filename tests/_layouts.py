@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tsplugin.build.tokenizer_files import save_tokenizer
+
 HIDDEN = 64  # decoder and encoder width of every twin
 ORG = "bytedance-research"
 
@@ -276,14 +278,12 @@ def build_twin(name: str, out: Path, marker_dir: Path, seed: int = 0) -> Path:
     _write_weights(release, _state_dict(release, config, seed), out)
 
     template = tokenizer.chat_template
-    tokenizer.save_pretrained(out)
+    # The releases were written by transformers 4.x: Qwen2Tokenizer, added_tokens_decoder,
+    # additional_special_tokens (the form save_tokenizer writes), and (ChatTS-14B) the chat template inside
+    # tokenizer_config.json; ChatTS-8B: chat_template.jinja.
+    tok_config_path = save_tokenizer(tokenizer, out)
     (out / "chat_template.jinja").unlink(missing_ok=True)
-    tok_config_path = out / "tokenizer_config.json"
     tok_config = json.loads(tok_config_path.read_text())
-    # The releases were written by transformers 4.x: Qwen2Tokenizer, additional_special_tokens, and
-    # (ChatTS-14B) the chat template inside tokenizer_config.json; ChatTS-8B: chat_template.jinja.
-    tok_config["tokenizer_class"] = "Qwen2Tokenizer"
-    tok_config["additional_special_tokens"] = tok_config.pop("extra_special_tokens")
     if release.backbone == "qwen3":
         (out / "chat_template.jinja").write_text(QWEN3_CHAT_TEMPLATE)
     else:

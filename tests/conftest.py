@@ -33,6 +33,33 @@ GDSH = GDSH_SAMPLE / "gdsh.json"
 GDSH_CSV = GDSH_SAMPLE / "timeseries" / "gdsh"
 
 
+VLLM_VENV_ERROR = "TSFACTORY_VLLM_VENV_ERROR"  # .ci/run sets it when the vLLM venv could not be built
+
+
+def vllm_unavailable() -> str | None:
+    """Why the `vllm` tier cannot run here (the venv error .ci/run passed on, or vLLM's import error), or None."""
+    reason = os.environ.get(VLLM_VENV_ERROR)
+    if reason:
+        return f"the vLLM venv could not be built: {reason}"
+    try:
+        import vllm  # noqa: F401
+    except Exception as err:  # vLLM raises more than ImportError when its platform or torch does not fit
+        return f"vllm does not import: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` deselection: vLLM is imported only when a vllm test is selected
+def pytest_collection_modifyitems(config, items):
+    """`-m vllm` where vLLM is missing: the tests skip with the reason (built by `.ci/vllm-venv.sh`)."""
+    selected = [item for item in items if item.get_closest_marker("vllm") is not None]
+    if not selected:
+        return
+    reason = vllm_unavailable()
+    if reason is not None:
+        for item in selected:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen3ts(tmp_path_factory) -> Path:
     """A tiny ChatTS-8B-architecture model (Qwen3 backbone, patch 8, position embedding)."""
@@ -226,6 +253,7 @@ def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True)
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     from tsplugin.build.tokenizer import build_tokenizer
+    from tsplugin.build.tokenizer_files import save_tokenizer
 
     tokenizer = build_tokenizer(ts_tokens=False)
     sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -237,8 +265,25 @@ def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True)
         config, cls = Qwen2Config(**sizes), Qwen2ForCausalLM
     torch.manual_seed(0)
     cls(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)  # as Qwen ships it: transformers 4.57 and 5.x load it
     return directory
+
+
+def assert_release_tokenizer_form(path, config=None):
+    """tokenizer_config.json as the released checkpoints ship it, which transformers 4.57 loads: 4.57 knows no
+    class `TokenizersBackend` and reads `extra_special_tokens` as a dict of named tokens (`.keys()`)."""
+    path = Path(path)
+    tok = json.loads((path / "tokenizer_config.json").read_text())
+    assert tok["tokenizer_class"] == "Qwen2Tokenizer"
+    assert "backend" not in tok and not isinstance(tok.get("extra_special_tokens", {}), list)
+    assert tok.get("extra_special_tokens", {"named": 1}) != {}  # an empty dict hides the list under 5.x
+    assert {"<ts>", "<ts/>"} <= set(tok["additional_special_tokens"])
+    decoder = {entry["content"]: int(i) for i, entry in tok["added_tokens_decoder"].items()}
+    added = {t["content"]: t["id"] for t in json.loads((path / "tokenizer.json").read_text())["added_tokens"]}
+    assert decoder == added
+    assert all(entry["special"] for entry in tok["added_tokens_decoder"].values())
+    if config is not None and "ts_token_start_index" in config:
+        assert (decoder["<ts>"], decoder["<ts/>"]) == (config["ts_token_start_index"], config["ts_token_end_index"])
 
 
 # A small PatchTST encoder block (qwen_ts tests, two-stage training).
@@ -257,6 +302,7 @@ def tiny_timellm(tmp_path_factory) -> Path:
 
     from tsplugin.build.build_forecaster import build_timellm
     from tsplugin.build.tokenizer import build_tokenizer
+    from tsplugin.build.tokenizer_files import save_tokenizer
 
     root = tmp_path_factory.mktemp("timellm")
     tokenizer = build_tokenizer(ts_tokens=False)
@@ -265,7 +311,7 @@ def tiny_timellm(tmp_path_factory) -> Path:
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
+    save_tokenizer(tokenizer, root / "base")
     return build_timellm(root / "base", root / "model", TIMELLM_BLOCK, seed=0)
 
 

@@ -209,7 +209,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 TORCH_FREE = ("tsplugin.cli", "tsplugin.planner.cli", "tsplugin.planner.estimate", "tsplugin.planner.fit",
               "tsplugin.checkpoints.inspect", "tsplugin.processing", "tsplugin.processing.positions",
-              "converters.cli", "converters.convert", "converters.validate", "converters.forecast")
+              "converters.cli", "converters.convert", "converters.validate", "converters.forecast",
+              "tsplugin.vllm.platform")  # vLLM loads its platform plugins before anything else
 
 
 def test_cli_planner_inspect_processing_and_converters_import_no_torch():

@@ -1,4 +1,5 @@
-"""`tsplugin init-model` and its Python API `build_model` (offline, tiny, deterministic)."""
+"""`tsplugin init-model` and its Python API `build_model` (offline, tiny, deterministic); the tokenizer
+files every tsplugin writer saves load under transformers 4.57 (vLLM's) and 5.x."""
 
 import json
 
@@ -7,12 +8,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from conftest import make_qwen_base
+from conftest import assert_release_tokenizer_form, make_qwen_base
 from tsplugin.cli import main
 from tsplugin.build.init_model import PRESETS, build_model, ts_block
 from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
 from tsplugin.processing import TimeSeriesProcessor
-from tsplugin.build.tokenizer import ts_token_ids
+from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
+from tsplugin.build.tokenizer_files import save_tokenizer, write_release_tokenizer_config
 
 EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
 
@@ -27,6 +29,7 @@ def check_loadable(path, arch):
     assert config["architectures"] == [type(model).__name__]
     assert (config["ts_token_start_index"], config["ts_token_end_index"]) == ts_token_ids(tokenizer)
     assert "auto_map" not in config
+    assert_release_tokenizer_form(path, config)
     # a prompt with a series runs end to end through the processor built from the directory
     processor = TimeSeriesProcessor.from_pretrained(path)
     text, ts = processor("请分析下图中 PIC-3105.PV 的运行数据 <ts><ts/>", [[float(i % 13) for i in range(50)]])
@@ -35,6 +38,76 @@ def check_loadable(path, arch):
         out = model(input_ids=ids, timeseries=ts)
     assert torch.isfinite(out.logits).all()
     return model, tokenizer, config
+
+
+# tokenizer_config.json exactly as transformers 5.6 saves build_tokenizer()'s tokenizer (the form 4.57 fails on).
+TRANSFORMERS5_TOKENIZER_CONFIG = {
+    "backend": "tokenizers", "bos_token": None, "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>",
+    "extra_special_tokens": ["<ts>", "<ts/>"], "model_max_length": 32768, "pad_token": "<|endoftext|>",
+    "tokenizer_class": "TokenizersBackend", "unk_token": None,
+}
+
+
+def test_tokenizer_saved_by_transformers5_is_rewritten_to_a_form_both_versions_load(tmp_path):
+    import transformers
+
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(TRANSFORMERS5_TOKENIZER_CONFIG))
+    if int(transformers.__version__.split(".")[0]) < 5:  # what vLLM's transformers says about the 5.x files
+        with pytest.raises(ValueError, match="TokenizersBackend does not exist"):
+            AutoTokenizer.from_pretrained(tmp_path)
+    write_release_tokenizer_config(tmp_path)
+    assert_release_tokenizer_form(tmp_path)
+    rewritten = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    # nothing else changed: every other key is kept as written
+    rewritten_keys = ("backend", "extra_special_tokens", "tokenizer_class")
+    assert {k: v for k, v in rewritten.items() if k in TRANSFORMERS5_TOKENIZER_CONFIG and k not in rewritten_keys} == {
+        k: v for k, v in TRANSFORMERS5_TOKENIZER_CONFIG.items() if k not in rewritten_keys}
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<|im_start|>user\n请分析 PIC-3105.PV [offset=1.0000|scaling=2.0000]<ts><ts/> 98.6<|im_end|>\n"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert loaded.encode(text, add_special_tokens=False) == ids and loaded.decode(ids) == text
+    assert ts_token_ids(loaded) == ts_token_ids(tokenizer)
+    assert (loaded.eos_token, loaded.pad_token, loaded.unk_token, loaded.bos_token) == ("<|im_end|>", "<|endoftext|>", None, None)
+    assert write_release_tokenizer_config(tmp_path).read_text() == (tmp_path / "tokenizer_config.json").read_text()  # idempotent
+
+
+def test_tokenizer_config_keeps_what_the_user_wrote(tmp_path):
+    """Named extras, processor keys and a generic tokenizer without Qwen's tokens keep their meaning."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<ts>", "<ts/>"]})
+    tokenizer.save_pretrained(tmp_path)
+    path = tmp_path / "tokenizer_config.json"
+    user = json.loads(path.read_text())
+    user.update(processor_class="Qwen3TSProcessor", auto_map={"AutoProcessor": "processing_qwen3_ts.Qwen3TSProcessor"})
+    path.write_text(json.dumps(user))
+    write_release_tokenizer_config(tmp_path)
+    tok = json.loads(path.read_text())
+    assert tok["tokenizer_class"] == "PreTrainedTokenizerFast"  # not Qwen-style: no claim that it is
+    assert tok["processor_class"] == "Qwen3TSProcessor" and tok["auto_map"] == user["auto_map"]
+    assert tok["additional_special_tokens"] == ["<ts>", "<ts/>"]
+    assert AutoTokenizer.from_pretrained(tmp_path).encode("a <ts> b", add_special_tokens=False) == [0, 3, 1]
+
+
+def test_tokenizer_files_that_disagree_are_refused_naming_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"tokenizer_config\.json: not found; save a fast tokenizer"):
+        write_release_tokenizer_config(tmp_path)
+    save_tokenizer(build_tokenizer(), tmp_path)
+    path = tmp_path / "tokenizer_config.json"
+    before = json.loads(path.read_text())
+    path.write_text(json.dumps({**before, "additional_special_tokens": ["<ts>", "<nope>"]}))
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: special tokens \['<nope>'\] are not in tokenizer\.json"):
+        write_release_tokenizer_config(tmp_path)
+    assert json.loads(path.read_text())["additional_special_tokens"] == ["<ts>", "<nope>"]  # left as the user had it
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"tokenizer\.json: not valid JSON"):
+        write_release_tokenizer_config(tmp_path)
 
 
 @pytest.mark.parametrize("arch,patch,pos_emb", [("chatts", 16, False), ("qwen3ts", 8, True)])

@@ -31,6 +31,7 @@ from tsplugin.models import (
 )
 from tsplugin.processing import batch_series, encode_series, expand_placeholders
 from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
+from tsplugin.build.tokenizer_files import save_tokenizer
 
 H = 32  # hidden size of the test models
 TS_PLAIN = {"patch_size": 16, "num_layers": 5, "hidden_size": H, "num_features": 2}  # ChatTS-14B first release
@@ -176,7 +177,7 @@ def write_released_checkpoint(path, arch, ts, tokenizer):
     (path / "config.json").write_text(json.dumps(config, indent=2))
     state = qwen_state_dict(arch, config)
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(path)
+    save_tokenizer(tokenizer, path)  # as the releases ship it
     return state
 
 

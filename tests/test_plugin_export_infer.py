@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import GDSH_CSV, ROOT, lf_args, run_lf
+from conftest import GDSH_CSV, ROOT, assert_release_tokenizer_form, lf_args, run_lf
 
 CSV = GDSH_CSV / "gdsh_second_20250601_PIC-3105.PV.csv"
 
@@ -35,6 +35,16 @@ def trained(tiny_qwen3ts, tmp_path_factory):
         )
     )
     return tiny_qwen3ts, adapter, merged
+
+
+def test_export_writes_the_tokenizer_in_the_released_form(trained):
+    """`llamafactory-cli export` (tsplugin's export_model hook): transformers 4.57 (vLLM's) loads what it wrote."""
+    from transformers import AutoTokenizer
+
+    _, _, merged = trained
+    config = json.loads((merged / "config.json").read_text())
+    assert_release_tokenizer_form(merged, config)
+    assert AutoTokenizer.from_pretrained(merged).convert_tokens_to_ids("<ts>") == config["ts_token_start_index"]
 
 
 def _inputs(model_dir):

@@ -8,6 +8,7 @@ the CPU dtype are overridden.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import PATCHTST, ROOT, make_qwen_base, run_lf, trainer_losses
+from conftest import PATCHTST, ROOT, assert_release_tokenizer_form, make_qwen_base, run_lf, trainer_losses
 
 from tsplugin.build.build_model import build_qwen_ts
 
@@ -73,6 +74,8 @@ def test_stage1_trains_only_the_projector(stages):
     assert set(before) == set(after)
     changed = {k for k in before if not torch.equal(before[k], after[k].to(before[k].dtype))}
     assert changed == {k for k in before if k.startswith("ts_projector.")}  # every projector tensor, nothing else
+    # the saved model loads under transformers 4.57 (vLLM's) too: the tokenizer in the released form (the tuner hook)
+    assert_release_tokenizer_form(stage1, json.loads((stage1 / "config.json").read_text()))
 
 
 def test_stage2_lora_starts_from_the_stage1_projector_and_trains_it(stages, tmp_path, fp_close):

@@ -97,15 +97,18 @@ def _generation_config(tokenizer: Any, base: Path | None) -> Any:
 
 
 def save_checkpoint(model: Any, tokenizer: Any, out: Path, dtype: str, base: Path | None) -> Any:
-    """Cast, name the architecture, set Qwen stop tokens and write model + tokenizer to `out`."""
+    """Cast, name the architecture, set Qwen stop tokens and write model + tokenizer to `out` (the tokenizer in
+    the released checkpoints' form, which transformers 4.57 and 5.x both load: tsplugin.build.tokenizer_files)."""
     import torch
+
+    from tsplugin.build.tokenizer_files import save_tokenizer
 
     model = model.to(getattr(torch, dtype))
     model.config.architectures = [type(model).__name__]
     model.generation_config = _generation_config(tokenizer, base)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     return model
 
 

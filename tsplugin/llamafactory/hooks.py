@@ -458,9 +458,12 @@ def hook_trainer_utils(module: ModuleType) -> None:
 
 def hook_tuner(module: ModuleType) -> None:
     """`run_pt` / `run_sft` / `run_rm` / `run_dpo` / `run_kto` as `_training_function` calls them: append
-    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`."""
+    `tsplugin.nan_guard.NanGuardCallback` when the recipe sets `timeseries_nan_guard: true`, and afterwards
+    write the saved tokenizer in the released form (`release_tokenizer_files`: a fully fine-tuned time-series
+    model in `output_dir` loads under transformers 4.57, vLLM's, too); `export_model` (`llamafactory-cli
+    export`, LlamaBoard's export tab): the same for the exported model."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
-    _require(module, "_training_function", *stages)
+    _require(module, "_training_function", "export_model", "get_infer_args", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
@@ -470,12 +473,43 @@ def hook_tuner(module: ModuleType) -> None:
             callbacks = kwargs.get("callbacks", rest[-1] if rest else None)
             if guard is not None and isinstance(callbacks, list):
                 callbacks.append(guard)
-            return original(model_args, data_args, training_args, finetuning_args, *rest, **kwargs)
+            result = original(model_args, data_args, training_args, finetuning_args, *rest, **kwargs)
+            if training_args.should_save:  # the main process, which wrote the files
+                output = training_args.output_dir
+                checkpoints = sorted(p for p in os.listdir(output) if p.startswith("checkpoint-")) if os.path.isdir(output) else []
+                for directory in (output, *(os.path.join(output, p) for p in checkpoints)):
+                    release_tokenizer_files(directory)
+            return result
 
         return run_stage
 
     for stage in stages:
         _wrap(module, stage, make)
+    _wrap(module, "export_model", functools.partial(make_export_model, module))
+
+
+def release_tokenizer_files(directory: str | None) -> None:
+    """A time-series checkpoint LLaMA-Factory saved in `directory`: its tokenizer_config.json in the released
+    checkpoints' form (`tsplugin.build.tokenizer_files`), so it loads under transformers 4.57 (vLLM's) as well as
+    5.x. Anything else (another model, an adapter-only directory, no tokenizer saved) is left as it was written."""
+    if directory is None or not os.path.isfile(os.path.join(directory, "tokenizer.json")):
+        return  # nothing saved there, or LLaMA-Factory could not save the tokenizer (it warned)
+    from tsplugin.build.tokenizer_files import write_release_tokenizer_config
+    from tsplugin.checkpoints.layouts import read_config
+
+    if os.path.isfile(os.path.join(directory, "config.json")) and read_config(directory) is not None:
+        write_release_tokenizer_config(directory)
+        logger.info("tsplugin: %s/tokenizer_config.json written in the released form (transformers 4.57 and 5.x)", directory)
+
+
+def make_export_model(module: ModuleType, original: Callable) -> Callable:
+    """`export_model`: the exported time-series model's tokenizer files in the released form (`release_tokenizer_files`)."""
+
+    def export_model(args: dict[str, Any] | None = None) -> None:
+        original(args)
+        release_tokenizer_files(module.get_infer_args(args)[0].export_dir)  # the arguments the export just parsed
+
+    return export_model
 
 
 def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:

