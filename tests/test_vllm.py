@@ -18,8 +18,7 @@ import os
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.vllm
-vllm = pytest.importorskip("vllm", reason="vLLM is not installed here: build its venv with .ci/vllm-venv.sh")
+pytestmark = pytest.mark.vllm  # conftest skips these with the reason where vLLM is missing (.ci/vllm-venv.sh builds it)
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core runs in this process
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache per engine (default 4): tiny models
