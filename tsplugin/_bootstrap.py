@@ -18,8 +18,8 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-# Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS and
-# TRANSFORMERS_HOOKS (and the plugin module, see on_import).
+# Modules whose import triggers a hook; kept in sync with tsplugin.llamafactory.hooks.HOOKS,
+# TRANSFORMERS_HOOKS, VLLM_HOOKS (and the plugin module, see on_import).
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
@@ -48,6 +48,8 @@ WATCHED = frozenset(
         # transformers itself: released ChatTS checkpoints load with tsplugin's classes in any process.
         "transformers.configuration_utils",
         "transformers.models.auto.processing_auto",
+        # vLLM (`vllm serve`): series parts in chat completions (hooks.VLLM_HOOKS).
+        "vllm.entrypoints.chat_utils",
         # The plugin itself: imported before LLaMA-Factory, it makes the plugin and template hooks run
         # while it is half-initialised; they wait for it and run when it is done (hooks.finish_pending).
         "tsplugin.llamafactory.mm_plugin",
