@@ -15,6 +15,13 @@ positions) stands in for a real one: the numbers measure the plumbing, not answe
 
     python bench/serve_bench.py                   # ~5-10 min on 2 CPU cores
     python bench/serve_bench.py --preset small --requests 40 --clients 4
+
+`--backend vllm` (run it with the vLLM venv's python, `.ci/vllm-venv.sh`) measures something else: vLLM's
+OpenAI server (`tsplugin.vllm`) beside LLaMA-Factory's HF engine (`llamafactory-cli api`) on the same model
+in one run: requests/s and p50/p95 latency at 1 and 8 concurrent clients, series of 64 and 4,096 points,
+and the ratio vLLM/HF of requests/s (goal: >= 2x at 8 clients on CPU).
+
+    .venv-vllm/bin/python bench/serve_bench.py --backend vllm --per-client 3
 """
 
 from __future__ import annotations
@@ -93,6 +100,77 @@ def start_server(recipe: Path, log: Path):
                 proc.terminate()
                 raise SystemExit(f"server did not come up; see {log}") from None
             time.sleep(0.5)
+
+
+def start_vllm_server(model_dir: Path, log: Path):
+    """vLLM's OpenAI server (the module `vllm serve` runs; the CPU build's `vllm` CLI cannot start)."""
+    import openai
+
+    port = free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
+               "bench", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "2048",
+               "--seed", "0", "--disable-log-requests"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
+    deadline = time.monotonic() + 900
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"vLLM server exited ({proc.returncode}); see {log}")
+        try:
+            client.models.list()
+            return proc, client
+        except (openai.APIConnectionError, openai.InternalServerError):
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise SystemExit(f"vLLM server did not come up; see {log}") from None
+            time.sleep(1)
+
+
+def bench_clients(client, lengths: tuple[int, ...], clients: tuple[int, ...], args) -> dict:
+    """(points, clients) -> {rps, p50, p95}: `clients` threads send `per_client` requests each."""
+    rng = np.random.default_rng(0)
+    result = {}
+    for points in lengths:
+        series = (np.sin(np.arange(points) / 20) * 5 + rng.normal(size=points)).round(4).tolist()
+        messages = [{"role": "user", "content": [{"type": "text", "text": QUESTION + "<ts><ts/>"},
+                                                 {"type": "timeseries", "timeseries": {"data": series}}]}]
+
+        def call(_):
+            start = time.perf_counter()
+            client.chat.completions.create(model="bench", messages=messages, temperature=0, max_tokens=args.max_tokens)
+            return time.perf_counter() - start
+
+        call(0)  # warm-up
+        for n_clients in clients:
+            start = time.perf_counter()
+            with ThreadPoolExecutor(n_clients) as pool:
+                latencies = list(pool.map(call, range(n_clients * args.per_client)))
+            rps = len(latencies) / (time.perf_counter() - start)
+            result[(points, n_clients)] = dict(rps=rps, p50=percentile(latencies, 50), p95=percentile(latencies, 95))
+    return result
+
+
+def bench_vllm_vs_hf(model_dir: Path, work: Path, args) -> None:
+    lengths, clients = (64, 4096), (1, 8)
+    recipe = work / "serve.yaml"
+    recipe.write_text(yaml.safe_dump(dict(model_name_or_path=str(model_dir), template=TEMPLATE, infer_dtype="float32")))
+    results = {}
+    for backend, start in (("hf", lambda: start_server(recipe, work / "api.log")),
+                           ("vllm", lambda: start_vllm_server(model_dir, work / "vllm.log"))):
+        proc, client = start()
+        try:
+            results[backend] = bench_clients(client, lengths, clients, args)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+    for points in lengths:
+        for n_clients in clients:
+            hf, vl = results["hf"][(points, n_clients)], results["vllm"][(points, n_clients)]
+            print(f"{points:5d} points {n_clients} client(s): HF {hf['rps']:6.2f} req/s p50 {hf['p50'] * 1000:7.1f} ms "
+                  f"p95 {hf['p95'] * 1000:7.1f} ms | vLLM {vl['rps']:6.2f} req/s p50 {vl['p50'] * 1000:7.1f} ms "
+                  f"p95 {vl['p95'] * 1000:7.1f} ms | ratio vLLM/HF {vl['rps'] / hf['rps']:.2f}x")
 
 
 def bench_api(client, series_msg, text_msg, args) -> dict:
@@ -174,6 +252,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=16, help="records of each kind in the batch prediction")
     parser.add_argument("--batch-size", type=int, default=4, help="per_device_eval_batch_size of the prediction")
     parser.add_argument("--work", default=None, help="working directory (default: a temporary one)")
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                        help="hf: series vs text on LLaMA-Factory's engine (default); vllm: vLLM's server beside the HF engine")
     args = parser.parse_args()
     offline()
 
@@ -184,6 +264,11 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="serve_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     model_dir = build_model(work / "model", arch="qwen3ts", preset=args.preset, seed=0)
+    if args.backend == "vllm":
+        print(f"model: {args.preset} qwen3ts (patch 8), {args.max_tokens} new tokens, {args.per_client} requests per client")
+        bench_vllm_vs_hf(model_dir, work, args)
+        print(f"work dir: {work}")
+        return 0
     chat = TimeSeriesChat.from_pretrained(model_dir, template=TEMPLATE)
     series = series_5000(0)
     series_question = QUESTION + "<ts><ts/>"

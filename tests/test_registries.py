@@ -132,6 +132,7 @@ def _duplicate_registrations():
 NOT_REGISTRIES = {
     "tsplugin.models.register_auto_classes",  # transformers' Auto classes, from ARCHITECTURES
     "tsplugin.llamafactory.templates.register_all",  # LLaMA-Factory's own template registry, from TEMPLATES
+    "tsplugin.vllm.registration.register",  # vLLM's ModelRegistry (the vllm.general_plugins entry point), from VLLM_MODELS
 }
 
 

@@ -62,8 +62,8 @@ def extend_protocol(protocol: Any) -> None:
         setattr(protocol, cls.__name__, cls)
 
 
-def _series_values(part: Any, where: str) -> Any:
-    value = part.timeseries
+def _series_values(value: Any, where: str) -> Any:
+    """A series part's value as given: `{"data": [...]}` (ours) or the list itself (ChatTS's form)."""
     if isinstance(value, dict):
         if "data" not in value:
             raise TimeSeriesInputError(f'{where}: expected {{"data": [numbers]}}, got keys {sorted(value)}.')
@@ -75,6 +75,61 @@ def _series_values(part: Any, where: str) -> Any:
     return value
 
 
+def message_series(
+    i: int, role: str, parts: list[tuple[str, str | None, Any]], is_ts: bool, limits: Any, *, where_model: str = "",
+) -> list[list[float]]:
+    """The checked series of message `i` (`parts`: its content as (type, text, series value) in order;
+    a plain string content is one text part). One definition for every OpenAI-compatible server
+    (LLaMA-Factory's API here, `vllm serve` in `tsplugin.vllm.chat_parts`).
+
+    Raises TimeSeriesInputError naming `messages[i]` (and `.content[j]`) for anything the model cannot take;
+    `where_model` says which model refuses series when `is_ts` is false.
+    """
+    at = message_position(i)
+    found: list[list[float]] = []
+    text = ""
+    for j, (kind, part_text, value) in enumerate(parts):
+        where = f"{at}.content[{j}]"
+        if kind == SERIES_TYPE:
+            found.append(check_values(_series_values(value, where), where, limits))
+        elif is_ts and kind in MEDIA_TYPES:
+            raise TimeSeriesInputError(
+                f"{where}: a part of type {kind}, but this server's model reads time series and text only "
+                f'(no {kind.removesuffix("_url")} input). Send series as {{"type": "timeseries", '
+                '"timeseries": {"data": [...]}} parts and the rest as text.'
+            )
+        elif kind == "text" and part_text:
+            text += part_text
+    placeholders = count_placeholders(text) if is_ts else 0
+    if is_ts:
+        problem = stray_tokens([(str(role), text)], names=[at])
+        if problem is not None:
+            raise TimeSeriesInputError(str(PlaceholderError(problem)))
+    if found and not is_ts:
+        raise TimeSeriesInputError(
+            f"{at}: this server's model takes no time series{where_model}; "
+            "serve a time-series model with a time-series template (e.g. chatts)."
+        )
+    if is_ts and placeholders and role == "system":
+        raise TimeSeriesInputError(f"{at}: the system prompt holds <ts><ts/> placeholders; put series in user messages.")
+    if found and role != "user":
+        raise TimeSeriesInputError(f"{at}: series parts are only allowed in user messages, not {role}.")
+    if placeholders != len(found):
+        raise TimeSeriesInputError(
+            f"{at}: {placeholders} <ts><ts/> placeholder(s) in the text but {len(found)} series part(s). "
+            "Write exactly one <ts><ts/> per series part, in order."
+        )
+    return found
+
+
+def check_series_count(series: list[Any], limits: Any) -> None:
+    if len(series) > limits.max_series:
+        raise TimeSeriesInputError(
+            f"more than {limits.max_series} series in one request (this server's `timeseries_max_series`).",
+            status=413,
+        )
+
+
 def prepare_request(request: Any, chat_model: Any) -> Any:
     """The request with its series parts taken out (kept in `request._timeseries`, in order).
 
@@ -84,57 +139,24 @@ def prepare_request(request: Any, chat_model: Any) -> Any:
     engine = chat_model.engine
     is_ts = is_timeseries_template(getattr(engine, "template", None))
     limits = limits_of(engine)
+    plugin = type(getattr(getattr(engine, "template", None), "mm_plugin", None)).__name__
     series: list[list[float]] = []
     messages = []
     for i, message in enumerate(request.messages):
         content = message.content
-        at = message_position(i)
-        if not isinstance(content, list):
-            text = content if isinstance(content, str) else ""
-            kept, found = content, []
+        if isinstance(content, list):
+            parts = [(part.type, part.text if part.type == "text" else None, part.timeseries if part.type == SERIES_TYPE else None)
+                     for part in content]
         else:
-            kept, found, text = [], [], ""
-            for j, part in enumerate(content):
-                where = f"{at}.content[{j}]"
-                if part.type == SERIES_TYPE:
-                    found.append(check_values(_series_values(part, where), where, limits))
-                    continue
-                if is_ts and part.type in MEDIA_TYPES:
-                    raise TimeSeriesInputError(
-                        f"{where}: a part of type {part.type}, but this server's model reads time series and text only "
-                        f'(no {part.type.removesuffix("_url")} input). Send series as {{"type": "timeseries", '
-                        '"timeseries": {"data": [...]}} parts and the rest as text.'
-                    )
-                kept.append(part)
-                if part.type == "text" and part.text:
-                    text += part.text
-        placeholders = count_placeholders(text) if is_ts else 0
-        if is_ts:
-            problem = stray_tokens([(str(message.role), text)], names=[at])
-            if problem is not None:
-                raise TimeSeriesInputError(str(PlaceholderError(problem)))
-        if found and not is_ts:
-            template = getattr(getattr(engine, "template", None), "mm_plugin", None)
-            raise TimeSeriesInputError(
-                f"{at}: this server's model takes no time series (its template's plugin is "
-                f"{type(template).__name__}); serve a time-series model with a time-series template (e.g. chatts)."
-            )
-        if is_ts and placeholders and message.role == "system":
-            raise TimeSeriesInputError(f"{at}: the system prompt holds <ts><ts/> placeholders; put series in user messages.")
-        if found and message.role != "user":
-            raise TimeSeriesInputError(f"{at}: series parts are only allowed in user messages, not {message.role}.")
-        if placeholders != len(found):
-            raise TimeSeriesInputError(
-                f"{at}: {placeholders} <ts><ts/> placeholder(s) in the text but {len(found)} series part(s). "
-                "Write exactly one <ts><ts/> per series part, in order."
-            )
+            parts = [("text", content, None)] if isinstance(content, str) else []
+        found = message_series(i, message.role, parts, is_ts, limits, where_model=f" (its template's plugin is {plugin})")
         series.extend(found)
-        messages.append(message.model_copy(update={"content": kept}) if found else message)
-        if len(series) > limits.max_series:
-            raise TimeSeriesInputError(
-                f"more than {limits.max_series} series in one request (this server's `timeseries_max_series`).",
-                status=413,
-            )
+        if found:
+            kept = [part for part in content if part.type != SERIES_TYPE]
+            messages.append(message.model_copy(update={"content": kept}))
+        else:
+            messages.append(message)
+        check_series_count(series, limits)
     if not series:
         return request
     prepared = request.model_copy(update={"messages": messages})

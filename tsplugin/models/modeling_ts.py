@@ -62,6 +62,22 @@ def scatter_ts_features(
     return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
 
 
+def build_ts_encoder(config: Any, owner: str) -> tuple[TimeSeriesEmbedding, str]:
+    """The `ts_encoder` a chat model's config describes, and why its profile was chosen.
+
+    The profile (`resolve_profile`) gives the last-patch padding and the layer-norm default; it is
+    written back as `config.ts_profile`, so every save (checkpoint, export) names the profile it was
+    built with. Shared by the transformers classes (`TimeSeriesCausalLMMixin`) and the vLLM ones
+    (`tsplugin.vllm`). `owner`: the class building it, for the error.
+    """
+    if not isinstance(getattr(config, "ts", None), dict):
+        raise ValueError(f"{owner} needs a config with a `ts` dict (the encoder block)")
+    profile, reason = resolve_profile(config.to_dict())
+    setattr(config, CONFIG_KEY, profile.name)
+    ts = {"use_layer_norm": profile.layer_norm, **config.ts}
+    return TimeSeriesEmbedding(ts, last_patch_padding=profile.last_patch_padding), reason
+
+
 class TimeSeriesCausalLMMixin:
     """Adds `ts_encoder` and the `timeseries` input to a decoder-only causal LM."""
 
@@ -75,14 +91,7 @@ class TimeSeriesCausalLMMixin:
     ts_encoder: TimeSeriesEmbedding
 
     def _add_ts_encoder(self) -> None:
-        if not isinstance(getattr(self.config, "ts", None), dict):
-            raise ValueError(f"{type(self).__name__} needs a config with a `ts` dict (the encoder block)")
-        profile, reason = resolve_profile(self.config.to_dict())
-        # Kept in the config, so every save (checkpoint, export) names the profile it was built with.
-        setattr(self.config, CONFIG_KEY, profile.name)
-        self.ts_profile_reason = reason
-        ts = {"use_layer_norm": profile.layer_norm, **self.config.ts}
-        self.ts_encoder = TimeSeriesEmbedding(ts, last_patch_padding=profile.last_patch_padding)
+        self.ts_encoder, self.ts_profile_reason = build_ts_encoder(self.config, type(self).__name__)
 
     def use_profile(self, profile: Any) -> None:
         """Encode with another profile (a recipe's `timeseries_profile`): last-patch padding now, config on save."""
@@ -261,4 +270,4 @@ def set_loss_chunk_size(model: Any, chunk_size: int) -> Any:
     return model
 
 
-__all__ = ["TimeSeriesCausalLMMixin", "past_length", "scatter_ts_features", "set_loss_chunk_size"]
+__all__ = ["TimeSeriesCausalLMMixin", "build_ts_encoder", "past_length", "scatter_ts_features", "set_loss_chunk_size"]

