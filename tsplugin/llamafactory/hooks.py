@@ -3,7 +3,9 @@
 `tsplugin._bootstrap` calls `on_import(name, module)` right after each watched LLaMA-Factory module
 executes (in every process, torchrun workers included). Each hook names the upstream symbol it
 extends. Nothing here changes behaviour for datasets without a `timeseries` column or templates
-without the `timeseries` plugin: image, video and audio data go through untouched.
+without the `timeseries` plugin: image, video and audio data go through untouched. One exception, a fix:
+`streaming: true` on a local file with the default `dataloader_num_workers: 0` streams one shard instead
+of LLaMA-Factory 0.9.5's zero (which yields nothing), text datasets included (`_OneShard`).
 
 Two hooks are on transformers itself (`TRANSFORMERS_HOOKS`), so that released ChatTS checkpoints load
 with tsplugin's classes in any process of the environment, LLaMA-Factory or not (users' scripts,
@@ -225,7 +227,7 @@ def hook_converter(module: ModuleType) -> None:
             aligned = original(dataset, dataset_attr, data_args, training_args)
             column = getattr(dataset_attr, "timeseries", None)
             if column is not None:
-                check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
+                aligned = check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
             return aligned
 
         return align_dataset
@@ -277,7 +279,9 @@ def hook_data_loader(module: ModuleType) -> None:
     `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
     dataset how many records were kept and dropped, and why; `_load_single_dataset`: when `datasets`
     cannot load a time-series file (a string among a series' numbers, a line that is not UTF-8 or not
-    JSON), name the file, the record and the fix."""
+    JSON), name the file, the record and the fix; with `streaming: true` and a local file, one shard when
+    `dataloader_num_workers` is 0 (LLaMA-Factory 0.9.5 asks for 0 shards then and streams nothing: `_OneShard`),
+    for every dataset, time series or not. Streamed, records are tagged, checked and counted as they are read."""
     _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
              "get_dataset_list", "_load_single_dataset")
 
@@ -285,7 +289,7 @@ def hook_data_loader(module: ModuleType) -> None:
         def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
             from tsplugin.llamafactory.data import tag_sources
 
-            if dataset_names is None or data_args.streaming:
+            if dataset_names is None:
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
             attrs = module.get_dataset_list(dataset_names, data_args.dataset_dir)
             if not any(getattr(attr, "timeseries", None) for attr in attrs):
@@ -329,6 +333,8 @@ def hook_data_loader(module: ModuleType) -> None:
         def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
             from tsplugin.llamafactory.data import TimeSeriesDataError, first_bad_record
 
+            if data_args.streaming and dataset_attr.load_from == "file" and not training_args.dataloader_num_workers:
+                training_args = _OneShard(training_args)
             try:
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
             except TimeSeriesDataError:
@@ -348,6 +354,19 @@ def hook_data_loader(module: ModuleType) -> None:
 
     _wrap(module, "_get_dataset_processor", make)
     _wrap(module, "_load_single_dataset", make_load)
+
+
+class _OneShard:
+    """The training arguments as `_load_single_dataset` reads them, with `dataloader_num_workers` 1 instead of
+    0: LLaMA-Factory 0.9.5 streams a local file as `to_iterable_dataset(num_shards=dataloader_num_workers)`,
+    and 0 shards (its default) yield no record at all (`StopIteration` in `align_dataset`). One shard is
+    what a single loader process reads; the trainer's own `dataloader_num_workers` stays 0."""
+
+    def __init__(self, training_args: Any) -> None:
+        self._args = training_args
+
+    def __getattr__(self, name: str) -> Any:
+        return 1 if name == "dataloader_num_workers" else getattr(self._args, name)
 
 
 def hook_model_loader(module: ModuleType) -> None:

@@ -1,0 +1,103 @@
+"""`streaming: true` with series: LLaMA-Factory's IterableDataset path trains time-series records (CPU, tiny model)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from conftest import ROOT, lf_args, run_lf, trainer_losses, write_dataset
+
+# The trainer logs each loss rounded to 4 decimals (transformers' Trainer `_maybe_log_save_evaluate`): two runs
+# computing the same losses in the same order log values at most one rounding unit apart.
+LOGGED_LOSS_UNIT = 1e-4
+
+
+@pytest.fixture
+def lf_log(caplog):
+    """LLaMA-Factory's own log lines (its loggers do not propagate to the root logger)."""
+    lf_logger = logging.getLogger("llamafactory")
+    lf_logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    yield caplog
+    lf_logger.removeHandler(caplog.handler)
+
+
+def _record(k: int, length: int = 40) -> dict:
+    return {"input": f"Record {k}: <ts><ts/>. Rising or falling?", "output": "rising" if k % 2 else "falling",
+            "timeseries": [[float((i * (k + 1)) % 11) for i in range(length)]]}
+
+
+def test_streaming_trains_with_default_workers_and_matches_the_in_memory_run_step_by_step(tiny_qwen3ts, tmp_path):
+    # Orders are comparable when the in-memory run does not shuffle (`disable_shuffling`) and the stream's shuffle
+    # buffer holds one record (`buffer_size: 1` yields records in file order; one shard, so no shard shuffle).
+    # With LLaMA-Factory's defaults they are not: the in-memory sampler permutes the whole dataset with the seed,
+    # the stream shuffles within a buffer of 16384 records with its own generator.
+    losses = {}
+    for streaming in (False, True):
+        out = tmp_path / f"streaming_{streaming}"
+        extra = dict(streaming=True, buffer_size=1) if streaming else dict(disable_shuffling=True)
+        run_lf(**lf_args(tiny_qwen3ts, out, max_steps=5, **extra))  # dataloader_num_workers: LLaMA-Factory's 0
+        losses[streaming] = trainer_losses(out)
+    assert len(losses[True]) == len(losses[False]) == 5
+    assert max(abs(a - b) for a, b in zip(losses[True], losses[False])) <= LOGGED_LOSS_UNIT, losses
+    assert len(set(losses[False])) > 1  # the records differ step to step: an order mix-up would show
+
+
+def test_streaming_with_interleave_probs_mixes_two_datasets_and_reports_counts_seen(tiny_qwen3ts, tmp_path, lf_log):
+    # "long": every other record's series is too long for cutoff_len (800 points -> 100 patches); "short" all fit.
+    long = [_record(k, length=800 if k % 2 else 40) for k in range(8)]
+    data = write_dataset(tmp_path / "data", "long", long)
+    write_dataset(data, "short", [_record(k) for k in range(8)])
+    out = tmp_path / "out"
+    run_lf(**lf_args(tiny_qwen3ts, out, dataset="long,short", dataset_dir=str(data), cutoff_len=128, streaming=True,
+                     mix_strategy="interleave_under", interleave_probs="0.5,0.5", max_steps=3))
+    assert len(trainer_losses(out)) == 3
+    lines = [r.getMessage() for r in lf_log.records if r.getMessage().startswith("tsplugin: dataset")]
+    sources = {line.split()[2].rstrip(":") for line in lines}
+    assert sources == {"long", "short"}, lines  # both datasets were drawn from
+    cut = [line for line in lines if line.startswith("tsplugin: dataset long:") and "dropped" in line]
+    assert cut and "cutoff_len=128 cut through a series" in cut[0] and "seen so far" in cut[0], lines
+    assert not any("dropped" in line for line in lines if line.startswith("tsplugin: dataset short:")), lines
+
+
+def test_streaming_checks_each_record_and_names_it(tiny_qwen3ts, tmp_path):
+    bad = _record(3)
+    bad["input"] = "Two: <ts><ts/> <ts><ts/>"
+    data = write_dataset(tmp_path / "data", "bad", [_record(0), _record(1), _record(2), bad])
+    with pytest.raises(ValueError, match=r"bad.jsonl: record 3: 2 <ts><ts/> placeholders but 1 series"):
+        run_lf(**lf_args(tiny_qwen3ts, tmp_path / "out", dataset="bad", dataset_dir=str(data), streaming=True,
+                         buffer_size=1, max_steps=3))
+
+
+def test_report_lines_for_streamed_counts_double_then_restart_each_pass():
+    from tsplugin.llamafactory.data import DROP_CUT, StreamingReport
+
+    logged: list[str] = []
+    report = StreamingReport(64, "dataset", logged.append)
+    marks = [("a", ""), ("a", DROP_CUT), ("a", ""), ("a", ""), ("a", DROP_CUT)]
+    assert [report(s, r, i) for i, (s, r) in enumerate(marks)] == [True, False, True, True, False]
+    assert logged == [
+        "tsplugin: dataset a: kept 1 of 1 records seen so far.",
+        "tsplugin: dataset a: kept 1 of 2 records seen so far, dropped 1 (1 cutoff_len=64 cut through a series). "
+        "Raise cutoff_len or shorten the series (`tsconvert --max-length`).",
+        "tsplugin: dataset a: kept 3 of 4 records seen so far, dropped 1 (1 cutoff_len=64 cut through a series). "
+        "Raise cutoff_len or shorten the series (`tsconvert --max-length`).",
+    ]
+    logged.clear()
+    assert report("a", "", 0)  # a second pass: the first one's totals, then counting from zero
+    assert logged == [
+        "tsplugin: dataset a: kept 3 of 5 records seen so far, dropped 2 (2 cutoff_len=64 cut through a series). "
+        "Raise cutoff_len or shorten the series (`tsconvert --max-length`). (one full pass)",
+        "tsplugin: dataset a: kept 1 of 1 records seen so far.",
+    ]
+
+
+def test_the_zero_shard_trap_is_what_the_hook_fixes():
+    """LLaMA-Factory 0.9.5 streams a local file with `to_iterable_dataset(num_shards=dataloader_num_workers)`:
+    the default 0 gives an empty stream (if `datasets` ever streams 0 shards, the hook's fix can go)."""
+    from datasets import Dataset
+
+    rows = Dataset.from_list([{"x": 1}, {"x": 2}])
+    assert list(rows.to_iterable_dataset(num_shards=1)) == [{"x": 1}, {"x": 2}]
+    assert list(rows.to_iterable_dataset(num_shards=0)) == []
