@@ -101,3 +101,22 @@ def test_the_zero_shard_trap_is_what_the_hook_fixes():
     rows = Dataset.from_list([{"x": 1}, {"x": 2}])
     assert list(rows.to_iterable_dataset(num_shards=1)) == [{"x": 1}, {"x": 2}]
     assert list(rows.to_iterable_dataset(num_shards=0)) == []
+
+
+def test_hub_style_folder_streams_through_datasets_own_loader(tiny_qwen3ts, tmp_path):
+    # A `script_url` entry is loaded the way a Hub repo is (`load_dataset(FOLDER, streaming=True)`: an IterableDataset
+    # from `datasets` itself, with known features), unlike a `file_name` entry (LLaMA-Factory's to_iterable_dataset).
+    import json
+
+    from converters.writer import update_dataset_info
+
+    folder = tmp_path / "data" / "hubstyle" / "data"
+    folder.mkdir(parents=True)
+    with open(folder / "train-00000-of-00001.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(_record(k)) + "\n" for k in range(6))
+    update_dataset_info(tmp_path / "data" / "dataset_info.json", "hubstyle", {
+        "script_url": "hubstyle", "columns": {"prompt": "input", "response": "output", "timeseries": "timeseries"}})
+    out = tmp_path / "out"
+    run_lf(**lf_args(tiny_qwen3ts, out, dataset="hubstyle", dataset_dir=str(tmp_path / "data"), streaming=True,
+                     max_steps=2))
+    assert len(trainer_losses(out)) == 2

@@ -372,7 +372,7 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
     if after is None:
         return after
     if is_streaming(after):
-        if SOURCE_COLUMN not in (getattr(before, "column_names", None) or _first_columns(before)):
+        if SOURCE_COLUMN not in _first_columns(before):  # a streamed map's column_names may be None or stale
             return after
         report = StreamingReport(cutoff_len, label, log)
         return after.filter(report, with_indices=True, input_columns=[SOURCE_COLUMN, DROP_COLUMN]).remove_columns(
