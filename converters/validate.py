@@ -1,4 +1,4 @@
-"""`tsconvert validate`: check an existing ChatTS JSONL the way training will read it, with the same
+"""`tsconvert validate`: check an existing ChatTS JSONL (or Parquet, `--file-type parquet`'s output) the way training will read it, with the same
 definitions training uses (tsplugin.processing.placeholders, tsplugin.processing.series_values, tsplugin.jsonl; all torch-free):
 placeholders only in user turns and one per series, series non-empty lists of finite numbers whose
 value encoding survives every training dtype, lengths reported. A bad line is one invalid record
@@ -16,6 +16,7 @@ from tsplugin.processing.placeholders import PLACEHOLDER, SYSTEM, USER, placehol
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem
 
 from .errors import InputError
+from .filetypes import read_parquet_records
 from .report import Report
 from .writer import write_bytes_atomic
 
@@ -67,18 +68,20 @@ def check_record(rec: Any, min_length: int = 1, dtype: str = VALIDATE_DTYPE) -> 
 
 
 def run_validate(path: Path, min_length: int = 1, report_path: Path | None = None, quiet: bool = False) -> int:
-    """Validate ``path``; prints problems and a summary, returns 0 when every record is valid, 1 when
-    some is not (InputError, exit 2, when the file cannot be read at all)."""
+    """Validate ``path`` (JSONL, or Parquet by its `.parquet` suffix); prints problems and a summary, returns 0
+    when every record is valid, 1 when some is not (InputError, exit 2, when the file cannot be read at all)."""
     shown = _printable(path.name)
     report = Report(source=shown, options={"min_length": min_length})
+    records = read_parquet_records(path) if path.suffix == ".parquet" else read_records(path)
     try:
-        for line in read_records(path):
+        for line in records:
             report.input += 1
             result = check_record(line.record, min_length) if line.ok else (line.code, line.message)
             if isinstance(result, tuple):
                 code, msg = result
                 report.rejected[code] += 1
-                print(f"{shown}: record {line.index} (line {line.lineno}): {msg}.", file=sys.stderr)
+                where = f"record {line.index}" + (f" (line {line.lineno})" if line.lineno else "")
+                print(f"{shown}: {where}: {msg}.", file=sys.stderr)
             else:
                 report.converted += 1
                 for n in result:
