@@ -120,3 +120,45 @@ def test_hub_style_folder_streams_through_datasets_own_loader(tiny_qwen3ts, tmp_
     run_lf(**lf_args(tiny_qwen3ts, out, dataset="hubstyle", dataset_dir=str(tmp_path / "data"), streaming=True,
                      max_steps=2))
     assert len(trainer_losses(out)) == 2
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_sp_stats_runs_once_per_series_to_write_the_text_and_once_to_batch_the_features(tiny_qwen3ts, tmp_path,
+                                                                                         monkeypatch, streaming):
+    """The data path reads each series twice by design, once per job: tokenising writes its prefix (`expand_text`, no
+    features) and the collator encodes its features (`encode_series`). Never twice in one job."""
+    import tsplugin.processing as processing
+
+    calls = {"n": 0}
+    real = processing.sp_stats
+
+    def counting(values):
+        calls["n"] += 1
+        return real(values)
+
+    monkeypatch.setattr(processing, "sp_stats", counting)
+    records = [{**_record(k), "timeseries": [_record(k)["timeseries"][0]] * 2, "input": f"{k}: <ts><ts/> <ts><ts/>"}
+               for k in range(6)]
+    data = write_dataset(tmp_path / "data", "two", records)
+    # batch 2, 2 steps: accelerate's DataLoaderShard collates one batch ahead (to know the last one), so 3 batches of
+    # 2 records x 2 series are collated. In memory the 6 records x 2 series are tokenised once before training.
+    # Streamed, tokenising is lazy and per preprocessing batch (1000 records: all 6 here): once when LLaMA-Factory
+    # prints an example (`next(iter(dataset))`), once when the trainer reads the stream.
+    extra = dict(streaming=True, buffer_size=1) if streaming else dict(disable_shuffling=True)
+    run_lf(**lf_args(tiny_qwen3ts, tmp_path / "out", dataset="two", dataset_dir=str(data), max_steps=2, **extra))
+    collated = (2 + 1) * 2 * 2
+    tokenised = 6 * 2 * (2 if streaming else 1)
+    assert calls["n"] == tokenised + collated
+
+
+def test_streamed_time_series_batches_are_not_dispatched_and_a_recipe_asking_for_it_is_refused():
+    from transformers import Seq2SeqTrainingArguments
+
+    from tsplugin.llamafactory.hooks import keep_batches_whole
+
+    args = Seq2SeqTrainingArguments(output_dir="unused")
+    keep_batches_whole(args)
+    assert args.accelerator_config.dispatch_batches is False
+    args = Seq2SeqTrainingArguments(output_dir="unused", accelerator_config={"dispatch_batches": True})
+    with pytest.raises(ValueError, match=r"accelerator_config.dispatch_batches: true with streaming: true"):
+        keep_batches_whole(args)

@@ -281,7 +281,8 @@ def hook_data_loader(module: ModuleType) -> None:
     cannot load a time-series file (a string among a series' numbers, a line that is not UTF-8 or not
     JSON), name the file, the record and the fix; with `streaming: true` and a local file, one shard when
     `dataloader_num_workers` is 0 (LLaMA-Factory 0.9.5 asks for 0 shards then and streams nothing: `_OneShard`),
-    for every dataset, time series or not. Streamed, records are tagged, checked and counted as they are read."""
+    for every dataset, time series or not. Streamed, records are tagged, checked and counted as they are read, and
+    time-series batches are collated whole (`keep_batches_whole`)."""
     _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
              "get_dataset_list", "_load_single_dataset")
 
@@ -307,6 +308,9 @@ def hook_data_loader(module: ModuleType) -> None:
 
             from tsplugin.llamafactory.data import report_and_filter
 
+            template = kwargs.get("template", args[1] if len(args) > 1 else None)
+            if data_args.streaming and isinstance(getattr(template, "mm_plugin", None), _timeseries_plugin()):
+                keep_batches_whole(training_args)
             result = original(dataset, data_args, training_args, *args, **kwargs)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
             label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
@@ -354,6 +358,24 @@ def hook_data_loader(module: ModuleType) -> None:
 
     _wrap(module, "_get_dataset_processor", make)
     _wrap(module, "_load_single_dataset", make_load)
+
+
+def keep_batches_whole(training_args: Any) -> None:
+    """Streamed time-series batches are collated where they are used (`accelerator_config.dispatch_batches: false`).
+    With an IterableDataset, accelerate's default (`DataLoaderDispatcher`) collates on the main process, then cuts
+    every tensor of the batch along dim 0 into per-process slices of `per_device_train_batch_size` rows; dim 0 of
+    `timeseries` (S, T, 2) counts series, not records, so a record with two series lost its second one (seen: "20
+    <ts> positions but 10 patch embeddings"). Without dispatch each process reads the stream and keeps its own batches
+    (`IterableDatasetShard`). A recipe that asks for dispatching is refused, naming the key."""
+    config = getattr(training_args, "accelerator_config", None)
+    if config is None:
+        return
+    if getattr(config, "dispatch_batches", None):
+        raise ValueError("accelerator_config.dispatch_batches: true with streaming: true and a time-series template: "
+                         "accelerate would cut the batch's `timeseries` tensor (one row per series, not per record) "
+                         "into per-process slices and lose series. Remove dispatch_batches from the recipe (tsplugin "
+                         "sets it to false) or turn streaming off.")
+    config.dispatch_batches = False
 
 
 class _OneShard:
