@@ -16,7 +16,8 @@ uniformly from [--min-points, --max-points], seeded), and each path runs in its 
   stream parquet       the same on the Parquet file
   train 20 stream      `llamafactory-cli train` in-process, `streaming: true`, --steps steps (LoRA, batch --batch)
 Peak RSS is the child's ru_maxrss (os.wait4; the parent imports only numpy, and the model is built in a child too,
-since a forked child's ru_maxrss starts from its parent's RSS). Seconds are the work alone, timed in the child after
+since a forked child's ru_maxrss starts from its parent's RSS); "heap" is the child's peak RssAnon (sampled every
+20 ms), i.e. without the file pages ru_maxrss also counts (the Arrow files `datasets` memory-maps, libraries). Seconds are the work alone, timed in the child after
 its imports (training: the trainer's train_runtime); records/s come from them. The datasets cache of each child is
 its own temp folder, removed after it.
 The slope of peak RSS against N (least squares over --sizes, MiB per 10k records) is printed per path: the
@@ -94,8 +95,43 @@ def lf_args(model: Path, data: Path, dataset: str, out: Path, cache: Path, **ove
     return args
 
 
+class AnonPeak:
+    """Peak RssAnon of this process, sampled from /proc/self/status every 20 ms: the heap alone, without the
+    file-backed pages that ru_maxrss also counts (Arrow files `datasets` memory-maps, shared libraries)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    self.peak = max(self.peak, int(line.split()[1]))
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.sample()
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        self.sample()
+        return self.peak / 1024
+
+
 def child(kind: str, work: Path, args: argparse.Namespace) -> dict:
-    """Run one path; returns what it measured besides time and memory (records, tokens)."""
+    """Run one path; its measurements (records, tokens, seconds) and the peak of its heap (RssAnon, MiB)."""
+    anon = AnonPeak()
+    result = run_path(kind, work, args)
+    return {**result, "anon_mib": anon.stop()}
+
+
+def run_path(kind: str, work: Path, args: argparse.Namespace) -> dict:
     data = work / "data"
     if kind.startswith("tsconvert"):
         from converters.cli import main as tsconvert
@@ -246,17 +282,18 @@ def report(sizes: list[int], paths: list[str], results: dict, facts: dict, args:
     print("=== data scale summary ===")
     print(f"records of one series, {args.min_points}-{args.max_points} points (uniform); tiny qwen3ts model, template {TEMPLATE}; "
           f"each path a fresh child process; s = the work alone (after imports; training: train_runtime), rec/s from it")
-    header = f"{'path':<20}" + "".join(f" | {f'N={n}':>26}" for n in sizes) + f" | {'RSS slope':>16}"
+    header = f"{'path':<20}" + "".join(f" | {f'N={n}':>36}" for n in sizes) + f" | {'slope MiB/10k rec':>18}"
     print(header)
-    print(f"{'':<20}" + "".join(f" | {'s   rec/s   peak MiB':>26}" for _ in sizes) + f" | {'MiB per 10k rec':>16}")
+    print(f"{'':<20}" + "".join(f" | {'s   rec/s   peak RSS   heap':>36}" for _ in sizes) + f" | {'RSS     heap':>18}")
     for path in paths:
         cells = []
         for n in sizes:
             r = results[path][n]
             records = r.get("records", n)
-            cells.append(f" | {r['work_s']:6.1f} {records / r['work_s']:7.1f} {r['rss_mib']:10.1f}")
+            cells.append(f" | {r['work_s']:6.1f} {records / r['work_s']:7.1f} {r['rss_mib']:10.1f} {r['anon_mib']:9.1f}")
         s = slope(sizes, [results[path][n]["rss_mib"] for n in sizes])
-        print(f"{path:<20}" + "".join(cells) + f" | {s:16.1f}")
+        h = slope(sizes, [results[path][n]["anon_mib"] for n in sizes])
+        print(f"{path:<20}" + "".join(cells) + f" | {s:8.1f} {h:8.1f}")
     for n in sizes:
         f = facts[n]
         line = f"N={n}: {f['points']} points"
