@@ -43,6 +43,8 @@ FEATURE_CHOICES = ("M", "MS", "S")
 MISPLACED_CHOICES = ("reject", "move")
 NUMBER_FORMAT_CHOICES = ("auto", "decimal-comma", "plain", "thousands-comma")
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
+FILE_TYPE_CHOICES = ("jsonl", "parquet")  # filetypes.FILE_TYPES
+SERIES_DTYPE_CHOICES = ("float32", "float64")  # filetypes.SERIES_DTYPES
 DEFAULT_MAX_CSV_MB = 256  # safeio.DEFAULT_MAX_CSV_BYTES, in MiB (a test checks they agree)
 DEFAULT_MAX_RECORD_MB = 64  # tsplugin.jsonl.DEFAULT_MAX_RECORD_BYTES, in MiB (a test checks they agree)
 ENCODING_HELP = ("text encoding of the CSVs, e.g. cp1252, latin-1, gbk; auto reads UTF-8, and GBK only when every non-ASCII "
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub.add_parser("convert", help="JSON/JSONL + CSV folder -> NAME.jsonl, rejects, report, dataset_info.json entry",
                                 description="Convert multimodal records whose images are time-series plots into ChatTS JSONL.",
                                 epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
-    _add_validate(sub.add_parser("validate", help="check an existing ChatTS JSONL (placeholders vs series, numbers, lengths)",
+    _add_validate(sub.add_parser("validate", help="check an existing ChatTS JSONL or Parquet file (placeholders vs series, numbers, lengths)",
                                  description="Check an existing ChatTS JSONL file; exit 1 if any record is invalid."))
     _add_preview(sub.add_parser("preview", help="render chosen records' series to PNG (with the answer's anomaly span)",
                                 description="Plot the series of chosen records of a ChatTS JSONL so a person can eyeball them."))
@@ -150,7 +152,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--name", help="dataset name: writes NAME.jsonl and the NAME entry of dataset_info.json (default: input file stem)")
     p.add_argument("--format", dest="output_format", choices=FORMAT_CHOICES, default="chatts",
-                   help="chatts: input/output/timeseries (one round); sharegpt: messages/timeseries, keeps multi-turn and system prompts")
+                   help="chatts: input/output/timeseries (one round); sharegpt: messages/timeseries, keeps multi-turn and system "
+                        "prompts (the file type is --file-type)")
+    _add_file_type(p)
     p.add_argument("--input-format", choices=INPUT_FORMAT_CHOICES, default="auto", help="input record form (default: detected per record)")
     p.add_argument("--csv-pattern", default="{stem}.csv",
                    help="CSV path under --csv-dir for an image; fields {stem} {name} {parent} {relstem} (default: {stem}.csv)")
@@ -187,7 +191,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, help="ChatTS JSONL (input/output/timeseries, or messages/timeseries)")
+    p.add_argument("file", type=Path, help="ChatTS JSONL (input/output/timeseries, or messages/timeseries), or the same "
+                                            "records as NAME.parquet (--file-type parquet)")
     p.add_argument("--min-length", type=int, default=1, help="flag series shorter than this (default: 1)")
     p.add_argument("--report", type=Path, help="also write the report as JSON to this path (never the file validated)")
     p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
@@ -221,7 +226,27 @@ def _add_forecast(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
     p.add_argument("-o", "--out-dir", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--name", help="writes NAME_train/_val/_test.jsonl and their dataset_info.json entries (default: CSV stem)")
+    _add_file_type(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
+
+def _add_file_type(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file-type", choices=FILE_TYPE_CHOICES, default="jsonl",
+                   help="data file: jsonl (one JSON record a line), or parquet (same fields as columns, series as "
+                        "list<float32>, written in row groups; LLaMA-Factory reads NAME.parquet, streaming too) (default: jsonl)")
+    p.add_argument("--series-dtype", choices=SERIES_DTYPE_CHOICES, default=None,
+                   help="Parquet only: how series values are stored; float32 keeps ~7 significant digits and rejects values "
+                        "beyond its range, float64 keeps every bit (default: float32)")
+
+
+def _storage(args: argparse.Namespace) -> str:
+    """The series storage of the run (filetypes.storage_for); --series-dtype without Parquet is a usage error."""
+    from .filetypes import storage_for
+
+    if args.series_dtype is not None and args.file_type != "parquet":
+        raise InputError(f"--series-dtype {args.series_dtype} applies to --file-type parquet; JSONL writes each value "
+                         "as the shortest text that reads back as the same float64. Add --file-type parquet or drop it")
+    return storage_for(args.file_type, args.series_dtype)
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
@@ -234,12 +259,13 @@ def _run_forecast(args: argparse.Namespace) -> int:
         max_windows_per_split=args.max_windows_per_split, precision=args.precision, normalize=args.normalize,
         missing=args.missing, max_missing=args.max_missing, number_format=args.number_format,
         encoding=check_encoding(args.encoding),
+        file_type=args.file_type, storage=_storage(args),
     )
     report = convert_forecast(opts)
     if not args.quiet:
         name = args.name or args.csv.stem
         print(summary(report))
-        print(f"wrote {args.out_dir / (name + '_{train,val,test}.jsonl')} (+ .scaling.json, .report.json) and entries "
+        print(f"wrote {args.out_dir / (name + '_{train,val,test}.' + args.file_type)} (+ .scaling.json, .report.json) and entries "
               f"{name}_train/_val/_test in {args.out_dir / 'dataset_info.json'}")
     return 0
 
@@ -255,10 +281,23 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def _file_type_as_format(argv: list[str]) -> str | None:
+    """`--format jsonl|parquet`: the record layout option given a file type; the one-line fix, else None."""
+    for k, arg in enumerate(argv):
+        value = argv[k + 1] if arg == "--format" and k + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--format=") else None
+        if value in FILE_TYPE_CHOICES:
+            return (f"--format sets the record layout ({', '.join(FORMAT_CHOICES)}); the file type is --file-type: "
+                    f"pass --file-type {value}")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args_list = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
+    mixed_up = _file_type_as_format(args_list)
+    if mixed_up is not None:
+        parser.error(mixed_up)
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()
@@ -338,18 +377,19 @@ def _run_convert(args: argparse.Namespace) -> int:
         max_csv_bytes=args.max_csv_bytes,
         allow_hard_links=args.allow_hard_links,
         encoding=check_encoding(args.encoding),
+        storage=_storage(args),
     )
     opts = ConvertOptions(
         input=args.input, csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name,
         output_format=args.output_format, input_format=args.input_format, csv_pattern=args.csv_pattern,
         series=series, workers=workers, progress=not args.quiet, misplaced=args.misplaced,
-        max_record_bytes=args.max_record_bytes,
+        max_record_bytes=args.max_record_bytes, file_type=args.file_type,
     )
     report = convert(opts)
     name = args.name or args.input.stem
     if not args.quiet:
         print(report.summary())
-        print(f"wrote {args.out_dir / (name + '.jsonl')} (+ .rejects.jsonl, .report.json) and entry {name!r} in "
+        print(f"wrote {args.out_dir / (name + '.' + args.file_type)} (+ .rejects.jsonl, .report.json) and entry {name!r} in "
               f"{args.out_dir / 'dataset_info.json'}")
     if any(k in report.notes for k in ("downsampled_lttb", "downsampled_minmax")):
         print("tsconvert: note: downsampling changed point indices; answers citing indices (e.g. anomaly start/end) "

@@ -1,7 +1,8 @@
 """The conversion pipeline: stream records, resolve each image to a CSV, load CSVs in a worker
 pool with a bounded window of records in flight, and write results in input order.
 
-Outputs, written as one set (all appear or nothing changes, see writer.py): NAME.jsonl,
+Outputs, written as one set (all appear or nothing changes, see writer.py): NAME.jsonl (or NAME.parquet,
+`--file-type parquet`, see filetypes.py),
 NAME.rejects.jsonl (reason, message, the record's original JSON text), NAME.report.json, and the
 NAME entry of dataset_info.json. An output that is also the input is refused before reading.
 Everything one record or one CSV can cause becomes a rejection; only problems of the whole run
@@ -35,8 +36,9 @@ from tsplugin.processing.placeholders import (
 
 from .csvread import check_value_cols
 from .errors import InputError, RejectError
+from .filetypes import data_file, open_sink
 from .formats import get_output_format
-from .jsonenc import dumps, record_line
+from .jsonenc import dumps
 from .jsonstream import RawRecord, compact_text, iter_raw_records
 from .paths import (
     DEFAULT_PATTERN,
@@ -77,6 +79,7 @@ class ConvertOptions:
     progress: bool = False
     misplaced: str = "reject"
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    file_type: str = "jsonl"  # filetypes.FILE_TYPES; the series storage is `series.storage` (filetypes.storage_for)
 
 
 class _Slot:
@@ -146,9 +149,9 @@ class _Inline:
         pass
 
 
-def output_names(name: str) -> list[str]:
+def output_names(name: str, file_type: str = "jsonl") -> list[str]:
     """The files one conversion writes (dataset_info.json last)."""
-    return [f"{name}.jsonl", f"{name}.rejects.jsonl", f"{name}.report.json", "dataset_info.json"]
+    return [data_file(name, file_type), f"{name}.rejects.jsonl", f"{name}.report.json", "dataset_info.json"]
 
 
 def convert(opts: ConvertOptions) -> Report:
@@ -158,7 +161,8 @@ def convert(opts: ConvertOptions) -> Report:
     check_pattern(opts.csv_pattern)
     check_value_cols(opts.series.value_cols)
     src = opts.input.name
-    refuse_overwriting_inputs([opts.out_dir / n for n in output_names(name)], [opts.input])
+    names = output_names(name, opts.file_type)
+    refuse_overwriting_inputs([opts.out_dir / n for n in names], [opts.input])
     csv_dir = _csv_dir(opts.csv_dir)
     fmt = get_output_format(opts.output_format)
     report = Report(source=src, options=_options_for_report(opts))
@@ -169,7 +173,8 @@ def convert(opts: ConvertOptions) -> Report:
     records = itertools.chain([] if first is None else [first], records)
 
     with OutputSet(opts.out_dir) as outputs:
-        out, rej, rep = (outputs.open(n) for n in output_names(name)[:3])
+        data, rej, rep = (outputs.open(n) for n in names[:3])
+        out = open_sink(opts.file_type, data, fmt.columns, opts.series.storage)
         executor: Any = _Inline() if opts.workers == 1 else start_pool(opts.workers)
         batcher = _Batcher(executor, opts.series, size=1 if opts.workers == 1 else 8)
         window = max(8, opts.workers * 32)  # records in flight; bounds memory, must exceed the batch size
@@ -180,14 +185,14 @@ def convert(opts: ConvertOptions) -> Report:
                 nonlocal has_system
                 report.input += 1
                 line = _finish(p, fmt, report, opts.series)
-                if isinstance(line, tuple):
+                if isinstance(line[0], str):  # (reason code, message); converted records are (fields, series)
                     code, msg = line
                     report.rejected[code] += 1
                     rej.write(_reject_line(p, code, f"{src}: record {p.index}: {msg}."))
                 else:
                     report.converted += 1
                     has_system = has_system or bool(p.sample and p.sample.system)
-                    out.write(line)
+                    out.write(*line)  # type: ignore[arg-type]
                 if bar is not None:
                     bar.update(1)
 
@@ -200,12 +205,13 @@ def convert(opts: ConvertOptions) -> Report:
             batcher.flush()
             while pending:
                 finish(pending.popleft())
+            out.close()
         finally:
             executor.shutdown(cancel_futures=True)
             if bar is not None:
                 bar.close()
         rep.write(_report_bytes(report))
-        outputs.commit({name: fmt.entry(f"{name}.jsonl", has_system)})
+        outputs.commit({name: fmt.entry(names[0], has_system)})
     return report
 
 
@@ -279,8 +285,8 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> bytes | tuple[str, str]:
-    """Collect the CSV jobs of one record and build its output line (or its rejection)."""
+def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> tuple[dict[str, Any], list[Any]] | tuple[str, str]:
+    """Collect the CSV jobs of one record: its (fields, encoded series) for the sink, or (code, message)."""
     if p.reject is not None:
         return p.reject
     if p.sample is None:  # cannot happen: _start sets one of sample/reject
@@ -297,7 +303,7 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         results.append(res)
     try:
         fields = fmt.fields(_with_ts(p.sample, len(sopts.value_cols)))
-        line = record_line(fields, [e for res in results for e in res.encoded])
+        dumps(fields)  # text that cannot be written as UTF-8 JSON is a rejection here, whatever the file type
     except RejectError as err:
         return err.reject.code, err.reject.message
     except _DATA_ERRORS as exc:
@@ -312,7 +318,7 @@ def _finish(p: _Pending, fmt: Any, report: Report, sopts: SeriesOptions) -> byte
         report.notes.update(res.notes)
         for n in res.lengths:
             report.lengths.add(n)
-    return line
+    return fields, [e for res in results for e in res.encoded]
 
 
 def _with_ts(sample: Sample, per_image: int) -> Sample:
@@ -343,6 +349,7 @@ def _options_for_report(opts: ConvertOptions) -> dict[str, Any]:
         **({"number_format": s.number_format} if s.number_format != "auto" else {}),
         **({"dtype": s.dtype} if s.dtype != DEFAULT_DTYPE else {}),
         **({"encoding": s.encoding} if s.encoding != "auto" else {}),
+        **({"file_type": opts.file_type, "series_dtype": s.storage} if opts.file_type != "jsonl" else {}),
     }
 
 

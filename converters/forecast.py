@@ -47,7 +47,8 @@ from .csvread import (  # the reader's own rules: both commands agree
     read_series,
 )
 from .errors import InputError, RejectError
-from .jsonenc import dumps, dumps_series, record_line
+from .filetypes import JSON_STORAGE, data_file, encode_series, open_sink
+from .jsonenc import dumps
 from .paths import check_dataset_name, refuse_overwriting_inputs
 from .registry import Registry
 from .safeio import ReadLimits, read_named_file
@@ -84,6 +85,8 @@ class ForecastOptions:
     max_missing: float = 0.5
     number_format: str = "auto"
     encoding: str = "auto"  # csvread.AUTO_ENCODING
+    file_type: str = "jsonl"  # filetypes.FILE_TYPES
+    storage: str = JSON_STORAGE  # how series are encoded (filetypes.storage_for)
 
     def check(self) -> None:
         """Option errors say which option and what is allowed."""
@@ -260,7 +263,7 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
     name = opts.name if opts.name is not None else opts.csv.stem
     check_dataset_name(name)
     out = opts.out_dir
-    files = [f"{name}_{split}.jsonl" for split in SPLITS] + [f"{name}.scaling.json", f"{name}.report.json", "dataset_info.json"]
+    files = [data_file(f"{name}_{split}", opts.file_type) for split in SPLITS] + [f"{name}.scaling.json", f"{name}.report.json", "dataset_info.json"]
     refuse_overwriting_inputs([out / f for f in files], [opts.csv])
     _refuse_impossible_sizes(opts)
     repairs: Counter = Counter()
@@ -300,11 +303,13 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
             "borders": {k: list(v) for k, v in borders.items()}, "windows": windows,
             "repairs": dict(sorted(repairs.items())), "notes": dict(sorted(notes.items())),
             "options": {"date_col": opts.date_col, "precision": opts.precision, "normalize": opts.normalize,
-                        "max_windows_per_split": opts.max_windows_per_split, "missing": opts.missing, "max_missing": opts.max_missing},
+                        "max_windows_per_split": opts.max_windows_per_split, "missing": opts.missing, "max_missing": opts.max_missing,
+                        **({"file_type": opts.file_type, "series_dtype": opts.storage} if opts.file_type != "jsonl" else {})},
         }
         outputs.open(f"{name}.report.json").write(dumps(report) + b"\n")
         columns = {"prompt": "input", "response": "output", "timeseries": "timeseries", "forecast_target": "forecast_target"}
-        outputs.commit({f"{name}_{split}": {"file_name": f"{name}_{split}.jsonl", "columns": columns} for split in SPLITS})
+        outputs.commit({f"{name}_{split}": {"file_name": data_file(f"{name}_{split}", opts.file_type), "columns": columns}
+                        for split in SPLITS})
     finally:
         outputs.abort()
     return report
@@ -313,11 +318,11 @@ def convert_forecast(opts: ForecastOptions) -> dict[str, Any]:
 def _write_forecast(outputs: OutputSet, opts: ForecastOptions, name: str, borders: dict[str, tuple[int, int]], scaled: np.ndarray,
                     scaling: dict[str, dict[str, float]], col: dict[str, int], prompt: str, inputs: list[str], targets: list[str],
                     windows: dict[str, Any]) -> None:
-    """Stage NAME_{train,val,test}.jsonl (nothing is visible before OutputSet.commit)."""
+    """Stage NAME_{train,val,test}.jsonl or .parquet (nothing is visible before OutputSet.commit)."""
     for split in SPLITS:
         available = window_starts(borders[split], opts.seq_len, opts.pred_len, opts.stride)
         starts = cap_evenly(available, opts.max_windows_per_split)
-        fh = outputs.open(f"{name}_{split}.jsonl")
+        sink = open_sink(opts.file_type, outputs.open(data_file(f"{name}_{split}", opts.file_type)), None, opts.storage)
         for s in starts:
             t0 = s + opts.seq_len
             future = {t: scaled[t0:t0 + opts.pred_len, col[t]] for t in targets}
@@ -332,7 +337,12 @@ def _write_forecast(outputs: OutputSet, opts: ForecastOptions, name: str, border
                 # numeric targets for a Time-LLM head (the chat models learn `output`, the same numbers as text)
                 "forecast_target": [{"series": inputs.index(t), "name": t, "values": future[t].tolist()} for t in targets],
             }
-            fh.write(record_line(fields, [dumps_series(scaled[s:t0, col[v]]) for v in inputs]))
+            try:
+                series = [encode_series(scaled[s:t0, col[v]], opts.storage, str(opts.csv), v) for v in inputs]
+            except RejectError as err:  # a value beyond --series-dtype float32: the whole file cannot be written
+                raise InputError(err.reject.message) from None
+            sink.write(fields, series)
+        sink.close()
         windows[split] = {"available": len(available), "written": len(starts),
                           "first_start": starts[0] if starts else None, "last_start": starts[-1] if starts else None}
 

@@ -4,7 +4,7 @@ dataset_info.json entry reads them back. ``chatts`` is the ChatTS standard (inpu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import RejectError
@@ -14,10 +14,12 @@ from .registry import Registry
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """``fields(sample)`` builds the JSON fields (without timeseries); ``entry(file, has_system)`` the dataset_info entry."""
+    """``fields(sample)`` builds the JSON fields (without timeseries); ``entry(file, has_system)`` the dataset_info
+    entry; ``columns`` every field ``fields`` can write, with its type (`filetypes.arrow_type`: the Parquet columns)."""
 
     fields: Callable[[Sample], dict[str, Any]]
     entry: Callable[[str, bool], dict[str, Any]]
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 OUTPUT_FORMATS: Registry[OutputFormat] = Registry("output format")
@@ -75,5 +77,6 @@ def _sharegpt_entry(file_name: str, has_system: bool) -> dict[str, Any]:
     }
 
 
-register_output_format("chatts", OutputFormat(_chatts_fields, _chatts_entry))
-register_output_format("sharegpt", OutputFormat(_sharegpt_fields, _sharegpt_entry))
+register_output_format("chatts", OutputFormat(_chatts_fields, _chatts_entry,
+                                              {"input": "string", "output": "string", "system": "string"}))
+register_output_format("sharegpt", OutputFormat(_sharegpt_fields, _sharegpt_entry, {"messages": "messages"}))

@@ -1,4 +1,4 @@
-"""One CSV -> encoded series: read, clean, length checks, optional downsampling, JSON encoding.
+"""One CSV -> encoded series: read, clean, length checks, optional downsampling, encoding for the output file.
 
 This is the unit of work sent to the worker processes, so it takes and returns plain picklable
 values and never raises for bad data: problems come back as a (code, message) pair.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tsplugin.processing.encodable import DEFAULT_DTYPE, check_encodable
 
@@ -16,7 +17,7 @@ from .cleaning import clean
 from .csvread import read_series
 from .downsample import get_downsampler
 from .errors import RejectError
-from .jsonenc import dumps_series
+from .filetypes import JSON_STORAGE, encode_series
 from .safeio import DEFAULT_MAX_CSV_BYTES, ReadLimits, read_confined
 
 
@@ -38,12 +39,14 @@ class SeriesOptions:
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
     allow_hard_links: bool = False
     encoding: str = "auto"  # csvread.AUTO_ENCODING
+    storage: str = JSON_STORAGE  # how each series is encoded for the output file (filetypes.storage_for)
 
 @dataclass
 class SeriesResult:
-    """Encoded series of one CSV (one per value column) plus what was changed."""
+    """Encoded series of one CSV (one per value column: JSON text or an array, `filetypes.encode_series`)
+    plus what was changed."""
 
-    encoded: list[bytes]
+    encoded: list[Any]
     lengths: list[int]
     repairs: Counter
     notes: Counter
@@ -100,7 +103,7 @@ def _load(root: Path, rel: str, shown: str, opts: SeriesOptions) -> SeriesResult
                 f"{shown}: column {col!r} {problem.message()}: the model cannot encode it in {opts.dtype}. "
                 "Fix the value, or rescale the column (e.g. divide by 1e6) so the values fit",
             )
-        encoded.append(dumps_series(v))
+        encoded.append(encode_series(v, opts.storage, shown, col))
         lengths.append(int(len(v)))
     return SeriesResult(encoded, lengths, repairs, notes)
 

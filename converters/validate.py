@@ -1,4 +1,4 @@
-"""`tsconvert validate`: check an existing ChatTS JSONL the way training will read it, with the same
+"""`tsconvert validate`: check an existing ChatTS JSONL (or Parquet, `--file-type parquet`'s output) the way training will read it, with the same
 definitions training uses (tsplugin.processing.placeholders, tsplugin.processing.series_values, tsplugin.jsonl; all torch-free):
 placeholders only in user turns and one per series, series non-empty lists of finite numbers whose
 value encoding survives every training dtype, lengths reported. A bad line is one invalid record
@@ -22,6 +22,7 @@ from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_probl
 
 from .errors import InputError
 from .paths import refuse_overwriting_inputs
+from .filetypes import read_parquet_records
 from .report import Report
 from .safeio import open_named_input
 from .writer import write_bytes_atomic
@@ -79,21 +80,24 @@ def check_record(rec: Any, min_length: int = 1, dtype: str = VALIDATE_DTYPE) -> 
 
 def run_validate(path: Path, min_length: int = 1, report_path: Path | None = None, quiet: bool = False,
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> int:
-    """Validate ``path``; prints problems and a summary, returns 0 when every record is valid, 1 when
-    some is not (InputError, exit 2, when the file cannot be read at all or --report would replace it)."""
+    """Validate ``path`` (JSONL, or Parquet by its `.parquet` suffix); prints problems and a summary, returns 0
+    when every record is valid, 1 when some is not (InputError, exit 2, when the file cannot be read at all or
+    --report would replace it)."""
     if report_path is not None:
         refuse_overwriting_inputs([report_path], [path])
     shown = _printable(path.name)
     report = Report(source=shown, options={"min_length": min_length})
     try:
         with open_named_input(path) as raw:
-            for line in read_records(path, raw, max_record_bytes):
+            records = read_parquet_records(raw, name=path) if path.suffix == ".parquet" else read_records(path, raw, max_record_bytes)
+            for line in records:
                 report.input += 1
                 result = check_record(line.record, min_length) if line.ok else (line.code, line.message)
                 if isinstance(result, tuple):
                     code, msg = result
                     report.rejected[code] += 1
-                    print(f"{shown}: record {line.index} (line {line.lineno}): {msg}.", file=sys.stderr)
+                    where = f"record {line.index}" + (f" (line {line.lineno})" if line.lineno else "")
+                    print(f"{shown}: {where}: {msg}.", file=sys.stderr)
                 else:
                     report.converted += 1
                     for n in result:

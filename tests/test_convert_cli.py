@@ -86,13 +86,15 @@ def test_crash_while_replacing_keeps_old_file_and_leaves_no_temp(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_crash_mid_write_keeps_old_file(tmp_path, monkeypatch):
-    assert _convert(tmp_path, "-q") == 0
+@pytest.mark.parametrize("file_type", ["jsonl", "parquet"])
+def test_crash_mid_write_keeps_old_file(tmp_path, monkeypatch, file_type):
+    assert _convert(tmp_path, "-q", "--file-type", file_type) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    from converters import convert as convert_mod
+    from converters.filetypes import SINKS
 
     calls = {"n": 0}
-    real = convert_mod.record_line
+    sink = SINKS.get(file_type)
+    real = sink.write
 
     def explode(*args):
         calls["n"] += 1
@@ -100,9 +102,9 @@ def test_crash_mid_write_keeps_old_file(tmp_path, monkeypatch):
             raise RuntimeError("killed mid-write (simulated)")
         return real(*args)
 
-    monkeypatch.setattr(convert_mod, "record_line", explode)
+    monkeypatch.setattr(sink, "write", explode)
     with pytest.raises(RuntimeError, match="simulated"):
-        _convert(tmp_path, "-q")
+        _convert(tmp_path, "-q", "--file-type", file_type)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
@@ -207,9 +209,10 @@ def test_cli_choices_match_registries():
 
 def test_records_are_streamed_not_loaded_up_front(tmp_path, monkeypatch):
     from converters import convert as convert_mod
+    from converters.filetypes import JsonlSink
 
     yielded = {"n": 0, "at_first_line": None}
-    real_iter, real_line = convert_mod.iter_records, convert_mod.record_line
+    real_iter, real_line = convert_mod.iter_records, JsonlSink.write
 
     def counting_iter(path, *args):
         for rec in real_iter(path, *args):
@@ -222,6 +225,6 @@ def test_records_are_streamed_not_loaded_up_front(tmp_path, monkeypatch):
         return real_line(*args)
 
     monkeypatch.setattr(convert_mod, "iter_records", counting_iter)
-    monkeypatch.setattr(convert_mod, "record_line", watching_line)
+    monkeypatch.setattr(JsonlSink, "write", watching_line)
     assert _convert(tmp_path, "-q") == 0
     assert yielded == {"n": 12, "at_first_line": 1}  # the first line is written before the second record is read

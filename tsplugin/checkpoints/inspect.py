@@ -15,7 +15,6 @@ Design choices:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import struct
 from collections import Counter

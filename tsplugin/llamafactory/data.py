@@ -157,38 +157,65 @@ def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_
     return None
 
 
+def is_streaming(dataset: Any) -> bool:
+    """An IterableDataset (`streaming: true`): no length, no column names before it is read."""
+    return not hasattr(dataset, "__len__") or getattr(dataset, "column_names", None) is None
+
+
 def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: str | None = None,
-                  dtype: str = TRAINING_CHECK_DTYPE) -> None:
-    """Validate an aligned (converted) dataset; errors name the dataset file and record index."""
-    if not hasattr(dataset, "select_columns") or not hasattr(dataset, "__len__"):
-        return  # streaming: the plugin checks each record when it is processed
+                  dtype: str = TRAINING_CHECK_DTYPE) -> Any:
+    """Validate an aligned (converted) dataset; errors name the dataset file and record index. Returns the
+    dataset: in memory every record is checked now; streaming, each record is checked as it is read
+    (the same checks, the record's index in the stream)."""
+    if is_streaming(dataset):
+        return dataset.map(AlignedCheck(dataset_name, column, target_column, dtype), with_indices=True)
     names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
     names += [TARGET_SLOT] if target_column else []
-    rows = dataset.select_columns(names)
-    for index, row in enumerate(rows):
-        series = row[SERIES_SLOT] or []
-        for k, values in enumerate(series):
-            if not isinstance(values, (list, tuple)):
-                raise TimeSeriesDataError(
-                    f"{dataset_name}: record {index}: column '{column}' must be a list of series (lists of numbers), "
-                    f"but its element {k} is {show_value(values)}. If the file does hold lists there, the JSON loader "
-                    "(datasets) read the column in another shape because some series holds true/false or a number "
-                    "beyond float64: `tsconvert validate FILE` names those records."
-                )
-        problem = placeholder_problem(_turns(row), len(series), what=f"series in column '{column}'")
-        if problem is not None:
+    for index, row in enumerate(dataset.select_columns(names)):
+        check_row(row, index, dataset_name, column, target_column, dtype)
+    return dataset
+
+
+@dataclass
+class AlignedCheck:
+    """`check_row` as an `IterableDataset.map` function (picklable for dataloader workers); changes nothing."""
+
+    dataset_name: str
+    column: str
+    target_column: str | None
+    dtype: str
+
+    def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
+        check_row(row, index, self.dataset_name, self.column, self.target_column, self.dtype)
+        return {}
+
+
+def check_row(row: dict[str, Any], index: int, dataset_name: str, column: str, target_column: str | None = None,
+              dtype: str = TRAINING_CHECK_DTYPE) -> None:
+    """Raise TimeSeriesDataError naming the dataset and record `index` unless the aligned row can train."""
+    series = row.get(SERIES_SLOT) or []
+    for k, values in enumerate(series):
+        if not isinstance(values, (list, tuple)):
             raise TimeSeriesDataError(
-                f"{dataset_name}: record {index}: {problem.message} (`tsconvert validate FILE` lists every such record)."
+                f"{dataset_name}: record {index}: column '{column}' must be a list of series (lists of numbers), "
+                f"but its element {k} is {show_value(values)}. If the file does hold lists there, the JSON loader "
+                "(datasets) read the column in another shape because some series holds true/false or a number "
+                "beyond float64: `tsconvert validate FILE` names those records."
             )
-        for k, values in enumerate(series):
-            check_series(values, f"{dataset_name}: record {index}: series {k}", dtype)
-        if target_column is not None:
-            targets = row[TARGET_SLOT] or []
-            lengths = {check_target(decode_target(t), len(series), f"{dataset_name}: record {index}: column "
-                                    f"'{target_column}' entry {j}") for j, t in enumerate(targets)}
-            if len(lengths) > 1:
-                raise TimeSeriesDataError(f"{dataset_name}: record {index}: forecast targets of different lengths {sorted(lengths)}; "
-                                 "every target of a record covers the same horizon (--pred-len)")
+    problem = placeholder_problem(_turns(row), len(series), what=f"series in column '{column}'")
+    if problem is not None:
+        raise TimeSeriesDataError(
+            f"{dataset_name}: record {index}: {problem.message} (`tsconvert validate FILE` lists every such record)."
+        )
+    for k, values in enumerate(series):
+        check_series(values, f"{dataset_name}: record {index}: series {k}", dtype)
+    if target_column is not None:
+        targets = row.get(TARGET_SLOT) or []
+        lengths = {check_target(decode_target(t), len(series), f"{dataset_name}: record {index}: column "
+                                f"'{target_column}' entry {j}") for j, t in enumerate(targets)}
+        if len(lengths) > 1:
+            raise TimeSeriesDataError(f"{dataset_name}: record {index}: forecast targets of different lengths {sorted(lengths)}; "
+                             "every target of a record covers the same horizon (--pred-len)")
 
 
 # Columns the plugin adds while a dataset is preprocessed (removed again before training).
@@ -339,21 +366,53 @@ class TimeSeriesDatasetProcessor:
         self.inner.print_data_example(example)
 
 
+@dataclass
+class _Tag:
+    """Adds the `_ts_source` column to a streamed record (a picklable `IterableDataset.map` function)."""
+
+    name: str
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {SOURCE_COLUMN: self.name}
+
+
 def tag_sources(datasets: dict[str, Any]) -> dict[str, Any]:
-    """Add the `_ts_source` column (the dataset's name) to every in-memory dataset."""
+    """Add the `_ts_source` column (the dataset's name) to every dataset, in memory or streamed."""
     tagged = {}
     for name, dataset in datasets.items():
-        if hasattr(dataset, "add_column") and hasattr(dataset, "__len__") and SOURCE_COLUMN not in dataset.column_names:
+        if is_streaming(dataset):
+            dataset = dataset.map(_Tag(name))
+        elif SOURCE_COLUMN not in dataset.column_names:
             dataset = dataset.add_column(SOURCE_COLUMN, [name] * len(dataset))
         tagged[name] = dataset
     return tagged
 
 
+def count_line(label: str, source: str, kept: int, total: int, reasons: Counter, cutoff_len: int, seen: bool = False) -> str:
+    """One dataset's kept/dropped line (`seen`: a streamed dataset's counts so far)."""
+    line = f"tsplugin: {label} {source}: kept {kept} of {total} records" + (" seen so far" if seen else "")
+    if reasons:
+        why = "; ".join(f"{n} {drop_reason_text(r, cutoff_len)}" for r, n in sorted(reasons.items()))
+        line += f", dropped {sum(reasons.values())} ({why})"
+        if DROP_CUT in reasons or DROP_CHATTS_TRAINING in reasons:
+            line += ". Raise cutoff_len or shorten the series (`tsconvert --max-length`)"
+    return line + "."
+
+
 def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[str], None], label: str = "dataset") -> Any:
-    """Log, per dataset, how many records were kept and dropped and why; return `after` without them."""
-    if after is None or not hasattr(after, "column_names") or DROP_COLUMN not in after.column_names:
+    """Log, per dataset, how many records were kept and dropped and why; return `after` without them.
+    Streamed (`IterableDataset`), the counts are logged as records are read (`StreamingReport`)."""
+    if after is None:
         return after
-    counts_in = Counter(before[SOURCE_COLUMN]) if SOURCE_COLUMN in getattr(before, "column_names", []) else Counter()
+    if is_streaming(after):
+        if SOURCE_COLUMN not in _first_columns(before):  # a streamed map's column_names may be None or stale
+            return after
+        report = StreamingReport(cutoff_len, label, log)
+        return after.filter(report, with_indices=True, input_columns=[SOURCE_COLUMN, DROP_COLUMN]).remove_columns(
+            [SOURCE_COLUMN, DROP_COLUMN])
+    if DROP_COLUMN not in after.column_names:
+        return after
+    counts_in = Counter(before[SOURCE_COLUMN]) if SOURCE_COLUMN in (getattr(before, "column_names", None) or []) else Counter()
     marks = after.select_columns([SOURCE_COLUMN, DROP_COLUMN])
     kept: Counter = Counter()
     dropped: dict[str, Counter] = {}
@@ -369,13 +428,61 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
     for source in counts_in or sorted(set(kept) | set(dropped)):
         reasons = dropped.get(source, Counter())
         total = counts_in[source] if counts_in else kept[source] + sum(reasons.values())
-        line = f"tsplugin: {label} {source}: kept {kept[source]} of {total} records"
-        if reasons:
-            why = "; ".join(f"{n} {drop_reason_text(r, cutoff_len)}" for r, n in sorted(reasons.items()))
-            line += f", dropped {sum(reasons.values())} ({why})"
-            if DROP_CUT in reasons or DROP_CHATTS_TRAINING in reasons:
-                line += ". Raise cutoff_len or shorten the series (`tsconvert --max-length`)"
-        log(line + ".")
+        log(count_line(label, source, kept[source], total, reasons, cutoff_len))
     if any(marks[DROP_COLUMN]):
         after = after.filter(lambda reason: not reason, input_columns=[DROP_COLUMN])
     return after.remove_columns([SOURCE_COLUMN, DROP_COLUMN])
+
+
+def _first_columns(dataset: Any) -> list[str]:
+    """Column names of a streamed dataset, read from its first record (what LLaMA-Factory itself does)."""
+    try:
+        return list(next(iter(dataset)).keys())
+    except StopIteration:
+        return []
+
+
+class StreamingReport:
+    """`IterableDataset.filter` function over (`_ts_source`, `_ts_drop`): keeps the records nobody dropped
+    and logs each dataset's kept/dropped counts seen so far: at the first drop for each reason and whenever
+    a dataset's count of records seen reaches a power of two (log2(N) lines for N records). A new pass
+    over the stream (index 0 again) first logs the finished pass's counts, then starts from zero. Records
+    LLaMA-Factory itself drops as invalid never reach this filter: its own warnings name them.
+    With dataloader workers, each worker counts the records it reads."""
+
+    def __init__(self, cutoff_len: int, label: str, log: Callable[[str], None]) -> None:
+        self.cutoff_len, self.label, self.log = cutoff_len, label, log
+        self.kept: Counter = Counter()
+        self.dropped: dict[str, Counter] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # dataloader workers: a fresh count, no logger pickled
+        return {"cutoff_len": self.cutoff_len, "label": self.label}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from llamafactory.extras import logging as lf_logging
+
+        self.__init__(state["cutoff_len"], state["label"], lf_logging.get_logger("llamafactory.tsplugin").info)
+
+    def seen(self, source: str) -> int:
+        return self.kept[source] + sum(self.dropped.get(source, Counter()).values())
+
+    def line(self, source: str) -> str:
+        return count_line(self.label, source, self.kept[source], self.seen(source), self.dropped.get(source, Counter()),
+                          self.cutoff_len, seen=True)
+
+    def __call__(self, source: str, reason: str, index: int) -> bool:
+        if index == 0 and (self.kept or self.dropped):
+            for name in sorted(set(self.kept) | set(self.dropped)):
+                self.log(self.line(name) + " (one full pass)")
+            self.kept, self.dropped = Counter(), {}
+        if reason:
+            reasons = self.dropped.setdefault(source, Counter())
+            reasons[reason] += 1
+            first = reasons[reason] == 1
+        else:
+            self.kept[source] += 1
+            first = False
+        n = self.seen(source)
+        if first or n & (n - 1) == 0:
+            self.log(self.line(source))
+        return not reason

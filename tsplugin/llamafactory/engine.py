@@ -22,7 +22,6 @@ untouched.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Any, Sequence
 

@@ -3,7 +3,9 @@
 `tsplugin._bootstrap` calls `on_import(name, module)` right after each watched LLaMA-Factory module
 executes (in every process, torchrun workers included). Each hook names the upstream symbol it
 extends. Nothing here changes behaviour for datasets without a `timeseries` column or templates
-without the `timeseries` plugin: image, video and audio data go through untouched.
+without the `timeseries` plugin: image, video and audio data go through untouched. One exception, a fix:
+`streaming: true` on a local file with the default `dataloader_num_workers: 0` streams one shard instead
+of LLaMA-Factory 0.9.5's zero (which yields nothing), text datasets included (`_OneShard`).
 
 Two hooks are on transformers itself (`TRANSFORMERS_HOOKS`), so that released ChatTS checkpoints load
 with tsplugin's classes in any process of the environment, LLaMA-Factory or not (users' scripts,
@@ -225,7 +227,7 @@ def hook_converter(module: ModuleType) -> None:
             aligned = original(dataset, dataset_attr, data_args, training_args)
             column = getattr(dataset_attr, "timeseries", None)
             if column is not None:
-                check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
+                aligned = check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
             return aligned
 
         return align_dataset
@@ -277,7 +279,10 @@ def hook_data_loader(module: ModuleType) -> None:
     `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
     dataset how many records were kept and dropped, and why; `_load_single_dataset`: when `datasets`
     cannot load a time-series file (a string among a series' numbers, a line that is not UTF-8 or not
-    JSON), name the file, the record and the fix."""
+    JSON), name the file, the record and the fix; with `streaming: true` and a local file, one shard when
+    `dataloader_num_workers` is 0 (LLaMA-Factory 0.9.5 asks for 0 shards then and streams nothing: `_OneShard`),
+    for every dataset, time series or not. Streamed, records are tagged, checked and counted as they are read, and
+    time-series batches are collated whole (`keep_batches_whole`)."""
     _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
              "get_dataset_list", "_load_single_dataset")
 
@@ -285,7 +290,7 @@ def hook_data_loader(module: ModuleType) -> None:
         def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
             from tsplugin.llamafactory.data import tag_sources
 
-            if dataset_names is None or data_args.streaming:
+            if dataset_names is None:
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
             attrs = module.get_dataset_list(dataset_names, data_args.dataset_dir)
             if not any(getattr(attr, "timeseries", None) for attr in attrs):
@@ -303,6 +308,9 @@ def hook_data_loader(module: ModuleType) -> None:
 
             from tsplugin.llamafactory.data import report_and_filter
 
+            template = kwargs.get("template", args[1] if len(args) > 1 else None)
+            if data_args.streaming and isinstance(getattr(template, "mm_plugin", None), _timeseries_plugin()):
+                keep_batches_whole(training_args)
             result = original(dataset, data_args, training_args, *args, **kwargs)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
             label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
@@ -333,6 +341,8 @@ def hook_data_loader(module: ModuleType) -> None:
             if getattr(dataset_attr, "load_from", None) == "file":
                 # before LLaMA-Factory opens them: a FIFO would hang the loader, /dev/zero fill memory
                 paths = check_dataset_files(os.path.join(data_args.dataset_dir, dataset_attr.dataset_name))
+            if data_args.streaming and dataset_attr.load_from == "file" and not training_args.dataloader_num_workers:
+                training_args = _OneShard(training_args)
             try:
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
             except TimeSeriesDataError:
@@ -350,6 +360,37 @@ def hook_data_loader(module: ModuleType) -> None:
 
     _wrap(module, "_get_dataset_processor", make)
     _wrap(module, "_load_single_dataset", make_load)
+
+
+def keep_batches_whole(training_args: Any) -> None:
+    """Streamed time-series batches are collated where they are used (`accelerator_config.dispatch_batches: false`).
+    With an IterableDataset, accelerate's default (`DataLoaderDispatcher`) collates on the main process, then cuts
+    every tensor of the batch along dim 0 into per-process slices of `per_device_train_batch_size` rows; dim 0 of
+    `timeseries` (S, T, 2) counts series, not records, so a record with two series lost its second one (seen: "20
+    <ts> positions but 10 patch embeddings"). Without dispatch each process reads the stream and keeps its own batches
+    (`IterableDatasetShard`). A recipe that asks for dispatching is refused, naming the key."""
+    config = getattr(training_args, "accelerator_config", None)
+    if config is None:
+        return
+    if getattr(config, "dispatch_batches", None):
+        raise ValueError("accelerator_config.dispatch_batches: true with streaming: true and a time-series template: "
+                         "accelerate would cut the batch's `timeseries` tensor (one row per series, not per record) "
+                         "into per-process slices and lose series. Remove dispatch_batches from the recipe (tsplugin "
+                         "sets it to false) or turn streaming off.")
+    config.dispatch_batches = False
+
+
+class _OneShard:
+    """The training arguments as `_load_single_dataset` reads them, with `dataloader_num_workers` 1 instead of
+    0: LLaMA-Factory 0.9.5 streams a local file as `to_iterable_dataset(num_shards=dataloader_num_workers)`,
+    and 0 shards (its default) yield no record at all (`StopIteration` in `align_dataset`). One shard is
+    what a single loader process reads; the trainer's own `dataloader_num_workers` stays 0."""
+
+    def __init__(self, training_args: Any) -> None:
+        self._args = training_args
+
+    def __getattr__(self, name: str) -> Any:
+        return 1 if name == "dataloader_num_workers" else getattr(self._args, name)
 
 
 def hook_model_loader(module: ModuleType) -> None:

@@ -1,0 +1,315 @@
+"""Data scale: peak memory and throughput of every data path at N records, and how memory grows with N.
+
+Usage: python bench/data_scale.py [--sizes 1000,10000] [--min-points 256] [--max-points 4096] [--steps 20]
+                                  [--batch 4] [--keep DIR] [--verbose]
+
+For each N, a temp folder gets N GDSH-shaped records (chat JSON + one CSV per plot, one series of a length drawn
+uniformly from [--min-points, --max-points], seeded), and each path runs in its own fresh child process:
+  tsconvert            JSON + CSVs -> NAME.jsonl (--workers 1: one process, so its peak is the child's)
+  tsconvert parquet    the same -> NAME.parquet (--file-type parquet, series float32)
+  validate jsonl / parquet
+  get_dataset          LLaMA-Factory's `get_dataset` in memory (time-series template, tiny ChatTS-8B-architecture model)
+  get_dataset parquet  the same on the Parquet file
+  get_dataset text     the same records with the series removed and each placeholder replaced by the prefix the
+                       plugin writes plus one filler token per patch (the same token count; total tokens printed)
+  get_dataset stream   `streaming: true`, the stream read to the end (records/s over the whole pass)
+  stream parquet       the same on the Parquet file
+  train 20 stream      `llamafactory-cli train` in-process, `streaming: true`, --steps steps (LoRA, batch --batch)
+Peak RSS is the child's ru_maxrss (os.wait4; the parent imports only numpy, and the model is built in a child too,
+since a forked child's ru_maxrss starts from its parent's RSS); "heap" is the child's peak RssAnon (sampled every
+20 ms), i.e. without the file pages ru_maxrss also counts (the Arrow files `datasets` memory-maps, libraries). Seconds are the work alone, timed in the child after
+its imports (training: the trainer's train_runtime); records/s come from them. The datasets cache of each child is
+its own temp folder, removed after it.
+The slope of peak RSS against N (least squares over --sizes, MiB per 10k records) is printed per path: the
+streaming paths should stay flat (the in-memory ones hold Arrow tables, which `datasets` memory-maps).
+Not a test; no timed assertions. On a shared CPU compare paths within one run, not numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lf_output import lf_output_to, offline
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = "chatts8b_nothink"
+PATHS = ("tsconvert", "tsconvert parquet", "validate jsonl", "validate parquet", "get_dataset", "get_dataset parquet",
+         "get_dataset text", "get_dataset stream", "stream parquet", "train stream")
+STREAMING = ("get_dataset stream", "stream parquet", "train stream")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def generate(work: Path, n: int, min_points: int, max_points: int, seed: int = 0) -> int:
+    """N GDSH-shaped records (gdsh.json + csv/*.csv); returns the total number of points."""
+    rng = np.random.default_rng(seed)
+    csv_dir = work / "csv"
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with open(work / "gdsh.jsonl", "w", encoding="utf-8") as f:
+        for i in range(n):
+            length = int(rng.integers(min_points, max_points + 1))
+            x = 50 + 3 * np.sin(np.arange(length) / rng.uniform(20, 200)) + rng.normal(0, 0.4, length)
+            (csv_dir / f"s{i:06d}.PV.csv").write_text("value\n" + "\n".join(np.char.mod("%.4f", x)) + "\n")
+            record = {"messages": [{"role": "user", "content": f"Sensor {i}: <image> Is there an anomaly?"},
+                                   {"role": "assistant", "content": '{"is_anomaly": false}'}], "images": [f"s{i:06d}.PV.jpg"]}
+            f.write(json.dumps(record) + "\n")
+            total += length
+    return total
+
+
+def write_text_twin(data: Path, patch: int, profile: str) -> None:
+    """ts.jsonl's records with each placeholder -> prefix + one filler token per patch (plugin_overhead's twin)."""
+    from plugin_overhead import same_length_twin
+
+    with open(data / "ts.jsonl", encoding="utf-8") as src, open(data / "text.jsonl", "w", encoding="utf-8") as out:
+        for line in src:
+            out.write(json.dumps(same_length_twin(json.loads(line), patch, ".", profile), ensure_ascii=False) + "\n")
+    info_path = data / "dataset_info.json"
+    info = json.loads(info_path.read_text())
+    info["text"] = {"file_name": "text.jsonl", "columns": {"prompt": "input", "response": "output"}}
+    info_path.write_text(json.dumps(info, indent=2))
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def lf_args(model: Path, data: Path, dataset: str, out: Path, cache: Path, **overrides) -> dict:
+    args = dict(model_name_or_path=str(model), stage="sft", do_train=True, finetuning_type="lora", lora_target="all",
+                lora_rank=8, dataset=dataset, dataset_dir=str(data), template=TEMPLATE, cutoff_len=8192,
+                overwrite_cache=True, cache_dir=str(cache), output_dir=str(out), overwrite_output_dir=True,
+                logging_steps=1, save_strategy="no", report_to="none", per_device_train_batch_size=4,
+                learning_rate=1e-4, bf16=False, seed=42, disable_tqdm=True, max_steps=20, buffer_size=1)
+    args.update(overrides)
+    return args
+
+
+class AnonPeak:
+    """Peak RssAnon of this process, sampled from /proc/self/status every 20 ms: the heap alone, without the
+    file-backed pages that ru_maxrss also counts (Arrow files `datasets` memory-maps, shared libraries)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    self.peak = max(self.peak, int(line.split()[1]))
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.sample()
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        self.sample()
+        return self.peak / 1024
+
+
+def child(kind: str, work: Path, args: argparse.Namespace) -> dict:
+    """Run one path; its measurements (records, tokens, seconds) and the peak of its heap (RssAnon, MiB)."""
+    anon = AnonPeak()
+    result = run_path(kind, work, args)
+    return {**result, "anon_mib": anon.stop()}
+
+
+def run_path(kind: str, work: Path, args: argparse.Namespace) -> dict:
+    data = work / "data"
+    if kind.startswith("tsconvert"):
+        from converters.cli import main as tsconvert
+
+        import converters.convert  # noqa: F401  (imported before the clock starts, as for every path)
+
+        start = time.perf_counter()
+        code = convert_records(work, "tsp" if kind.endswith("parquet") else "ts", kind.endswith("parquet"))
+        return {"exit": code, "work_s": time.perf_counter() - start}
+    if kind.startswith("validate"):
+        from converters.validate import run_validate
+
+        start = time.perf_counter()
+        code = run_validate(data / ("tsp.parquet" if kind.endswith("parquet") else "ts.jsonl"), quiet=True)
+        return {"exit": code, "work_s": time.perf_counter() - start}
+    if kind == "prepare":
+        return prepare(work, args.paths.split(","))
+    import tsplugin._bootstrap  # noqa: F401  (hooks, also without the .pth)
+    import llamafactory.data  # noqa: F401
+    import llamafactory.train.tuner  # noqa: F401
+
+    with lf_output_to(None if args.verbose else work / "lf.log"):
+        if kind == "train stream":
+            from llamafactory.train.tuner import run_exp
+
+            run_exp(lf_args(work / "model", data, "ts", work / "run", work / f"cache_{os.getpid()}", streaming=True,
+                            max_steps=args.steps, per_device_train_batch_size=args.batch))
+            runtime = json.loads((work / "run" / "train_results.json").read_text())["train_runtime"]
+            return {"steps": args.steps, "records": args.steps * args.batch, "work_s": runtime}
+        from plugin_overhead import tokenized
+
+        dataset = {"get_dataset": "ts", "get_dataset parquet": "tsp", "get_dataset text": "text",
+                   "get_dataset stream": "ts", "stream parquet": "tsp"}[kind]
+        streaming = kind in STREAMING
+        start = time.perf_counter()
+        ds, _ = tokenized(lf_args(work / "model", data, dataset, work / "o", work / f"cache_{os.getpid()}", streaming=streaming))
+        records = tokens = 0
+        for row in ds:  # in memory: read back from Arrow; streamed: the whole pipeline runs here
+            records += 1
+            tokens += len(row["input_ids"])
+        return {"records": records, "tokens": tokens, "work_s": time.perf_counter() - start}
+
+
+def convert_records(work: Path, name: str, parquet: bool) -> int:
+    from converters.cli import main as tsconvert
+
+    return tsconvert([str(work / "gdsh.jsonl"), "--csv-dir", str(work / "csv"), "--time-col", "", "-o", str(work / "data"),
+                      "--workers", "1", "-q", "--name", name, *(["--file-type", "parquet"] if parquet else [])])
+
+
+def measure(kind: str, work: Path, args: argparse.Namespace) -> dict:
+    """One path in a fresh child; wall seconds and ru_maxrss (MiB) of that child."""
+    cmd = [sys.executable, __file__, "--child", kind, "--work", str(work), "--steps", str(args.steps),
+           "--batch", str(args.batch), "--paths", args.paths] + (["--verbose"] if args.verbose else [])
+    env = {**os.environ, "HF_DATASETS_CACHE": str(work / "hf_cache"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=ROOT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    shutil.rmtree(work / "hf_cache", ignore_errors=True)
+    for cache in work.glob("cache_*"):
+        shutil.rmtree(cache, ignore_errors=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{kind}: child failed (exit {os.waitstatus_to_exitcode(status)}); see {work / 'lf.log'} or rerun with --verbose")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "wall": wall, "rss_mib": usage.ru_maxrss / 1024}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def slope(sizes: list[int], values: list[float]) -> float:
+    """Least-squares MiB per 10k records."""
+    if len(sizes) < 2:
+        return float("nan")
+    return float(np.polyfit(np.asarray(sizes, float) / 1e4, np.asarray(values, float), 1)[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="record counts, comma-separated (default 1000,10000)")
+    parser.add_argument("--min-points", type=int, default=256, help="shortest series (default 256)")
+    parser.add_argument("--max-points", type=int, default=4096, help="longest series (default 4096)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of the streaming run (default 20)")
+    parser.add_argument("--batch", type=int, default=4, help="per-device batch of the streaming run (default 4)")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"which paths, comma-separated (default all: {', '.join(PATHS)})")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the generated data in this folder")
+    parser.add_argument("--verbose", action="store_true", help="show LLaMA-Factory's output (default: WORK/lf.log)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    offline()
+    if args.child:
+        print(json.dumps(child(args.child, args.work, args)))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    paths = [p.strip() for p in args.paths.split(",")]
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown:
+        raise SystemExit(f"--paths: unknown {unknown}; valid: {', '.join(PATHS)}")
+    base = args.keep or Path(tempfile.mkdtemp(prefix="data_scale_"))
+    results: dict[str, dict[int, dict]] = {p: {} for p in paths}
+    facts: dict[int, dict] = {}
+    try:
+        for n in sizes:
+            work = base / f"n{n}"
+            work.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            points = generate(work, n, args.min_points, args.max_points)
+            print(f"N={n}: generated {points} points ({points / n:.0f} per record) in {time.perf_counter() - start:.1f} s", flush=True)
+            prepared = measure("prepare", work, args)
+            for path in paths:
+                if path == "get_dataset text":
+                    write_text_twin(work / "data", prepared["patch"], prepared["profile"])  # from ts.jsonl, whichever step wrote it
+                results[path][n] = measure(path, work, args)
+                r = results[path][n]
+                print(f"  {path:<20} {r['wall']:8.1f} s  {r['rss_mib']:8.1f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('wall', 'rss_mib')})}", flush=True)
+            facts[n] = {"points": points, **{f"{name} MiB": (work / "data" / name).stat().st_size / 2**20
+                                             for name in ("ts.jsonl", "tsp.parquet") if (work / "data" / name).exists()}}
+            if args.keep is None:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    report(sizes, paths, results, facts, args)
+    return 0
+
+
+def prepare(work: Path, paths: list[str]) -> dict:
+    """The tiny model and the converted files the tsconvert paths would not write (untimed); patch size and profile.
+    A child like the others: the parent stays small (a forked child's ru_maxrss starts from its parent's RSS)."""
+    from tsplugin.build.init_model import build_model
+    from tsplugin.processing import TimeSeriesProcessor
+    from tsplugin.processing.profiles import INIT_MODEL_PROFILES
+
+    with lf_output_to(work / "lf.log"):
+        build_model(work / "model", arch="qwen3ts", preset="tiny", seed=0)
+    if "tsconvert" not in paths:
+        convert_records(work, "ts", parquet=False)
+    if "tsconvert parquet" not in paths:
+        convert_records(work, "tsp", parquet=True)
+    return {"patch": TimeSeriesProcessor.from_pretrained(work / "model").patch_size, "profile": INIT_MODEL_PROFILES["qwen3ts"]}
+
+
+def report(sizes: list[int], paths: list[str], results: dict, facts: dict, args: argparse.Namespace) -> None:
+    print("=== data scale summary ===")
+    print(f"records of one series, {args.min_points}-{args.max_points} points (uniform); tiny qwen3ts model, template {TEMPLATE}; "
+          f"each path a fresh child process; s = the work alone (after imports; training: train_runtime), rec/s from it")
+    header = f"{'path':<20}" + "".join(f" | {f'N={n}':>36}" for n in sizes) + f" | {'slope MiB/10k rec':>18}"
+    print(header)
+    print(f"{'':<20}" + "".join(f" | {'s   rec/s   peak RSS   heap':>36}" for _ in sizes) + f" | {'RSS     heap':>18}")
+    for path in paths:
+        cells = []
+        for n in sizes:
+            r = results[path][n]
+            records = r.get("records", n)
+            cells.append(f" | {r['work_s']:6.1f} {records / r['work_s']:7.1f} {r['rss_mib']:10.1f} {r['anon_mib']:9.1f}")
+        s = slope(sizes, [results[path][n]["rss_mib"] for n in sizes])
+        h = slope(sizes, [results[path][n]["anon_mib"] for n in sizes])
+        print(f"{path:<20}" + "".join(cells) + f" | {s:8.1f} {h:8.1f}")
+    for n in sizes:
+        f = facts[n]
+        line = f"N={n}: {f['points']} points"
+        if "ts.jsonl MiB" in f and "tsp.parquet MiB" in f:
+            line += (f"; on disk JSONL {f['ts.jsonl MiB']:.1f} MiB, Parquet {f['tsp.parquet MiB']:.1f} MiB "
+                     f"({f['tsp.parquet MiB'] / f['ts.jsonl MiB']:.2f}x)")
+        for a, b, what in (("get_dataset", "get_dataset text", "get_dataset records/s, series / text-only twin"),
+                           ("get_dataset parquet", "get_dataset", "get_dataset records/s, Parquet / JSONL"),
+                           ("stream parquet", "get_dataset stream", "streamed records/s, Parquet / JSONL")):
+            if a in results and b in results:
+                ra, rb = results[a][n], results[b][n]
+                line += f"; {what} {(ra['records'] / ra['work_s']) / (rb['records'] / rb['work_s']):.2f}x"
+        if "get_dataset" in results and "get_dataset text" in results:
+            line += f" (tokens {results['get_dataset'][n]['tokens']} vs {results['get_dataset text'][n]['tokens']})"
+        print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
