@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tsplugin.build.tokenizer_files import save_tokenizer
+from tsplugin.checkpoints.tokenizer_files import save_tokenizer
 
 HIDDEN = 64  # decoder and encoder width of every twin
 ORG = "bytedance-research"

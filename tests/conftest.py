@@ -254,7 +254,7 @@ def make_qwen_base(directory: Path, model_type: str = "qwen3", tie: bool = True)
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     from tsplugin.build.tokenizer import build_tokenizer
-    from tsplugin.build.tokenizer_files import save_tokenizer
+    from tsplugin.checkpoints.tokenizer_files import save_tokenizer
 
     tokenizer = build_tokenizer(ts_tokens=False)
     sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -303,7 +303,7 @@ def tiny_timellm(tmp_path_factory) -> Path:
 
     from tsplugin.build.build_forecaster import build_timellm
     from tsplugin.build.tokenizer import build_tokenizer
-    from tsplugin.build.tokenizer_files import save_tokenizer
+    from tsplugin.checkpoints.tokenizer_files import save_tokenizer
 
     root = tmp_path_factory.mktemp("timellm")
     tokenizer = build_tokenizer(ts_tokens=False)

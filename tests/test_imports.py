@@ -7,7 +7,7 @@ The layers, lowest first; a module imports its own layer or lower ones, never hi
                  registry helper), tsplugin.processing (placeholders, profiles, positions, series
                  values, encodability), tsplugin.jsonl, tsplugin.synth.labels (the labels schema):
                  torch-free, imported by everyone
-  1 files        tsplugin.checkpoints.layouts / .weights: what a checkpoint directory holds, read by
+  1 files        tsplugin.checkpoints.layouts / .weights / .tokenizer_files: what a checkpoint directory holds, read by
                  model loaders (no model class needed); converters (tsconvert): only the contract
   2 models       tsplugin.models (configs, modeling, encoders, projectors)
   3 tools        tsplugin.build, planner, eval, checkpoints.inspect, chat, forecast, monitor,
@@ -43,7 +43,8 @@ PACKAGES = ("tsplugin", "converters")
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contract", ("tsplugin", "tsplugin.processing", "tsplugin.jsonl", "tsplugin.synth.labels")),
-    ("files", ("tsplugin.checkpoints.layouts", "tsplugin.checkpoints.weights", "converters")),
+    ("files", ("tsplugin.checkpoints.layouts", "tsplugin.checkpoints.weights", "tsplugin.checkpoints.tokenizer_files",
+               "converters")),
     ("models", ("tsplugin.models",)),
     ("tools", ("tsplugin.build", "tsplugin.planner", "tsplugin.eval", "tsplugin.checkpoints", "tsplugin.chat",
                "tsplugin.forecast", "tsplugin.monitor", "tsplugin.nan_guard", "tsplugin.quickstart", "tsplugin.synth")),

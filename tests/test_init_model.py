@@ -14,7 +14,7 @@ from tsplugin.build.init_model import PRESETS, build_model, ts_block
 from tsplugin.models import Qwen2TSForCausalLM, Qwen3TSForCausalLM, get_architecture
 from tsplugin.processing import TimeSeriesProcessor
 from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
-from tsplugin.build.tokenizer_files import save_tokenizer, write_release_tokenizer_config
+from tsplugin.checkpoints.tokenizer_files import save_tokenizer, write_release_tokenizer_config
 
 EXPECTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
 

@@ -31,7 +31,7 @@ from tsplugin.models import (
 )
 from tsplugin.processing import batch_series, encode_series, expand_placeholders
 from tsplugin.build.tokenizer import build_tokenizer, ts_token_ids
-from tsplugin.build.tokenizer_files import save_tokenizer
+from tsplugin.checkpoints.tokenizer_files import save_tokenizer
 
 H = 32  # hidden size of the test models
 TS_PLAIN = {"patch_size": 16, "num_layers": 5, "hidden_size": H, "num_features": 2}  # ChatTS-14B first release

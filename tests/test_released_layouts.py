@@ -17,7 +17,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import lf_args, run_lf, trainer_losses, write_dataset
+from conftest import assert_release_tokenizer_form, lf_args, run_lf, trainer_losses, write_dataset
 
 # release -> (template it is prompted with, profile detected, class loaded, model_type loaded)
 EXPECTED = {
@@ -161,6 +161,22 @@ def test_not_a_time_series_checkpoint_is_left_alone(tmp_path):
     raw, _ = PretrainedConfig.get_config_dict(str(tmp_path))
     assert raw["auto_map"] == {"AutoConfig": "x.Y"} and read_config(tmp_path) is None
     assert type(AutoConfig.from_pretrained(tmp_path, trust_remote_code=False)).__name__ == "Qwen2Config"
+
+
+@pytest.mark.parametrize("release", RELEASE_NAMES)
+def test_processor_saves_the_tokenizer_in_the_released_form(layout_twins, tmp_path, release):
+    """`AutoProcessor.save_pretrained` (a user's own script, or LLaMA-Factory saving the processor) writes the
+    tokenizer as the releases ship it, so the saved folder loads under transformers 4.57 (vLLM's) too."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(layout_twins[release], trust_remote_code=True)
+    files = processor.save_pretrained(tmp_path)
+    assert any(str(f).endswith("tokenizer_config.json") for f in files), files
+    assert_release_tokenizer_form(tmp_path, json.loads((layout_twins[release] / "config.json").read_text()))
+    (tmp_path / "config.json").write_bytes((layout_twins[release] / "config.json").read_bytes())  # saved beside the model
+    again = AutoProcessor.from_pretrained(tmp_path)
+    text = "<ts><ts/> rises"
+    assert again.tokenizer(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
 
 
 # ---------------------------------------------------------------- stock LLaMA-Factory: train, export, reload, chat

@@ -98,10 +98,10 @@ def _generation_config(tokenizer: Any, base: Path | None) -> Any:
 
 def save_checkpoint(model: Any, tokenizer: Any, out: Path, dtype: str, base: Path | None) -> Any:
     """Cast, name the architecture, set Qwen stop tokens and write model + tokenizer to `out` (the tokenizer in
-    the released checkpoints' form, which transformers 4.57 and 5.x both load: tsplugin.build.tokenizer_files)."""
+    the released checkpoints' form, which transformers 4.57 and 5.x both load: tsplugin.checkpoints.tokenizer_files)."""
     import torch
 
-    from tsplugin.build.tokenizer_files import save_tokenizer
+    from tsplugin.checkpoints.tokenizer_files import save_tokenizer
 
     model = model.to(getattr(torch, dtype))
     model.config.architectures = [type(model).__name__]

@@ -534,11 +534,11 @@ def hook_tuner(module: ModuleType) -> None:
 
 def release_tokenizer_files(directory: str | None) -> None:
     """A time-series checkpoint LLaMA-Factory saved in `directory`: its tokenizer_config.json in the released
-    checkpoints' form (`tsplugin.build.tokenizer_files`), so it loads under transformers 4.57 (vLLM's) as well as
+    checkpoints' form (`tsplugin.checkpoints.tokenizer_files`), so it loads under transformers 4.57 (vLLM's) as well as
     5.x. Anything else (another model, an adapter-only directory, no tokenizer saved) is left as it was written."""
     if directory is None or not os.path.isfile(os.path.join(directory, "tokenizer.json")):
         return  # nothing saved there, or LLaMA-Factory could not save the tokenizer (it warned)
-    from tsplugin.build.tokenizer_files import write_release_tokenizer_config
+    from tsplugin.checkpoints.tokenizer_files import write_release_tokenizer_config
     from tsplugin.checkpoints.layouts import read_config
 
     if os.path.isfile(os.path.join(directory, "config.json")) and read_config(directory) is not None:

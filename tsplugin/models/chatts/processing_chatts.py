@@ -20,6 +20,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from tsplugin.checkpoints.layouts import HUB_KWARGS, checkpoint_dir, forget_shipped_processor, read_config
+from tsplugin.checkpoints.tokenizer_files import TOKENIZER_JSON, write_release_tokenizer_config
 from tsplugin.processing import TimeSeriesProcessor, batch_series, check_ts_token_ids
 
 PROCESSOR_CONFIG = "processor_config.json"
@@ -111,9 +112,13 @@ class ChatTSProcessor(ProcessorMixin):
         return list(dict.fromkeys(list(self.tokenizer.model_input_names) + ["timeseries"]))
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
-        """The tokenizer plus `processor_config.json` naming this class (the rules live in config.json)."""
+        """The tokenizer (in the released checkpoints' form, which transformers 4.57 and 5.x both load:
+        `tsplugin.checkpoints.tokenizer_files`) plus `processor_config.json` naming this class (the rules live in
+        config.json)."""
         os.makedirs(save_directory, exist_ok=True)
         files = list(self.tokenizer.save_pretrained(save_directory))
+        if os.path.isfile(os.path.join(save_directory, TOKENIZER_JSON)):  # a slow tokenizer saves no tokenizer.json
+            write_release_tokenizer_config(save_directory)
         path = os.path.join(save_directory, PROCESSOR_CONFIG)
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"processor_class": type(self).__name__}, f, indent=2)
