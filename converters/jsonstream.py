@@ -185,9 +185,9 @@ class _Buffer:
         self.text += chunk
         return True
 
-    def compact(self) -> None:
+    def compact(self, force: bool = False) -> None:
         """Drop consumed text, keeping line/column bookkeeping."""
-        if self.pos < _CHUNK:
+        if self.pos < _CHUNK and not force:
             return
         dropped = self.text[: self.pos]
         newlines = dropped.count("\n")
@@ -249,28 +249,10 @@ def _iter_array(fh: IO[str], name: str, max_record_bytes: int = DEFAULT_MAX_RECO
         if buf.skip_ws() == "":
             raise buf.fail(buf.pos, "file ends inside the JSON array. The file is truncated: re-export it.")
         start = buf.pos
-        error = None
-        while True:
-            try:
-                value, end = decoder.raw_decode(buf.text, start)
-                break
-            except json.JSONDecodeError as exc:
-                if not _final(exc, buf) and len(buf.text) - start > max_record_bytes:
-                    raise buf.fail(start, f"a record longer than --max-record-bytes {max_record_bytes} (characters). Convert the "
-                                          "file to JSON Lines (an over-long line is then one rejected record) or raise the limit") from None
-                if _final(exc, buf) or not buf.fill():
-                    raise buf.fail(exc.pos, f"invalid JSON: {exc.msg}. Fix the file at that position.") from None
-            except (RecursionError, ValueError) as exc:  # deeper than the parser goes, or an integer over the digit limit
-                value, end = None, _skip_value(buf, start)
-                line = buf.where(start).split(" column")[0]
-                _, error = _parse_error(exc)
-                error = (error[0], f"{line}: {error[1]}")
-                break
-        # A number at the very end of the buffer may continue in the next block.
-        if end == len(buf.text) and not buf.eof and buf.fill():
-            continue
-        yield RawRecord(buf.text[start:end], value, error)
-        buf.pos = end
+        record = _decode_next(decoder, buf, start, max_record_bytes)
+        if record is None:
+            continue  # a number at the very end of the buffer may continue in the next block: read again
+        yield record
         nxt = buf.skip_ws()
         if nxt == ",":
             buf.pos += 1
@@ -282,6 +264,98 @@ def _iter_array(fh: IO[str], name: str, max_record_bytes: int = DEFAULT_MAX_RECO
         if nxt == "":
             raise buf.fail(buf.pos, "file ends inside the JSON array (missing ']'). The file is truncated: re-export it.")
         raise buf.fail(buf.pos, f"invalid JSON: expected ',' or ']' after a record, found {nxt!r}. Fix the file at that position.")
+
+
+def _decode_next(decoder: json.JSONDecoder, buf: _Buffer, start: int, max_record_bytes: int) -> RawRecord | None:
+    """The array element at `start` (buf.pos left after it), a rejection for one the parser cannot take or one over
+    `max_record_bytes` (skipped unread: memory stays bounded by the cap), or None when it must be read again."""
+    while True:
+        try:
+            value, end = decoder.raw_decode(buf.text, start)
+            break
+        except json.JSONDecodeError as exc:
+            if not _final(exc, buf) and len(buf.text) - start > max_record_bytes:
+                line = buf.where(start).split(" column")[0]
+                return _too_large(line, _skip_unread(buf, start), max_record_bytes)
+            if _final(exc, buf) or not buf.fill():
+                raise buf.fail(exc.pos, f"invalid JSON: {exc.msg}. Fix the file at that position.") from None
+        except (RecursionError, ValueError) as exc:  # deeper than the parser goes, or an integer over the digit limit
+            end = _skip_value(buf, start)
+            line = buf.where(start).split(" column")[0]
+            _, error = _parse_error(exc)
+            buf.pos = end
+            return RawRecord(buf.text[start:end], None, ("unparseable_record", f"{line}: {error[1]}"))
+    if end == len(buf.text) and not buf.eof and buf.fill():
+        return None
+    buf.pos = end
+    if end - start > max_record_bytes:  # read whole with its neighbours: the same rule whatever the block boundaries
+        return _too_large(buf.where(start).split(" column")[0], end - start, max_record_bytes)
+    return RawRecord(buf.text[start:end], value, None)
+
+
+def _too_large(line: str, size: int, max_record_bytes: int) -> RawRecord:
+    return RawRecord("null", None, ("record_too_large", (
+        f"{line}: a record of {size} characters, above --max-record-bytes {max_record_bytes}; it was skipped. "
+        "Split the record or raise --max-record-bytes")))
+
+
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_IN_STRING = re.compile(r'["\\]')
+_SCALAR_END = re.compile(r"[\s,\]]")
+
+
+def _skip_unread(buf: _Buffer, start: int) -> int:
+    """Move buf.pos past the value at `start` without keeping it (the text read so far is dropped block by block,
+    line numbers kept); returns the value's length in characters. Each regex jump crosses a run of plain text,
+    so a record of numbers costs a few Python steps per block."""
+    depth, in_string, escaped = 0, False, False
+    scalar = buf.text[start] not in '["{'
+    pos, size, origin = start, 0, start
+    while True:
+        text = buf.text
+        while pos < len(text):
+            if escaped:
+                pos, escaped = pos + 1, False
+                continue
+            if scalar:
+                m = _SCALAR_END.search(text, pos)
+                if m is None:
+                    pos = len(text)
+                    break
+                return _after_skip(buf, m.start(), size + m.start() - origin)
+            m = (_IN_STRING if in_string else _STRUCTURE).search(text, pos)
+            if m is None:
+                pos = len(text)
+                break
+            char, pos = m.group(), m.end()
+            if in_string:
+                if char == "\\":
+                    escaped = True
+                else:
+                    in_string = False
+                    if depth == 0:
+                        return _after_skip(buf, pos, size + pos - origin)
+            elif char == '"':
+                in_string = True
+            elif char in "[{":
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    return _after_skip(buf, pos, size + pos - origin)
+        size += pos - origin
+        buf.pos = pos
+        buf.compact(force=True)
+        pos = origin = buf.pos
+        if not buf.fill():
+            if scalar:
+                return _after_skip(buf, pos, size)
+            raise buf.fail(len(buf.text), "file ends inside a record. The file is truncated: re-export it.")
+
+
+def _after_skip(buf: _Buffer, end: int, size: int) -> int:
+    buf.pos = end
+    return size
 
 
 def _parse_error(exc: BaseException) -> tuple[None, tuple[str, str]]:

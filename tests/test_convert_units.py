@@ -36,6 +36,28 @@ def test_array_error_position_after_many_chunks(tmp_path, monkeypatch):
     assert str(err.value) == "a.json: line 52 column 7: invalid JSON: Expecting value. Fix the file at that position."
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+def test_array_records_over_the_cap_are_skipped_unread_whatever_the_chunk_boundaries(tmp_path, monkeypatch, chunk):
+    """An array element over --max-record-bytes is one record_too_large rejection naming its line, found by a
+    scanner that drops what it read block by block (strings with escaped quotes and brackets, nesting, a bare
+    number, a bare string); every record around it is read exactly as json.load reads it."""
+    big = [{"note": 'a\\"]}[{,' * 40, "deep": [[[{"x": "]"}]]], "v": list(range(30))}, "q" * 300, 10 ** 200, [[], {}, "}" * 90]]
+    small = [{"k": i, "s": 'x\\"y]'} for i in range(len(big) + 1)]
+    items = [small[0]]
+    for i, value in enumerate(big):
+        items += [value, small[i + 1]]
+    text = "[\n" + ",\n".join(json.dumps(v) for v in items) + "\n]"
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    monkeypatch.setattr(jsonstream, "_CHUNK", chunk)
+    got = list(jsonstream.iter_raw_records(path, max_record_bytes=100))
+    assert [r.value for r in got if r.error is None] == small
+    rejected = [r.error for r in got if r.error is not None]
+    assert [code for code, _ in rejected] == ["record_too_large"] * len(big)
+    for k, ((_, message), value) in enumerate(zip(rejected, big)):
+        assert message.startswith(f"line {3 + 2 * k}: a record of {len(json.dumps(value))} characters, above --max-record-bytes 100;"), message
+
+
 def test_empty_array_and_empty_file(tmp_path):
     (tmp_path / "e.json").write_text(" [ ] ")
     assert list(jsonstream.iter_records(tmp_path / "e.json")) == []
