@@ -82,7 +82,7 @@ def test_bootstrap_watches_exactly_the_hooked_modules():
     from tsplugin import _bootstrap
     from tsplugin.llamafactory import hooks
 
-    assert _bootstrap.WATCHED == set(hooks.HOOKS) | set(hooks.TRANSFORMERS_HOOKS) | set(hooks.VLLM_HOOKS) | {hooks._MM_PLUGIN_MODULE}
+    assert _bootstrap.WATCHED == set(hooks.HOOKS) | set(hooks.TRANSFORMERS_HOOKS) | set(hooks.TORCH_HOOKS) | set(hooks.VLLM_HOOKS) | {hooks._MM_PLUGIN_MODULE}
 
 
 def test_unsupported_llamafactory_version_warns_and_hooks_nothing(monkeypatch):

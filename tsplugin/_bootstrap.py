@@ -20,7 +20,7 @@ module. ``bench/startup_tax.py`` measures the cost; ``tests/test_hooks.py`` chec
 import sys
 
 # Modules whose import triggers a hook; tests/test_hooks.py checks this equals
-# tsplugin.llamafactory.hooks.HOOKS + TRANSFORMERS_HOOKS + VLLM_HOOKS + the plugin module (see on_import).
+# tsplugin.llamafactory.hooks.HOOKS + TRANSFORMERS_HOOKS + TORCH_HOOKS + VLLM_HOOKS + the plugin module (see on_import).
 WATCHED = frozenset(
     {
         "llamafactory.hparams.finetuning_args",
@@ -50,6 +50,8 @@ WATCHED = frozenset(
         # transformers itself: released ChatTS checkpoints load with tsplugin's classes in any process.
         "transformers.configuration_utils",
         "transformers.models.auto.processing_auto",
+        # torchrun, as `llamafactory-cli train` starts it on several GPUs (hooks.TORCH_HOOKS).
+        "torch.distributed.run",
         # vLLM (`vllm serve`): series parts in chat completions (hooks.VLLM_HOOKS).
         "vllm.entrypoints.chat_utils",
         # The plugin itself: imported before LLaMA-Factory, it makes the plugin and template hooks run

@@ -507,7 +507,7 @@ def hook_tuner(module: ModuleType) -> None:
     export`, LlamaBoard's export tab): the recipe's time-series template is recorded in the exported
     config.json (`ts_template`) and the exported tokenizer is written in the released form."""
     stages = ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto")
-    _require(module, "_training_function", "export_model", "get_infer_args", *stages)
+    _require(module, "_training_function", "export_model", "get_infer_args", "run_exp", *stages)
 
     def make(original):
         def run_stage(model_args, data_args, training_args, finetuning_args, *rest, **kwargs):
@@ -530,6 +530,7 @@ def hook_tuner(module: ModuleType) -> None:
     for stage in stages:
         _wrap(module, stage, make)
     _wrap(module, "export_model", functools.partial(make_export_model, module))
+    _wrap(module, "run_exp", make_run_exp)
 
 
 def release_tokenizer_files(directory: str | None) -> None:
@@ -569,15 +570,23 @@ def make_export_model(module: ModuleType, original: Callable) -> Callable:
     return export_model
 
 
+USER_ERROR_EXIT = 2  # a time-series data or file error: one line on stderr, this exit code, every process
+
+
 def hook_launcher(module: ModuleType) -> None:
     """`launch` (`llamafactory-cli COMMAND`, the top-level handler of every command): a time-series data or
     file error (`TimeSeriesDataError`, `UserFileError`: their message names the file, the record and the
     fix) prints that one line on stderr and exits 2, instead of a traceback through LLaMA-Factory's
-    frames; every other error is LLaMA-Factory's and keeps its traceback."""
+    frames; every other error is LLaMA-Factory's and keeps its traceback. Multi-GPU training runs torchrun
+    (`subprocess.run(check=True)`): when its workers stopped on such an error (exit 2, their line printed,
+    see `hook_tuner`'s `run_exp` and `hook_torchrun`), `launch` exits 2 too, without CalledProcessError's
+    traceback."""
     _require(module, "launch")
 
     def make(original):
         def launch(*args, **kwargs):
+            import subprocess
+
             from tsplugin.llamafactory.data import TimeSeriesDataError
             from tsplugin.userfiles import UserFileError
 
@@ -586,11 +595,68 @@ def hook_launcher(module: ModuleType) -> None:
                 return original(*args, **kwargs)
             except (TimeSeriesDataError, UserFileError) as err:
                 print(f"llamafactory-cli {command}: error: {err}", file=sys.stderr)
-                sys.exit(2)
+                sys.exit(USER_ERROR_EXIT)
+            except subprocess.CalledProcessError as err:
+                if command == "train" and err.returncode == USER_ERROR_EXIT and "torchrun" in str(err.cmd):
+                    sys.exit(USER_ERROR_EXIT)  # the workers printed the error
+                raise
 
         return launch
 
     _wrap(module, "launch", make)
+
+
+def in_torchrun_worker() -> bool:
+    """True in a worker torchrun started for `llamafactory-cli train` (it runs llamafactory/launcher.py as a script)."""
+    script = sys.argv[0] if sys.argv else ""
+    return ("LOCAL_RANK" in os.environ and os.path.basename(script) == "launcher.py"
+            and os.path.basename(os.path.dirname(script)) == "llamafactory")
+
+
+def make_run_exp(original: Callable) -> Callable:
+    """`run_exp` in a torchrun worker (`in_torchrun_worker`): a time-series data or file error prints its one line
+    (rank 0 only: every rank reads the same data) and the worker exits 2, instead of a traceback per rank.
+    Anywhere else `run_exp` is LLaMA-Factory's: in-process callers still get the exception."""
+
+    def run_exp(*args, **kwargs):
+        if not in_torchrun_worker():
+            return original(*args, **kwargs)
+        from tsplugin.llamafactory.data import TimeSeriesDataError
+        from tsplugin.userfiles import UserFileError
+
+        try:
+            return original(*args, **kwargs)
+        except (TimeSeriesDataError, UserFileError) as err:
+            if os.environ.get("RANK", "0") == "0":
+                print(f"llamafactory-cli train: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(USER_ERROR_EXIT)
+
+    return run_exp
+
+
+def hook_torchrun(module: ModuleType) -> None:
+    """`torch.distributed.run.main` (the `torchrun` command LLaMA-Factory starts for multi-GPU training): when the
+    entrypoint is LLaMA-Factory's launcher and every failed worker exited 2 (`make_run_exp`: the error's line is
+    printed), torchrun exits 2 without its ChildFailedError report and traceback. Any other failure, and any other
+    program torchrun runs, keeps torchrun's report."""
+    _require(module, "main")
+
+    def make(original):
+        def main(args=None):
+            from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+            try:
+                return original(args)
+            except ChildFailedError as err:
+                entry = str(getattr(err, "name", ""))
+                codes = {getattr(f, "exitcode", None) for f in getattr(err, "failures", {}).values()}
+                if entry.endswith(os.path.join("llamafactory", "launcher.py")) and codes == {USER_ERROR_EXIT}:
+                    sys.exit(USER_ERROR_EXIT)
+                raise
+
+        return main
+
+    _wrap(module, "main", make)
 
 
 def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
@@ -940,6 +1006,11 @@ VLLM_HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "vllm.entrypoints.chat_utils": hook_vllm_chat_utils,
 }
 
+# torch itself: `torchrun`, as LLaMA-Factory starts it for multi-GPU training (hook_torchrun).
+TORCH_HOOKS: dict[str, Callable[[ModuleType], None]] = {
+    "torch.distributed.run": hook_torchrun,
+}
+
 
 HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.hparams.finetuning_args": hook_finetuning_args,
@@ -983,6 +1054,14 @@ def on_import(name: str, module: ModuleType) -> None:
             TRANSFORMERS_HOOKS[name](module)
         except Exception as err:  # never break `import transformers` for the whole environment
             warnings.warn(f"tsfactory: released ChatTS checkpoints will not load with tsfactory's classes: {err}", stacklevel=2)
+            return
+        _applied.add(name)
+        return
+    if name in TORCH_HOOKS:
+        try:
+            TORCH_HOOKS[name](module)
+        except Exception as err:  # never break torchrun for the whole environment
+            warnings.warn(f"tsfactory: torchrun keeps its own report for time-series data errors: {err}", stacklevel=2)
             return
         _applied.add(name)
         return
