@@ -37,6 +37,7 @@ REGISTRIES = [
     ("converters.numbers", "NUMBER_FORMATS"),
     ("converters.formats", "OUTPUT_FORMATS"),
     ("converters.forecast", "FEATURE_MODES"),
+    ("converters.filetypes", "SINKS"),
 ]
 
 # (module, lookup function) taking one name.
