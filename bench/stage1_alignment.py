@@ -26,7 +26,11 @@ stage-2 steps 20/40/60/80:
       (stage 1 loss 0.853 -> 0.756; held-out synth after stage 1: score 0.420, 28/200 unparseable)
   --pretrain-steps 0 (random LLM, 346 s): stage 1 then 2: 0.500 0.500 0.500 0.500; alone: 0.500 1.000 1.000 1.000
       (stage 1 loss 7.676 -> 7.573)
-No gain from stage 1 at this scale; with a random LLM it hurt.
+  --pretrain-steps 0 --stage2-steps 40 --eval-every 20 (random LLM, 191 s): stage 1 then 2: 0.500 0.500;
+      alone: 0.500 0.500. Stage 1 moved no projector weight by more than 0.05 (norms 7.121 -> 7.117 and
+      11.340 -> 11.393, biases 0 -> 0.22 / 0.19), so the random-LLM gap above is not caused by stage 1: a random
+      LLM learning its answer words under LoRA finds them in some schedules and not in others.
+No gain from stage 1 at this scale; the random-LLM arm is unstable either way.
 Not a test.
 """
 
