@@ -104,7 +104,12 @@ def describe_series(values: np.ndarray, record: int = 0, series: int = 0) -> Des
         # them as columns and without, keep the pass whose model has the lower BIC
         tries = [_one_pass(y, season.find_season(y - p.spikes_removed, _structure_basis(n, p, shifts)))
                  for shifts in (True, False)]
-        p = min(tries, key=_bic)
+        # ... or the previous pass itself: a pass whose season was absorbed by the knots of a trend that had
+        # followed the previous season's misfit (half-cycle segments) must not replace a better model
+        best = min(tries, key=_bic)
+        if _bic(best) >= _bic(p):
+            break  # the next pass would start from the same model
+        p = best
     p = _one_pass(y, p.season, final=True)
     s, tr, changes = season.with_strength(p.season), p.trend, p.changes
     remainder = p.rest - tr.fitted

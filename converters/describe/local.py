@@ -57,28 +57,61 @@ def _conf(size: float, threshold: float) -> float:
     return logistic(size / threshold - 1.0, 6.0)
 
 
-def _shift_shape(d: np.ndarray, lo: int, hi: int, first: int, last: int, sigma: float) -> tuple[bool, int, int]:
-    """(sudden, position, ramp width) of a level shift near [first, last] in the window d[lo:hi) that holds
-    one line and the shift: the ramp (start p, width w up to RAMP_MAX of the length) whose model
-    line + size x clip((t - p) / w, 0, 1) fits the window best by least squares. A width of 1 is a step
-    at p + 1; a wider ramp is a sudden change only when it fits better than the best step by more than
-    one parameter's BIC (sigma^2 log m)."""
+@dataclass
+class _Shape:
+    kind: str  # "step", "sudden" or "spike"
+    position: int  # first point of the new level, start of the ramp, or the peak
+    width: int  # ramp width (sudden), else 0
+    size: float  # signed: the shift, or the spike's height
+
+
+def _shape(d: np.ndarray, lo: int, hi: int, first: int, last: int, sigma: float) -> _Shape:
+    """What a change near [first, last] is, from the window d[lo:hi) that holds one line and the change:
+    the candidate column that, added to the line, fits the window best by least squares. Candidates:
+    ramps clip((t - p) / w, 0, 1) with w up to RAMP_MAX of the length (w = 1: a step at p + 1) and
+    triangular spikes at p (half-width up to 1% of the length + 1, synth's and most outliers'). A ramp
+    is a sudden change only when it beats the best step by more than one parameter's BIC
+    (sigma^2 log m); a spike when it beats every shift (an excursion that comes back)."""
     n, m = len(d), hi - lo
     t = np.arange(lo, hi, dtype=float)
     w_max = max(2, int(round(RAMP_MAX * n)))
-    cands = [(p, w) for w in range(1, w_max + 1) for p in range(max(lo, first - w), min(hi - 2, last + 1) + 1)]
-    G = np.array([np.clip((t - p) / w, 0.0, 1.0) for p, w in cands])  # (candidates, m)
+    ramps = [(p, w) for w in range(1, w_max + 1) for p in range(max(lo, first - w), min(hi - 2, last + 1) + 1)]
+    spikes = [(p, h) for h in range(1, max(1, n // 100) + 2) for p in range(max(lo + 1, first - 1), min(hi - 1, last + 2))]
+    G = np.array([np.clip((t - p) / w, 0.0, 1.0) for p, w in ramps]
+                 + [np.clip(1.0 - np.abs(t - p) / (h + 1), 0.0, None) for p, h in spikes])  # (candidates, m)
     q, _ = np.linalg.qr(np.column_stack([np.ones(m), t - lo]))  # the line, projected out of both sides
     y = d[lo:hi] - q @ (q.T @ d[lo:hi])
     G = G - (G @ q) @ q.T
-    gg = np.einsum("ij,ij->i", G, G)
-    gain = np.where(gg > 1e-12, (G @ y) ** 2 / np.maximum(gg, 1e-12), 0.0)  # RSS drop of each candidate
-    widths = np.array([w for _, w in cands])
-    k_step = int(np.argmax(np.where(widths == 1, gain, -1.0)))
-    k_ramp = int(np.argmax(np.where(widths >= 2, gain, -1.0)))
-    if widths[k_ramp] >= 2 and gain[k_ramp] - gain[k_step] > sigma * sigma * math.log(max(m, 2)):
-        return True, cands[k_ramp][0], cands[k_ramp][1]
-    return False, cands[k_step][0] + 1, 0
+    gg = np.maximum(np.einsum("ij,ij->i", G, G), 1e-12)
+    gy = G @ y
+    gain = gy ** 2 / gg  # RSS drop of each candidate
+    kind = np.array([0 if w == 1 else 1 for _, w in ramps] + [2] * len(spikes))  # step, ramp, spike
+    best = {k: int(np.argmax(np.where(kind == k, gain, -1.0))) for k in (0, 1, 2) if np.any(kind == k)}
+    shift = best[0]
+    if 1 in best and gain[best[1]] - gain[best[0]] > sigma * sigma * math.log(max(m, 2)):
+        shift = best[1]
+    if 2 in best and gain[best[2]] > gain[shift]:
+        k = best[2]
+        return _Shape("spike", spikes[k - len(ramps)][0], 0, float(gy[k] / gg[k]))
+    p, w = ramps[shift]
+    size = float(gy[shift] / gg[shift])
+    return _Shape("step", p + 1, 0, size) if w == 1 else _Shape("sudden", p, w, size)
+
+
+def _change(shape: _Shape, shift: float, shift_min: float, spike_min: float, start: int, end: int) -> Change | None:
+    """The change a shape read says, sized by the lines' shift (a level shift) or the fit (a spike)."""
+    if shape.kind == "spike":
+        size = abs(shape.size)
+        if size <= spike_min:
+            return None
+        kind = "upward_spike" if shape.size > 0 else "downward_spike"
+        return Change(kind, shape.position, size, _conf(size, spike_min), end=max(end, shape.position + 1),
+                      start=min(start, shape.position))
+    up = shift > 0
+    if shape.kind == "sudden":
+        return Change("sudden_increase" if up else "sudden_decrease", shape.position, float(abs(shift)),
+                      _conf(abs(shift), shift_min), width=shape.width)
+    return Change("step_up" if up else "step_down", shape.position, float(abs(shift)), _conf(abs(shift), shift_min))
 
 
 def _cluster(d: np.ndarray, prev: Line, nxt: Line, start: int, end: int,
@@ -89,13 +122,8 @@ def _cluster(d: np.ndarray, prev: Line, nxt: Line, start: int, end: int,
     mid = (start + end - 1) / 2
     shift = after(mid) - before(mid)
     if abs(shift) > shift_min:
-        up = shift > 0
         lo, hi = _window(len(d), prev.start, nxt.end, start, end)
-        sudden, pos, width = _shift_shape(d, lo, hi, start, end - 1, sigma)
-        if sudden:
-            return Change("sudden_increase" if up else "sudden_decrease", pos, float(abs(shift)),
-                          _conf(abs(shift), shift_min), width=width)
-        return Change("step_up" if up else "step_down", pos, float(abs(shift)), _conf(abs(shift), shift_min))
+        return _change(_shape(d, lo, hi, start, end - 1, sigma), shift, shift_min, spike_min, start, end)
     base = np.array([before(x) + (after(x) - before(x)) * (x - start) / max(end - start, 1) for x in t])
     dev = d[t] - base
     k = int(np.argmax(np.abs(dev)))
@@ -136,10 +164,12 @@ def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]
                 jump = cur.at(cur.start - 0.5) - prev.at(cur.start - 0.5)
                 if abs(jump) > shift_min:
                     lo, hi = _window(n, prev.start, cur.end, cur.start, cur.start)
-                    sudden, pos, width = _shift_shape(d, lo, hi, cur.start - 1, cur.start, sigma)
-                    kind = ("sudden_increase" if jump > 0 else "sudden_decrease") if sudden else \
-                        ("step_up" if jump > 0 else "step_down")
-                    out.append(Change(kind, pos, float(abs(jump)), _conf(abs(jump), shift_min), width=width))
+                    change = _change(_shape(d, lo, hi, cur.start - 1, cur.start, sigma), jump, shift_min, spike_min,
+                                     cur.start - 1, cur.start + 1)
+                    if change is not None:
+                        out.append(change)
+                        if change.type.endswith("spike"):
+                            _clean_spike(cleaned, prev, cur, change.start, change.end)
             prev = cur
             i += 1
             continue
@@ -154,11 +184,16 @@ def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]
         if change is not None:
             out.append(change)
             if change.type.endswith("spike"):
-                t = np.arange(start, end)
-                cleaned[start:end] = [prev.at(x) + (nxt.at(x) - prev.at(x)) * (x - start) / max(end - start, 1) for x in t]
+                _clean_spike(cleaned, prev, nxt, start, end)
         prev = nxt  # the long line after the cluster is the next reference
         i = j + 2 if nxt is not None else j + 1
     return out, cleaned
+
+
+def _clean_spike(cleaned: np.ndarray, prev: Line, nxt: Line, start: int, end: int) -> None:
+    """Replace a spike's points [start, end) by the line joining the levels on either side."""
+    t = np.arange(start, end)
+    cleaned[start:end] = [prev.at(x) + (nxt.at(x) - prev.at(x)) * (x - start) / max(end - start, 1) for x in t]
 
 
 def _column(c: Change, n: int) -> np.ndarray:
