@@ -9,6 +9,8 @@ for another):
    the line joining their neighbours, level shifts removed;
 3. (the same change points, read as kinks, are left to the trend);
 4. trend segments of what is left (Theil-Sen per segment).
+A retry replaces the previous pass only when its BIC is lower. After the passes, one last pass on the
+chosen season refits the changes jointly with trend and season and drops those that do not hold up.
 Noise comes from the final remainder against the signal scale (noise.py).
 """
 

@@ -4,13 +4,19 @@ A change point splits the series into least-squares lines. Long segments carry t
 is a cluster of short segments (each at most RAMP_MAX of the length) between two long ones, or a jump
 where two long segments meet:
 - the level after the cluster minus the level before it (the two long lines extrapolated to the
-  cluster's middle) is the shift; above the threshold it is a step (the lines jump at one point) or a
-  sudden increase/decrease (the points inside lie on a ramp between the two levels);
+  cluster's middle) is the shift; above the threshold, what it is comes from one least-squares fit on the
+  window around it (_shape): a line plus the best of step, ramp (start and width) and triangular spike
+  candidates. A ramp is a sudden increase/decrease when it beats the best step by one parameter's BIC;
+  a spike when it beats every shift (a spike at a trend kink makes the two lines disagree too);
 - otherwise the largest deviation of the points inside from the line joining the two levels, above
   SPIKE_Z noise units, is an upward or downward spike at its peak;
 - a trend kink meets continuously and leaves nothing.
-Thresholds: a number of noise units (robust sigma of first differences) and a share of the series'
-structural range, whichever is larger (a low-noise series must not report the misfit of its season).
+Then (prune) the changes of the final pass are refitted jointly with the trend and the season, and the
+ones that shrink below their threshold go: they were one pass's misfit (a season edge whose amplitude a
+real step inflated).
+Thresholds: a number of noise units (robust sigma of first differences, MAD-based) and a share of the
+series' structural range, whichever is larger (a low-noise series must not report the misfit of its
+season). A shift is measured between two fitted lines, so its threshold (SHIFT_Z) is below a spike's.
 Positions: the first point of the new level (step), of the ramp (sudden change), the peak (spike).
 Confidence: how far the size exceeds the threshold.
 """
