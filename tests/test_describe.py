@@ -281,3 +281,13 @@ def test_synth_records_once_wrong(seed, record, why):
     for t, p in zip(truth.local, lab.local):
         assert p.type == t.type and abs(p.position - t.position) <= 0.02 * truth.length, (why, lab.local, truth.local)
     assert lab.seasonal == truth.seasonal, (why, lab)
+
+
+def test_a_shift_of_few_noise_units_between_long_levels_is_a_step():
+    """The Nile's shape: 100 points, a drop of 2.5 noise units at 28 between two flat levels. Below the
+    per-point threshold (3.5 sigma) but 5.7 standard errors of the jump between the two fitted lines."""
+    n = 100
+    values = 1000.0 + _noise(15, 120.0, n) + local_component("step_down", n, 28, 300.0)
+    lab = describe_series(values).labels
+    assert [(c.type, abs(c.position - 28) <= 2) for c in lab.local] == [("step_down", True)], lab
+    assert lab.trend == "steady", lab

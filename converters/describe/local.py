@@ -33,6 +33,8 @@ from .segments import Line, change_points, lines
 
 SPIKE_Z = 6.0
 SHIFT_Z = 3.5
+SHIFT_SE_Z = 5.0  # ... or this many standard errors of the jump between the two lines, when that is less
+SHIFT_FLOOR_Z = 2.0  # but never below this many noise units
 RANGE_SHARE = 0.08  # a shift or spike is at least this share of the 5-95% range of the series
 RAMP_MAX = 0.06  # longest cluster read as one local change, share of the length
 WINDOW = 0.08  # a shift's shape is fitted on at most this share of the length on each side
@@ -47,6 +49,7 @@ class Change:
     width: int = 0  # ramp length (sudden changes), points
     end: int = 0  # first point after a spike
     start: int = 0  # first point of a spike's cluster
+    threshold: float = 0.0  # the size it had to exceed
 
     def component(self, n: int) -> np.ndarray:
         """The change as an additive component (zero for spikes: they are replaced, not subtracted)."""
@@ -112,12 +115,13 @@ def _change(shape: _Shape, shift: float, shift_min: float, spike_min: float, sta
             return None
         kind = "upward_spike" if shape.size > 0 else "downward_spike"
         return Change(kind, shape.position, size, _conf(size, spike_min), end=max(end, shape.position + 1),
-                      start=min(start, shape.position))
+                      start=min(start, shape.position), threshold=spike_min)
     up = shift > 0
     if shape.kind == "sudden":
         return Change("sudden_increase" if up else "sudden_decrease", shape.position, float(abs(shift)),
-                      _conf(abs(shift), shift_min), width=shape.width)
-    return Change("step_up" if up else "step_down", shape.position, float(abs(shift)), _conf(abs(shift), shift_min))
+                      _conf(abs(shift), shift_min), width=shape.width, threshold=shift_min)
+    return Change("step_up" if up else "step_down", shape.position, float(abs(shift)), _conf(abs(shift), shift_min),
+                  threshold=shift_min)
 
 
 def _cluster(d: np.ndarray, prev: Line, nxt: Line, start: int, end: int,
@@ -127,6 +131,7 @@ def _cluster(d: np.ndarray, prev: Line, nxt: Line, start: int, end: int,
     before, after = prev.at, nxt.at
     mid = (start + end - 1) / 2
     shift = after(mid) - before(mid)
+    shift_min = _between_lines(shift_min, sigma, prev, nxt, RANGE_SHARE * _span(d))
     if abs(shift) > shift_min:
         lo, hi = _window(len(d), prev.start, nxt.end, start, end)
         return _change(_shape(d, lo, hi, start, end - 1, sigma), shift, shift_min, spike_min, start, end)
@@ -148,8 +153,22 @@ def _window(n: int, lo: int, hi: int, start: int, end: int) -> tuple[int, int]:
 
 def thresholds(d: np.ndarray, sigma: float) -> tuple[float, float]:
     """(smallest shift, smallest spike) reported in ``d`` (seasonality removed), ``sigma`` its noise."""
-    span = float(np.percentile(d, 95) - np.percentile(d, 5))
+    span = _span(d)
     return max(SHIFT_Z * sigma, RANGE_SHARE * span), max(SPIKE_Z * sigma, RANGE_SHARE * span)
+
+
+def _span(d: np.ndarray) -> float:
+    return float(np.percentile(d, 95) - np.percentile(d, 5))
+
+
+def _between_lines(shift_min: float, sigma: float, prev: Line, nxt: Line, range_min: float) -> float:
+    """The smallest shift between two long lines: SHIFT_SE_Z standard errors of the difference of their
+    ends (a fitted line's end value has variance ~ 4 sigma^2 / points), at least SHIFT_FLOOR_Z noise units,
+    at most the global threshold, never below the share of the range (``range_min``). Long, quiet levels show a shift of a few noise units (the Nile's 1898
+    drop is 2.5 sigma, 5.7 standard errors)."""
+    m1, m2 = max(prev.end - prev.start, 2), max(nxt.end - nxt.start, 2)
+    se = sigma * math.sqrt(4.0 / m1 + 4.0 / m2)
+    return min(shift_min, max(SHIFT_SE_Z * se, SHIFT_FLOOR_Z * sigma, range_min))
 
 
 def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]:
@@ -168,9 +187,10 @@ def find_changes(d: np.ndarray, sigma: float) -> tuple[list[Change], np.ndarray]
             cur = segs[i]
             if prev is not None and prev.end == cur.start:  # two long lines meet: a step, or a kink (nothing)
                 jump = cur.at(cur.start - 0.5) - prev.at(cur.start - 0.5)
-                if abs(jump) > shift_min:
+                jump_min = _between_lines(shift_min, sigma, prev, cur, RANGE_SHARE * _span(d))
+                if abs(jump) > jump_min:
                     lo, hi = _window(n, prev.start, cur.end, cur.start, cur.start)
-                    change = _change(_shape(d, lo, hi, cur.start - 1, cur.start, sigma), jump, shift_min, spike_min,
+                    change = _change(_shape(d, lo, hi, cur.start - 1, cur.start, sigma), jump, jump_min, spike_min,
                                      cur.start - 1, cur.start + 1)
                     if change is not None:
                         out.append(change)
@@ -231,7 +251,7 @@ def prune(y: np.ndarray, structure: np.ndarray, changes: list[Change], shift_min
     kept = list(changes)
     while kept:
         sizes = joint_sizes(y, structure, kept)
-        mins = np.array([spike_min if c.type.endswith("spike") else shift_min for c in kept])
+        mins = np.array([c.threshold or (spike_min if c.type.endswith("spike") else shift_min) for c in kept])
         k = int(np.argmin(sizes / mins))
         if sizes[k] >= mins[k]:
             for c, size, m in zip(kept, sizes, mins):  # the joint sizes are the better estimates
