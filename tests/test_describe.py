@@ -266,8 +266,8 @@ def test_prune_drops_a_change_the_joint_fit_does_not_support():
 SYNTH_FIXED = [
     (0, 57, "high noise: sudden increases read as steps 3% late (which noisy points lay between the levels)"),
     (1, 33, "an upward spike at a trend kink read as a step up (the lines either side extrapolate apart)"),
-    (0, 236, "backfitting: the second pass's season was absorbed by half-cycle trend knots and replaced the "
-             "first pass's better model (season and sudden decrease lost)"),
+    (0, 236, ("backfitting: the second pass's season was absorbed by half-cycle trend knots and replaced the "
+              "first pass's better model (season and sudden decrease lost)")),
 ]
 
 

@@ -83,7 +83,7 @@ def _shape(d: np.ndarray, lo: int, hi: int, first: int, last: int, sigma: float)
     (sigma^2 log m); a spike when it beats every shift (an excursion that comes back)."""
     n, m = len(d), hi - lo
     t = np.arange(lo, hi, dtype=float)
-    w_max = max(2, int(round(RAMP_MAX * n)))
+    w_max = max(2, round(RAMP_MAX * n))
     ramps = [(p, w) for w in range(1, w_max + 1) for p in range(max(lo, first - w), min(hi - 2, last + 1) + 1)]
     spikes = [(p, h) for h in range(1, max(1, n // 100) + 2) for p in range(max(lo + 1, first - 1), min(hi - 1, last + 2))]
     G = np.array([np.clip((t - p) / w, 0.0, 1.0) for p, w in ramps]
