@@ -9,6 +9,8 @@ for another):
    the line joining their neighbours, level shifts removed;
 3. (the same change points, read as kinks, are left to the trend);
 4. trend segments of what is left (Theil-Sen per segment).
+A retry replaces the previous pass only when its BIC is lower. After the passes, one last pass on the
+chosen season refits the changes jointly with trend and season and drops those that do not hold up.
 Noise comes from the final remainder against the signal scale (noise.py).
 """
 
@@ -49,15 +51,32 @@ def _range(x: np.ndarray) -> float:
     return float(np.percentile(x, 95) - np.percentile(x, 5))
 
 
-def _one_pass(y: np.ndarray, s: season.Season) -> _Pass:
+def _one_pass(y: np.ndarray, s: season.Season, final: bool = False) -> _Pass:
     n = len(y)
     d = y - s.component
     sigma = diff_sigma(d)
     changes, cleaned = local.find_changes(d, sigma)
+    rest, tr = _trend_of(cleaned, changes, sigma)
+    if changes and final:
+        # every change refitted jointly with the trend and the season: what only one pass's misfit made goes
+        structure = season.spline_basis(n, knots=tr.knots())
+        if s.present:
+            structure = np.hstack([structure, s.component[:, None]])
+        kept = local.prune(y, structure, changes, *local.thresholds(d, sigma))
+        if len(kept) < len(changes):
+            for c in changes:
+                if all(c is not k for k in kept) and c.type.endswith("spike"):
+                    cleaned[c.start:c.end] = d[c.start:c.end]
+            changes = kept
+            rest, tr = _trend_of(cleaned, changes, sigma)
+    return _Pass(s, changes, d - cleaned, rest, sigma, tr)
+
+
+def _trend_of(cleaned: np.ndarray, changes: list[local.Change], sigma: float) -> tuple[np.ndarray, trend.Trend]:
+    n = len(cleaned)
     shift_sum = np.sum([c.component(n) for c in changes], axis=0) if changes else np.zeros(n)
     rest = cleaned - shift_sum
-    tr = trend.find_trend(rest, sigma, _range(cleaned))
-    return _Pass(s, changes, d - cleaned, rest, sigma, tr)
+    return rest, trend.find_trend(rest, sigma, _range(cleaned))
 
 
 def _bic(p: _Pass) -> float:
@@ -87,7 +106,13 @@ def describe_series(values: np.ndarray, record: int = 0, series: int = 0) -> Des
         # them as columns and without, keep the pass whose model has the lower BIC
         tries = [_one_pass(y, season.find_season(y - p.spikes_removed, _structure_basis(n, p, shifts)))
                  for shifts in (True, False)]
-        p = min(tries, key=_bic)
+        # ... or the previous pass itself: a pass whose season was absorbed by the knots of a trend that had
+        # followed the previous season's misfit (half-cycle segments) must not replace a better model
+        best = min(tries, key=_bic)
+        if _bic(best) >= _bic(p):
+            break  # the next pass would start from the same model
+        p = best
+    p = _one_pass(y, p.season, final=True)
     s, tr, changes = season.with_strength(p.season), p.trend, p.changes
     remainder = p.rest - tr.fitted
     sig = mad_sigma(remainder)

@@ -48,7 +48,7 @@ MIN_POINTS = 16  # fewer points cannot show a trend segment, a cycle and a local
 METHODS = {
     "trend": "PELT change points (ruptures, least-squares line cost) + Theil-Sen slope per segment",
     "seasonality": "harmonic regression over periodogram candidates, ACF contrast at the period, STL strength",
-    "local": "clusters of short segments between PELT change points: spikes (excursions that come back), steps and sudden changes (level shifts, by ramp width)",
+    "local": "clusters of short segments between PELT change points on the deseasonalised series; each read by a least-squares fit of step, ramp (start, width) and spike candidates on the window around it, then refitted jointly with trend and season and dropped below the MAD-noise/range threshold",
     "noise": "MAD of the remainder against the signal scale of the components found",
 }
 
