@@ -243,7 +243,8 @@ def _chat(client, content, stream=False, max_tokens=5):
     reply = client.chat.completions.create(model="ts", messages=[{"role": "user", "content": content}], temperature=0,
                                            max_tokens=max_tokens, stream=stream)
     if stream:
-        return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+        with reply:  # closed also when an error event ends the stream
+            return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
     return reply.choices[0].message.content
 
 
