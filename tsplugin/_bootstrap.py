@@ -54,6 +54,7 @@ WATCHED = frozenset(
         "torch.distributed.run",
         # vLLM (`vllm serve`): series parts in chat completions (hooks.VLLM_HOOKS).
         "vllm.entrypoints.chat_utils",
+        "vllm.entrypoints.openai.serving_chat",
         # The plugin itself: imported before LLaMA-Factory, it makes the plugin and template hooks run
         # while it is half-initialised; they wait for it and run when it is done (hooks.finish_pending).
         "tsplugin.llamafactory.mm_plugin",

@@ -974,9 +974,9 @@ def hook_vllm_chat_utils(module: ModuleType) -> None:
 
     def make(original):
         def parse_chat_messages(messages, model_config, *args, **kwargs):
-            from tsplugin.vllm.chat_parts import split_series, with_series
+            from tsplugin.vllm.chat_parts import checked_split, with_series
 
-            messages, series = split_series(messages, model_config)
+            messages, series = checked_split(messages, model_config)
             conversation, mm_data, uuids = original(messages, model_config, *args, **kwargs)
             return conversation, with_series(mm_data, series), uuids
 
@@ -984,9 +984,9 @@ def hook_vllm_chat_utils(module: ModuleType) -> None:
 
     def make_futures(original):
         def parse_chat_messages_futures(messages, model_config, *args, **kwargs):
-            from tsplugin.vllm.chat_parts import split_series, with_series
+            from tsplugin.vllm.chat_parts import checked_split, with_series
 
-            messages, series = split_series(messages, model_config)
+            messages, series = checked_split(messages, model_config)
             conversation, mm_future, uuids = original(messages, model_config, *args, **kwargs)
             if not series:
                 return conversation, mm_future, uuids
@@ -1002,8 +1002,40 @@ def hook_vllm_chat_utils(module: ModuleType) -> None:
     _wrap(module, "parse_chat_messages_futures", make_futures)
 
 
+def hook_vllm_serving_chat(module: ModuleType) -> None:
+    """vLLM `OpenAIServingChat.create_chat_completion`: a request's series are checked before vLLM's
+    preprocessing, and a bad one is answered with vLLM's own `create_error_response` carrying exactly
+    `llamafactory-cli api`'s message and status. (Raised inside the preprocessing, vLLM answers a
+    ValueError as f"{e} {e.__cause__}": our messages ended in " None".)"""
+    cls = getattr(module, "OpenAIServingChat", None)
+    if cls is None or "create_chat_completion" not in cls.__dict__ or not hasattr(cls, "create_error_response"):
+        raise ImportError(f"tsfactory: {module.__name__}.OpenAIServingChat changed shape; install {VLLM_SUPPORTED_TEXT}.")
+    from http import HTTPStatus
+
+    def make(original):
+        async def create_chat_completion(self, request, *args, **kwargs):
+            from tsplugin.llamafactory.engine import TimeSeriesInputError
+            from tsplugin.vllm.chat_parts import check_request, release
+
+            try:
+                token = check_request(request.messages, self.model_config)
+            except TimeSeriesInputError as err:
+                status = HTTPStatus(err.status)
+                kind = "BadRequestError" if status == HTTPStatus.BAD_REQUEST else status.phrase.replace(" ", "") + "Error"
+                return self.create_error_response(str(err), err_type=kind, status_code=status)
+            try:
+                return await original(self, request, *args, **kwargs)
+            finally:
+                release(token)
+
+        return create_chat_completion
+
+    _wrap_method(cls, "create_chat_completion", make)
+
+
 VLLM_HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "vllm.entrypoints.chat_utils": hook_vllm_chat_utils,
+    "vllm.entrypoints.openai.serving_chat": hook_vllm_serving_chat,
 }
 
 # torch itself: `torchrun`, as LLaMA-Factory starts it for multi-GPU training (hook_torchrun).

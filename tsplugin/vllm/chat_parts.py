@@ -11,12 +11,20 @@ vLLM's chat parser knows only image/audio/video parts and offers no hook for ano
 are taken out and checked here (`api_series.message_series`: placeholders per message, numbers only,
 finite, non-empty, `timeseries_max_points` / `timeseries_max_series`), the rest goes to vLLM untouched,
 and the series come back as `multi_modal_data["timeseries"]` for the model's processor
-(`tsplugin.vllm.processing`). A bad request raises `TimeSeriesInputError` (a ValueError), which vLLM
-answers with a 400 JSON error naming the message and part; the server stays up.
+(`tsplugin.vllm.processing`). A bad request raises `TimeSeriesInputError` (a ValueError).
+
+The error text: vLLM's chat route answers a ValueError from its prompt preprocessing with
+`f"{e} {e.__cause__}"` (vllm/entrypoints/openai/serving_chat.py), written for chained errors, so ours
+came back as "... in order. None". The hooks therefore also wrap `OpenAIServingChat.create_chat_completion`:
+it runs `split_series` first and answers a bad request with vLLM's own `create_error_response(message,
+status)`, the message and status (400, or 413 over a limit) exactly those of `llamafactory-cli api`;
+the parse hook then reuses that result for the same request (`checked_split`), so a request is checked
+once. The server stays up either way.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Mapping
 
 from tsplugin.llamafactory.api_series import SERIES_TYPE, check_series_count, message_series
@@ -68,6 +76,30 @@ def split_series(messages: list[Any], model_config: Any) -> tuple[list[Any], lis
     return kept_messages, series
 
 
+# (request.messages, messages without series parts, series) of the chat request being served; set by the
+# `create_chat_completion` hook for the duration of one request (a ContextVar: one per asyncio task).
+_CHECKED: ContextVar[tuple[Any, list[Any], list[list[float]]] | None] = ContextVar("tsplugin_checked_series", default=None)
+
+
+def checked_split(messages: list[Any], model_config: Any) -> tuple[list[Any], list[list[float]]]:
+    """`split_series`, or the result `check_request` already computed for this very `messages` list."""
+    checked = _CHECKED.get()
+    if checked is not None and checked[0] is messages:
+        return checked[1], checked[2]
+    return split_series(messages, model_config)
+
+
+def check_request(messages: list[Any], model_config: Any):
+    """Check a chat request's series before vLLM preprocesses it: a context token for `release`
+    (the result is kept for `checked_split`); raises TimeSeriesInputError."""
+    kept, series = split_series(messages, model_config)
+    return _CHECKED.set((messages, kept, series))
+
+
+def release(token: Any) -> None:
+    _CHECKED.reset(token)
+
+
 def with_series(mm_data: Mapping[str, Any] | None, series: list[list[float]]) -> dict[str, Any] | None:
     """vLLM's `multi_modal_data` plus the request's series (None when there is neither)."""
     if not series:
@@ -75,4 +107,4 @@ def with_series(mm_data: Mapping[str, Any] | None, series: list[list[float]]) ->
     return {**(mm_data or {}), "timeseries": series}
 
 
-__all__ = ["is_series_part", "split_series", "takes_series", "with_series"]
+__all__ = ["check_request", "checked_split", "is_series_part", "release", "split_series", "takes_series", "with_series"]
