@@ -3,7 +3,8 @@
 Each test starts LLaMA-Factory's own command as a subprocess (127.0.0.1, free port) with a tiny model
 from `tsplugin init-model`, does what a user does (upload a CSV, ask, read the streamed answer) and
 saves a screenshot under the test's tmp dir (path printed). Marker `browser` (opt-in: `-m browser`);
-skipped with the reason where chromium, chromedriver or selenium is missing.
+skipped with the reason where chromium, chromedriver or selenium is missing. The LlamaBoard test with
+`vllm` as the inference engine is marked `vllm` too: it runs in the vLLM venv (`-m vllm`) and skips elsewhere.
 """
 
 from __future__ import annotations
@@ -187,6 +188,69 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         _screenshot(driver, tmp_path / "webui_chat.png")
     log = (tmp_path / "webui.log").read_text(errors="replace")
     assert "Loaded adapter(s): " + str(adapter) in log, log[-3000:]
+
+
+@pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
+def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, monkeypatch):
+    """LlamaBoard's Chat tab with `vllm` chosen as the inference engine loads the model through vLLM and answers
+    about an uploaded series; unloaded and loaded again with `huggingface` in the same LlamaBoard (vLLM turned
+    the shared template's expand_mm_tokens off there), the same question gets the same answer (Top-p 0.01: the
+    most likely token at every step, on either engine)."""
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache for the tiny model (vLLM's CPU default: 4)
+    cache = tmp_path / "llamaboard_cache"
+    cache.mkdir()
+    (cache / "user_config.yaml").write_text(yaml.safe_dump(
+        {"lang": "en", "hub_name": "huggingface", "last_model": "Custom", "path_dict": {"Custom": str(cli_model)}, "cache_dir": None}
+    ))
+    answers = {}
+    with llamafactory_server(["webui"], tmp_path, tmp_path / "webui.log") as url, chromium(tmp_path / "profile") as driver:
+        for backend in ("vllm", "huggingface"):
+            driver.get(url)  # a fresh page; the loaded engine lives in the server
+            _wait(driver, lambda d: any(i.get_attribute("value") == "chatts8b (time series)" for i in _by_css(d, "input")), "the model's template")
+            _open_tab(driver, "Chat")
+            if answers:
+                _click(driver, "Unload model")
+                _wait(driver, lambda d: any("Model unloaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), "the model unloaded")
+            _choose(driver, "Inference engine", backend)
+            _choose(driver, "Inference data type", "float32")
+            _click(driver, "Load model")
+            _wait(driver, lambda d: any("Model loaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), f"the model loaded ({backend})")
+            _set_number(driver, "0.7", "0.01")  # Top-p
+            answers[backend] = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
+            assert answers[backend] and not answers[backend].startswith("Not sent"), (backend, answers[backend])
+            _screenshot(driver, tmp_path / f"webui_chat_{backend}.png")
+    assert answers["vllm"] == answers["huggingface"], answers
+    log = (tmp_path / "webui.log").read_text(errors="replace")
+    assert "Initializing a V1 LLM engine" in log, log[-3000:]  # vLLM's engine did answer first
+
+
+def _open_tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    xpath = f"//button[@role='tab' and normalize-space()='{name}']"
+    _wait(driver, lambda d: any(t.click() or True for t in d.find_elements(By.XPATH, xpath)), f"the {name} tab")
+
+
+def _choose(driver, label: str, option: str) -> None:
+    """Pick `option` in the gradio dropdown labelled `label`, as a user clicks it."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = _input_labelled(driver, label)
+    field.click()
+    _wait(driver, lambda d: any(o.click() or True for o in _by_css(d, "ul.options li") if o.text.strip() == option), f"{option!r} in {label!r}")
+    _wait(driver, lambda d: _input_labelled(d, label).get_attribute("value") == option, f"{option!r} chosen in {label!r}")
+    field.send_keys(Keys.ESCAPE)
+
+
+def _set_number(driver, current: str, value: str) -> None:
+    """Type `value` into the visible slider number box now showing `current`."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = _wait(driver, lambda d: next((b for b in _by_css(d, "input[type=number]") if b.is_displayed() and b.get_attribute("value") == current), None),
+                f"a number box showing {current}")
+    box.clear()
+    box.send_keys(value, Keys.TAB)
+    _wait(driver, lambda d: box.get_attribute("value") == value, f"the number box at {value}")
 
 
 def _enter_checkpoint(driver, path: str) -> None:
