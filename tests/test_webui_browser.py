@@ -219,7 +219,8 @@ def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, mo
             answers[backend] = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
             assert answers[backend] and not answers[backend].startswith("Not sent"), (backend, answers[backend])
             _screenshot(driver, tmp_path / f"webui_chat_{backend}.png")
-    assert answers["vllm"] == answers["huggingface"], answers
+    # the same tokens; vLLM's detokenizer holds back a last token that ends inside a UTF-8 character, HF shows "\ufffd"
+    assert answers["vllm"].rstrip("\ufffd") == answers["huggingface"].rstrip("\ufffd"), answers
     log = (tmp_path / "webui.log").read_text(errors="replace")
     assert "Initializing a V1 LLM engine" in log, log[-3000:]  # vLLM's engine did answer first
 
@@ -235,11 +236,20 @@ def _choose(driver, label: str, option: str) -> None:
     """Pick `option` in the gradio dropdown labelled `label`, as a user clicks it."""
     from selenium.webdriver.common.keys import Keys
 
-    field = _input_labelled(driver, label)
-    field.click()
-    _wait(driver, lambda d: any(o.click() or True for o in _by_css(d, "ul.options li") if o.text.strip() == option), f"{option!r} in {label!r}")
-    _wait(driver, lambda d: _input_labelled(d, label).get_attribute("value") == option, f"{option!r} chosen in {label!r}")
-    field.send_keys(Keys.ESCAPE)
+    from selenium.webdriver.common.by import By
+
+    def field(d):  # a single-choice dropdown: its label is a span beside the input, not a <label>
+        found = d.find_elements(By.XPATH, f"//div[span[normalize-space()='{label}']]//input")
+        return next((f for f in found if f.is_displayed()), None)
+
+    if _wait(driver, field, f"the {label!r} dropdown").get_attribute("value") == option:
+        return
+    field(driver).click()
+    # an option's text may carry gradio's check mark for the current choice
+    _wait(driver, lambda d: any(o.click() or True for o in _by_css(d, "ul.options li") if o.text.strip().lstrip("✓ ") == option),
+          f"{option!r} in {label!r}")
+    _wait(driver, lambda d: field(d).get_attribute("value") == option, f"{option!r} chosen in {label!r}")
+    field(driver).send_keys(Keys.ESCAPE)
 
 
 def _set_number(driver, current: str, value: str) -> None:
