@@ -216,13 +216,24 @@ def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, mo
             _click(driver, "Load model")
             _wait(driver, lambda d: any("Model loaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), f"the model loaded ({backend})")
             _set_number(driver, "0.7", "0.01")  # Top-p
-            answers[backend] = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
+            answers[backend] = _settled_answer(driver, _upload_and_ask(driver, [CSV_A], "Is there an anomaly?"))
             assert answers[backend] and not answers[backend].startswith("Not sent"), (backend, answers[backend])
             _screenshot(driver, tmp_path / f"webui_chat_{backend}.png")
     # the same tokens; vLLM's detokenizer holds back a last token that ends inside a UTF-8 character, HF shows "\ufffd"
     assert answers["vllm"].rstrip("\ufffd") == answers["huggingface"].rstrip("\ufffd"), answers
     log = (tmp_path / "webui.log").read_text(errors="replace")
     assert "Initializing a V1 LLM engine" in log, log[-3000:]  # vLLM's engine did answer first
+
+
+def _settled_answer(driver, answer: str) -> str:
+    """The last answer once it stops changing: a stream can pause between pieces with no progress mark shown."""
+    for _ in range(WAIT // 5):
+        time.sleep(5)
+        now = _finished_answer(driver)
+        if now == answer:
+            return answer
+        answer = now or answer
+    raise AssertionError(f"the answer kept changing for {WAIT}s: {answer!r}")
 
 
 def _open_tab(driver, name: str) -> None:
