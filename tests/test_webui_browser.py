@@ -191,6 +191,30 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
 
 
 @pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
+def test_webchat_on_vllm_upload_ask_answer(cli_model, tmp_path, monkeypatch):
+    """`llamafactory-cli webchat` with `infer_backend: vllm` in the YAML: an uploaded series is answered by vLLM,
+    and a message whose placeholders do not match its series gets the engine's one-line error, not a traceback."""
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    recipe = tmp_path / "webchat.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": str(cli_model), "template": TEMPLATE, "infer_dtype": "float32",
+                                      "infer_backend": "vllm", "vllm_enforce_eager": True, "vllm_maxlen": 4096}))
+    with llamafactory_server(["webchat", str(recipe)], tmp_path, tmp_path / "webchat.log") as url, chromium(tmp_path / "profile") as driver:
+        driver.get(url)
+        answer = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
+        assert answer and not answer.startswith("Not sent"), answer
+        # a second placeholder with no second series: the engine's check answers before vLLM sees the message
+        query = _wait(driver, lambda d: next((t for t in _by_css(d, "textarea[placeholder='Input...']") if t.is_displayed()), None), "the query box")
+        query.send_keys("and <ts><ts/> too?")
+        _wait(driver, lambda d: (button := _submit_button(d)) is not None and (button.click() or True), "the submit button")
+        refused = _wait(driver, lambda d: (a := _finished_answer(d)) and a.startswith("Not sent") and a, "the refusal")
+        assert "placeholders in the conversation" in refused and "but 1 series" in refused, refused
+        _screenshot(driver, tmp_path / "webchat_vllm.png")
+        assert "Traceback" not in driver.page_source
+    log = (tmp_path / "webchat.log").read_text(errors="replace")
+    assert "Initializing a V1 LLM engine" in log, log[-3000:]
+
+
+@pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
 def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, monkeypatch):
     """LlamaBoard's Chat tab with `vllm` chosen as the inference engine loads the model through vLLM and answers
     about an uploaded series; unloaded and loaded again with `huggingface` in the same LlamaBoard (vLLM turned
