@@ -192,22 +192,27 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
 
 @pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
 def test_webchat_on_vllm_upload_ask_answer(cli_model, tmp_path, monkeypatch):
-    """`llamafactory-cli webchat` with `infer_backend: vllm` in the YAML: an uploaded series is answered by vLLM,
-    and a message whose placeholders do not match its series gets the engine's one-line error, not a traceback."""
+    """`llamafactory-cli webchat` with `infer_backend: vllm` in the YAML: an uploaded series is answered by vLLM;
+    one too long for vLLM's context (`vllm_maxlen`) gets the engine's refusal in the page before vLLM sees it."""
+    from conftest import write_csv
+
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     recipe = tmp_path / "webchat.yaml"
     recipe.write_text(yaml.safe_dump({"model_name_or_path": str(cli_model), "template": TEMPLATE, "infer_dtype": "float32",
-                                      "infer_backend": "vllm", "vllm_enforce_eager": True, "vllm_maxlen": 4096}))
+                                      "infer_backend": "vllm", "vllm_enforce_eager": True, "vllm_maxlen": 512}))
+    short = write_csv(tmp_path / "short.csv", n=40)
     with llamafactory_server(["webchat", str(recipe)], tmp_path, tmp_path / "webchat.log") as url, chromium(tmp_path / "profile") as driver:
         driver.get(url)
-        answer = _upload_and_ask(driver, [CSV_A], "Is there an anomaly?")
+        answer = _upload_and_ask(driver, [short], "Is there an anomaly?")
         assert answer and not answer.startswith("Not sent"), answer
-        # a second placeholder with no second series: the engine's check answers before vLLM sees the message
-        query = _wait(driver, lambda d: next((t for t in _by_css(d, "textarea[placeholder='Input...']") if t.is_displayed()), None), "the query box")
-        query.send_keys("and <ts><ts/> too?")
+        # 4,749 points: ~600 series positions, more than vLLM's 512-token context
+        plot = _by_css(driver, "#tsplugin-series-plot img")[0].get_attribute("src")
+        _by_css(driver, "#tsplugin-series-files input[type=file]")[0].send_keys(str(CSV_A))
+        _wait(driver, lambda d: any(i.get_attribute("src") != plot for i in _by_css(d, "#tsplugin-series-plot img")), "the new series plotted")
+        _wait(driver, _query_box, "a placeholder in the query box after the upload").send_keys(" And here?")
         _wait(driver, lambda d: (button := _submit_button(d)) is not None and (button.click() or True), "the submit button")
         refused = _wait(driver, lambda d: (a := _finished_answer(d)) and a.startswith("Not sent") and a, "the refusal")
-        assert "placeholders in the conversation" in refused and "but 1 series" in refused, refused
+        assert "this model's context holds 512" in refused and "vllm_maxlen" in refused, refused  # backticks render as code
         _screenshot(driver, tmp_path / "webchat_vllm.png")
         assert "Traceback" not in driver.page_source
     log = (tmp_path / "webchat.log").read_text(errors="replace")
