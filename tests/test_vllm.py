@@ -277,7 +277,7 @@ def test_serve_both_series_forms_streamed_or_not(served):
 SERVE_BAD = [
     ([{"type": "text", "text": "two <ts><ts/> <ts><ts/>"}, {"timeseries": SERIES}],
      "messages[0]: 2 <ts><ts/> placeholder(s) in the text but 1 series part(s)"),
-    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, "x"]}], "messages[0].content[1]: value 1 is 'x', not a number"),
+    ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": [1.0, "x"]}], "messages[0].content[1]: value 1 is 'x' (a string), not a number"),
     ([{"type": "text", "text": "one <ts><ts/>"}, {"type": "timeseries", "timeseries": {"data": []}}],
      "messages[0].content[1]: the series is empty"),
     ([{"type": "text", "text": "one <ts><ts/>"}, {"timeseries": "/etc/passwd"}],
