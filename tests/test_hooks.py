@@ -28,6 +28,7 @@ def test_fresh_interpreter_gets_every_hook_from_the_pth_file():
         """
         import llamafactory.train.tuner
         import llamafactory.chat.hf_engine
+        import llamafactory.chat.vllm_engine  # infer_backend: vllm (imports without vLLM installed)
         import llamafactory.api.app
         import llamafactory.webui.interface  # webchat / webui (LlamaBoard)
         import llamafactory.launcher  # llamafactory-cli COMMAND: the one-line handler

@@ -169,3 +169,26 @@ def test_an_api_request_is_checked_and_measured_once(merged, monkeypatch):
     response = asyncio.run(api_chat.create_chat_completion_response(request, chat_model))
     assert response.choices[0].message.content == reference.ask(question, series, max_new_tokens=NEW_TOKENS)
     assert len(calls) == 1
+
+
+def test_unexpanded_for_vllm_but_a_bound_plugin_always_expands():
+    """LLaMA-Factory's vLLM engine turns `expand_mm_tokens` off on the shared template: the plugin then leaves
+    `<ts><ts/>` as it is (LLaMA-Factory's contract for vLLM); a request's bound plugin (either engine) expands,
+    so an HF engine loaded later in the same LlamaBoard still gets its `<ts>` positions."""
+    import dataclasses
+
+    import llamafactory.data  # noqa: F401  (LLaMA-Factory first: it registers the templates through the hook)
+    from llamafactory.data.template import TEMPLATES
+
+    from tsplugin.llamafactory.engine import bind_series
+    from tsplugin.processing import TimeSeriesProcessor
+
+    shared = TEMPLATES["chatts8b_nothink"]
+    template = dataclasses.replace(shared, mm_plugin=dataclasses.replace(shared.mm_plugin, expand_mm_tokens=False))
+    processor = TimeSeriesProcessor(patch_size=8, profile="chatts-8b")
+    messages = [{"role": "user", "content": "Look <ts><ts/>"}]
+    series = [[float(v) for v in range(20)]]
+    assert template.mm_plugin.process_messages(messages, [], [], series, processor) == messages
+    text = bind_series(template, series).mm_plugin.process_messages(messages, [], [], [], processor)[0]["content"]
+    assert text.count("<ts>") == 3 and "<ts/>" not in text  # ceil(20 / 8) positions after the prefix
+    assert template.mm_plugin.expand_mm_tokens is False  # the shared plugin keeps its flag

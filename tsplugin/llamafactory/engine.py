@@ -55,6 +55,7 @@ class SeriesLimits:
     max_points: int = DEFAULT_MAX_POINTS  # points in one series
     max_series: int = DEFAULT_MAX_SERIES  # series in one conversation
     max_context: int | None = None  # the model's context length (max_position_embeddings): prompt tokens incl. series positions
+    context_name: str = "max_position_embeddings"  # what sets max_context (the vLLM engine: `vllm_maxlen` when smaller)
 
     @classmethod
     def resolve(cls, finetuning_args: Any = None, model_config: Any = None) -> "SeriesLimits":
@@ -164,7 +165,7 @@ def check_prompt_length(engine: Any, messages: Sequence[dict[str, Any]], system:
         positions = sum(processor.num_patches(len(s)) for s in series) if callable(getattr(processor, "num_patches", None)) else 0
         raise TimeSeriesInputError(
             f"the prompt takes {len(prompt_ids)} tokens ({positions} of them series positions for {len(series)} series, "
-            f"{len(prompt_ids) - positions} text) but this model's context holds {limit} (max_position_embeddings). "
+            f"{len(prompt_ids) - positions} text) but this model's context holds {limit} ({limits_of(engine).context_name}). "
             "Send fewer or shorter series (downsample: `tsconvert --max-length`) or less text.",
             status=413,
         )
@@ -201,8 +202,13 @@ class BoundSeriesPlugin:
 
 
 def bind_series(template: Any, series: list[list[float]]) -> Any:
-    """A shallow copy of `template` whose mm_plugin carries `series` (the shared template is untouched)."""
-    return dataclasses.replace(template, mm_plugin=BoundSeriesPlugin(template.mm_plugin, series))
+    """A shallow copy of `template` whose mm_plugin carries `series` and expands the placeholders (the shared
+    template is untouched). LLaMA-Factory's vLLM engine turns `expand_mm_tokens` off on the SHARED template
+    (LlamaBoard keeps it for a later HF engine too); a bound plugin always expands, on either engine."""
+    plugin = template.mm_plugin
+    if not getattr(plugin, "expand_mm_tokens", True):
+        plugin = dataclasses.replace(plugin, expand_mm_tokens=True)
+    return dataclasses.replace(template, mm_plugin=BoundSeriesPlugin(plugin, series))
 
 
 def is_timeseries_template(template: Any) -> bool:
@@ -218,3 +224,54 @@ def limits_of(engine: Any) -> SeriesLimits:
 
 # Structure-only checks inside the engine's `_process_args` (the limits were applied by chat/stream_chat).
 UNLIMITED = SeriesLimits(max_points=2**62, max_series=2**62)
+
+
+# --- LLaMA-Factory's vLLM engine (`infer_backend: vllm`), hooked by hooks.hook_vllm_engine -----------------
+
+
+def vllm_limits(limits: SeriesLimits, model_args: Any) -> SeriesLimits:
+    """The limits under vLLM: its context is `vllm_maxlen` (vLLM's max_model_len) when that is the smaller."""
+    maxlen = getattr(model_args, "vllm_maxlen", None)
+    if isinstance(maxlen, int) and maxlen > 0 and (limits.max_context is None or maxlen < limits.max_context):
+        return dataclasses.replace(limits, max_context=maxlen, context_name="`vllm_maxlen`")
+    return limits
+
+
+def vllm_config_with_series(vllm_config: Any, limits: SeriesLimits) -> dict[str, Any]:
+    """The `vllm_config` LLaMA-Factory merges into vLLM's engine arguments, with the `timeseries` modality's
+    per-prompt limit (LLaMA-Factory names only image/video/audio); the user's own `limit_mm_per_prompt` wins."""
+    config = dict(vllm_config) if isinstance(vllm_config, dict) else {}
+    config.setdefault("limit_mm_per_prompt", {"timeseries": limits.max_series})
+    return config
+
+
+class _SeriesGenerate:
+    """vLLM's engine for one request: `generate` gets the request's series as `multi_modal_data["timeseries"]`."""
+
+    def __init__(self, engine: Any, series: list[list[float]]) -> None:
+        self._engine = engine
+        self._series = series
+
+    def generate(self, prompt: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        data = dict(prompt.get("multi_modal_data") or {})
+        data["timeseries"] = self._series
+        return self._engine.generate({**prompt, "multi_modal_data": data}, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+class VllmSeriesRequest:
+    """What `VllmEngine._generate` sees for one request with series: the engine, except that its template
+    expands this request's placeholders exactly as the HF engine does (`bind_series`: the same prompt ids,
+    prefix tokenised in its context) and its vLLM engine receives the series. vLLM's processor
+    (`tsplugin.vllm.processing`) finds the expanded `<ts>` runs in the ids and fills them with the encoder's
+    vectors. A per-request view: concurrent requests never share a template or series."""
+
+    def __init__(self, engine: Any, series: list[list[float]]) -> None:
+        self._engine = engine
+        self.template = bind_series(engine.template, series)
+        self.model = _SeriesGenerate(engine.model, series)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)

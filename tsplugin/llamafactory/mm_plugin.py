@@ -78,7 +78,9 @@ class TimeSeriesPlugin(BasePlugin):
             check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
         except ValueError as err:
             raise ValueError(f"{err}. In a record: {str(messages)[:300]}") from None
-        if not series:
+        if not series or not self.expand_mm_tokens:
+            # expand_mm_tokens off (LLaMA-Factory's vLLM/SGLang engines, scripts/vllm_infer.py): the placeholders
+            # stay for vLLM's processor (tsplugin.vllm.processing) to expand, with the series as multi_modal_data.
             return messages
 
         ts_processor = ts_processor_of(processor)

@@ -16,6 +16,9 @@ Design choices:
   tokenises the text without the items, is not used: encoding a series is cheap next to the decoder.
 - A prompt given as token ids (`{"prompt_token_ids": [...]}`) holds `<ts>`, `<ts/>` id pairs: each pair
   becomes the tokenised prefix + the `<ts>` run (nothing else of the user's ids changes).
+- A prompt given as token ids with the placeholders already expanded (no `<ts>`, `<ts/>` pair, each series'
+  prefix and `<ts>` run in place: what LLaMA-Factory's `infer_backend: vllm` sends, the ids its HF engine
+  would encode) is taken as it is, after checking that the `<ts>` runs are, in order, the series' lengths.
 - Each item reaches the model as its (L, 2) float32 `[value, 1.0]` rows (`timeseries` field, one per
   series); the model pads them into the `(S, T, 2)` batch the encoder takes.
 """
@@ -178,10 +181,43 @@ class TimeSeriesMultiModalProcessor(BaseMultiModalProcessor[TimeSeriesProcessing
         ids = tokenizer(text, **{"add_special_tokens": True, **tokenization_kwargs})["input_ids"]
         return list(ids), features
 
+    def _encode(self, series: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for i, values in enumerate(series):
+            try:
+                out.append(self.info.ts_processor.encode(values))
+            except ValueError as err:
+                raise ValueError(f"time series {i}: {err}") from None
+        return out
+
+    def _expanded_ids(self, prompt: list[int], series: list[np.ndarray]):
+        """Token ids whose placeholders are expanded already: each series' run of `<ts>`, in order."""
+        processor = self.info.ts_processor
+        start, _ = self.info.ts_token_ids
+        features = [feats for feats, _prefix in self._encode(series)]
+        need = [processor.num_patches(len(f)) for f in features]
+        at = 0
+        for i, n in enumerate(need):
+            first = prompt.index(start, at) if start in prompt[at:] else len(prompt)
+            run = prompt[first : first + n]
+            if len(run) != n or any(t != start for t in run):
+                found = sum(1 for t in prompt if t == start)
+                raise ValueError(
+                    f"the prompt token ids hold {found} {processor.ts_token} positions where the {len(series)} time series "
+                    f"need runs of {need} (series {i} has no run of {n}); expand each <ts><ts/> with the series it stands for"
+                )
+            at = first + n
+        if start in prompt[at:]:
+            raise ValueError(f"the prompt token ids hold more {processor.ts_token} positions than the {len(series)} "
+                             f"time series need ({sum(need)})")
+        return list(prompt), features
+
     def _expand_ids(self, prompt: list[int], series: list[np.ndarray]):
         processor = self.info.ts_processor
         start, end = self.info.ts_token_ids
         pieces = _split_pairs(prompt, start, end)
+        if len(pieces) == 1 and series and start in prompt:  # no pair: expanded already (LLaMA-Factory's vLLM engine)
+            return self._expanded_ids(prompt, series)
         if len(pieces) - 1 != len(series):
             raise ValueError(
                 f"{len(pieces) - 1} <ts><ts/> placeholder(s) in the prompt token ids but {len(series)} time series; "
@@ -189,11 +225,7 @@ class TimeSeriesMultiModalProcessor(BaseMultiModalProcessor[TimeSeriesProcessing
             )
         tokenizer = self.info.get_tokenizer()
         ids, features = list(pieces[0]), []
-        for i, (values, piece) in enumerate(zip(series, pieces[1:])):
-            try:
-                feats, prefix = processor.encode(values)
-            except ValueError as err:
-                raise ValueError(f"time series {i}: {err}") from None
+        for (feats, prefix), piece in zip(self._encode(series), pieces[1:]):
             features.append(feats)
             ids += tokenizer.encode(prefix, add_special_tokens=False) + [start] * processor.num_patches(len(feats)) + piece
         return ids, features
