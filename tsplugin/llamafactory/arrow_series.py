@@ -128,3 +128,41 @@ def attach_series(tokenised: Any, source: Any, slot: str, name: str = "audios") 
         series = series.select(rows)
     tokenised = tokenised.remove_columns([c for c in (ROW_COLUMN, name) if c in tokenised.column_names])
     return concatenate_datasets([flat(tokenised), flat(series)], axis=1)
+
+
+def same_series_type(datasets: dict[str, Any], slot: str) -> dict[str, Any]:
+    """In-memory datasets whose series columns differ in type (a float32 Parquet file beside a JSONL file: float64;
+    a file of whole numbers: int64) cast to float64, so that LLaMA-Factory can concatenate them. The cast runs in
+    Arrow into the cache (`Dataset.cast`); the values are the same (float32 and int64 widen exactly, as Python's
+    floats held them on the converter's path)."""
+    import pyarrow as pa
+    from datasets import List, Value
+
+    typed = {name: d.data.schema.field(slot).type for name, d in datasets.items() if has_numeric_series(d, slot)}
+    if len(set(map(str, typed.values()))) <= 1:
+        return datasets
+    wide = pa.list_(pa.list_(pa.float64()))
+    out = dict(datasets)
+    for name, arrow_type in typed.items():
+        if arrow_type != wide:
+            features = out[name].features.copy()
+            features[slot] = List(List(Value("float64")))
+            out[name] = out[name].cast(features)
+    return out
+
+
+class SeriesStore:
+    """The series column of the dataset being tokenised, read by row as numpy views (`_chunk_rows`): the tokeniser
+    reads `_audios` from here instead of from its batch, which `datasets` would build as Python floats. Picklable
+    (the column of a cached dataset pickles as its file path) for `preprocessing_num_workers`."""
+
+    def __init__(self, dataset: Any, slot: str) -> None:
+        self.series = dataset.select_columns([slot]).with_format("arrow")
+
+    def rows(self, rows: list[int]) -> list[list[Any] | None]:
+        first = int(rows[0]) if len(rows) else 0
+        if list(rows) == list(range(first, first + len(rows))):  # map batches are contiguous: a zero-copy slice
+            table = self.series[first : first + len(rows)]
+        else:
+            table = self.series[list(rows)]
+        return [row for chunk in table.column(0).chunks for row in _chunk_rows(chunk)]

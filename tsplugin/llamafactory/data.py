@@ -194,7 +194,9 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: s
     names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
     names += [TARGET_SLOT] if target_column else []
     if has_numeric_series(dataset, SERIES_SLOT):  # the series as numpy views of the Arrow buffers, not Python floats
-        rows = dataset.select_columns([n for n in names if n != SERIES_SLOT])
+        texts = [n for n in names if n != SERIES_SLOT]
+        rows = (dict(zip(texts, values)) for batch in dataset.select_columns(texts).iter(batch_size=1000)
+                for values in zip(*(batch[n] for n in texts)))
         for index, (row, series) in enumerate(zip(rows, series_rows(dataset, SERIES_SLOT))):
             check_row({**row, SERIES_SLOT: series}, index, dataset_name, column, target_column, dtype)
         return dataset
@@ -296,9 +298,10 @@ class TimeSeriesDatasetProcessor:
 
     inner: Any
     plugin: Any
+    series: Any = None  # in memory: a SeriesStore; the batch then has `_ts_row` instead of `_audios`
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("inner", "plugin"):  # unpickling: fields not set yet
+        if name.startswith("__") or name in ("inner", "plugin", "series"):  # unpickling: fields not set yet
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -311,6 +314,8 @@ class TimeSeriesDatasetProcessor:
         if sources is None or getattr(self.inner.data_args, "packing", False):
             return self._preprocess_batch(examples)
         rows = examples.get(ROW_COLUMN)  # in memory: the series are joined back by row afterwards (arrow_series)
+        if rows is not None and SERIES_SLOT not in examples and self.series is not None:
+            examples = {**examples, SERIES_SLOT: self.series.rows(rows)}
         outputs: dict[str, list[Any]] = {}
         for i in range(len(sources)):
             row = {key: values[i : i + 1] for key, values in examples.items() if key not in (SOURCE_COLUMN, ROW_COLUMN)}

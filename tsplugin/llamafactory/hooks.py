@@ -23,6 +23,7 @@ from __future__ import annotations
 
 # lazy imports: this module loads in every Python process (the .pth start-up hook); each hook imports its implementation when LLaMA-Factory runs it.
 
+import contextvars
 import functools
 import logging
 import os
@@ -297,7 +298,8 @@ def hook_data_loader(module: ModuleType) -> None:
 
     def make_merged(original):
         def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
-            from tsplugin.llamafactory.data import tag_sources
+            from tsplugin.llamafactory.arrow_series import same_series_type
+            from tsplugin.llamafactory.data import SERIES_SLOT, tag_sources
 
             if dataset_names is None:
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
@@ -305,6 +307,7 @@ def hook_data_loader(module: ModuleType) -> None:
             if not any(getattr(attr, "timeseries", None) for attr in attrs):
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
             datasets = tag_sources(original(dataset_names, model_args, data_args, training_args, stage, return_dict=True))
+            datasets = same_series_type(datasets, SERIES_SLOT)  # series kept in Arrow may differ in type per file
             if return_dict:
                 return datasets
             return module.merge_dataset(list(datasets.values()), data_args, seed=training_args.seed)
@@ -315,10 +318,8 @@ def hook_data_loader(module: ModuleType) -> None:
         def _get_preprocessed_dataset(dataset, data_args, training_args, *args, **kwargs):
             from llamafactory.extras import logging as lf_logging
 
-            from tsplugin.llamafactory.data import report_and_filter
-
-            from tsplugin.llamafactory.arrow_series import attach_series, has_numeric_series, number_rows
-            from tsplugin.llamafactory.data import SERIES_SLOT, SOURCE_COLUMN
+            from tsplugin.llamafactory.arrow_series import SeriesStore, attach_series, has_numeric_series, number_rows
+            from tsplugin.llamafactory.data import SERIES_SLOT, SOURCE_COLUMN, report_and_filter
 
             template = kwargs.get("template", args[1] if len(args) > 1 else None)
             ts_template = isinstance(getattr(template, "mm_plugin", None), _timeseries_plugin())
@@ -327,13 +328,19 @@ def hook_data_loader(module: ModuleType) -> None:
             # In memory, the tokeniser writes each record's row instead of its series; they are joined back in Arrow.
             by_row = (ts_template and not data_args.packing and has_numeric_series(dataset, SERIES_SLOT)
                       and SOURCE_COLUMN in dataset.column_names)
-            if by_row:
-                dataset = number_rows(dataset)
-            result = original(dataset, data_args, training_args, *args, **kwargs)
+            numbered = number_rows(dataset) if by_row else dataset
+            if by_row:  # the tokeniser reads the series from a SeriesStore (`_get_dataset_processor` below)
+                dataset = numbered.remove_columns([SERIES_SLOT])
+                token = _SERIES_STORE.set(SeriesStore(numbered, SERIES_SLOT))
+            try:
+                result = original(dataset, data_args, training_args, *args, **kwargs)
+            finally:
+                if by_row:
+                    _SERIES_STORE.reset(token)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
             label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
             result = report_and_filter(dataset, result, data_args.cutoff_len, log, label)
-            return attach_series(result, dataset, SERIES_SLOT) if by_row else result
+            return attach_series(result, numbered, SERIES_SLOT) if by_row else result
 
         return _get_preprocessed_dataset
 
@@ -347,7 +354,7 @@ def hook_data_loader(module: ModuleType) -> None:
 
             inner = original(data_args, stage, template, tokenizer, processor, *args, **kwargs)
             if isinstance(template.mm_plugin, TimeSeriesPlugin):
-                return TimeSeriesDatasetProcessor(inner, template.mm_plugin)
+                return TimeSeriesDatasetProcessor(inner, template.mm_plugin, _SERIES_STORE.get())
             return inner
 
         return _get_dataset_processor
@@ -379,6 +386,10 @@ def hook_data_loader(module: ModuleType) -> None:
 
     _wrap(module, "_get_dataset_processor", make)
     _wrap(module, "_load_single_dataset", make_load)
+
+
+# The series of the in-memory dataset `_get_preprocessed_dataset` is tokenising, for the processor it creates.
+_SERIES_STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("tsplugin_series_store", default=None)
 
 
 def keep_batches_whole(training_args: Any) -> None:
