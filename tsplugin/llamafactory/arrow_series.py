@@ -10,9 +10,11 @@ column the loader read as numbers (`list<list<int|float>>`):
   as `_audios` (`concatenate_datasets(axis=1)`: no copy, the cache file stays memory-mapped).
 - `series_rows`: the check (`check_aligned`) reads each series as a float64 numpy view of the Arrow buffer; a
   series holding a null is read as a Python list, so the message names the null as before.
-- `number_rows` / `attach_series`: the tokeniser still reads `_audios` (the plugin writes each series' prefix from
-  its values) but writes the record's row number instead of the series (`_ts_row`, TimeSeriesDatasetProcessor);
-  afterwards the `audios` column is taken from `_audios` by those rows in Arrow.
+- `number_rows` / `SeriesStore` / `attach_series`: the tokeniser gets the dataset without `_audios` and with each
+  record's row (`_ts_row`); TimeSeriesDatasetProcessor reads the series of its batch's rows from the store as numpy
+  (the plugin writes each series' prefix from its values) and writes the row instead of the series; afterwards the
+  `audios` column is taken from `_audios` by those rows in Arrow.
+- `same_series_type`: datasets whose series columns differ in type are cast to float64 before the merge.
 
 Anything else (streamed datasets, a column read in another shape, packing) keeps LLaMA-Factory's own path, whose
 checks name the problem.
