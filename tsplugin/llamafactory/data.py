@@ -26,7 +26,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from tsplugin.jsonl import FileEncodingError, read_any
+from tsplugin.llamafactory.arrow_series import ROW_COLUMN, has_numeric_series, series_rows
 from tsplugin.processing.placeholders import SYSTEM, count_placeholders, placeholder_problem
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 from tsplugin.userfiles import UserFileError, check_regular
@@ -157,6 +160,25 @@ def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_
     return None
 
 
+def name_read_errors(dataset: Any, paths: list[str], column: str) -> Any:
+    """A stream of local time-series files whose read errors name the file and record (`first_bad_record`), as the
+    in-memory load does: `datasets` reads a stream lazily, so a bad line fails while training reads it."""
+    from datasets import IterableDataset
+
+    return IterableDataset.from_generator(_named_read_errors, features=dataset.features,
+                                          gen_kwargs={"dataset": dataset, "paths": paths, "column": column})
+
+
+def _named_read_errors(dataset: Any, paths: list[str], column: str) -> Any:
+    try:
+        yield from dataset
+    except Exception as err:
+        found = first_bad_record(paths, column)
+        if found is None:
+            raise
+        raise TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+
+
 def is_streaming(dataset: Any) -> bool:
     """An IterableDataset (`streaming: true`): no length, no column names before it is read."""
     return not hasattr(dataset, "__len__") or getattr(dataset, "column_names", None) is None
@@ -171,6 +193,13 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: s
         return dataset.map(AlignedCheck(dataset_name, column, target_column, dtype), with_indices=True)
     names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
     names += [TARGET_SLOT] if target_column else []
+    if has_numeric_series(dataset, SERIES_SLOT):  # the series as numpy views of the Arrow buffers, not Python floats
+        texts = [n for n in names if n != SERIES_SLOT]
+        rows = (dict(zip(texts, values)) for batch in dataset.select_columns(texts).iter(batch_size=1000)
+                for values in zip(*(batch[n] for n in texts)))
+        for index, (row, series) in enumerate(zip(rows, series_rows(dataset, SERIES_SLOT))):
+            check_row({**row, SERIES_SLOT: series}, index, dataset_name, column, target_column, dtype)
+        return dataset
     for index, row in enumerate(dataset.select_columns(names)):
         check_row(row, index, dataset_name, column, target_column, dtype)
     return dataset
@@ -195,7 +224,7 @@ def check_row(row: dict[str, Any], index: int, dataset_name: str, column: str, t
     """Raise TimeSeriesDataError naming the dataset and record `index` unless the aligned row can train."""
     series = row.get(SERIES_SLOT) or []
     for k, values in enumerate(series):
-        if not isinstance(values, (list, tuple)):
+        if not isinstance(values, (list, tuple, np.ndarray)):
             raise TimeSeriesDataError(
                 f"{dataset_name}: record {index}: column '{column}' must be a list of series (lists of numbers), "
                 f"but its element {k} is {show_value(values)}. If the file does hold lists there, the JSON loader "
@@ -269,9 +298,10 @@ class TimeSeriesDatasetProcessor:
 
     inner: Any
     plugin: Any
+    series: Any = None  # in memory: a SeriesStore; the batch then has `_ts_row` instead of `_audios`
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("inner", "plugin"):  # unpickling: fields not set yet
+        if name.startswith("__") or name in ("inner", "plugin", "series"):  # unpickling: fields not set yet
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -283,12 +313,17 @@ class TimeSeriesDatasetProcessor:
         sources = examples.get(SOURCE_COLUMN)
         if sources is None or getattr(self.inner.data_args, "packing", False):
             return self._preprocess_batch(examples)
+        rows = examples.get(ROW_COLUMN)  # in memory: the series are joined back by row afterwards (arrow_series)
+        if rows is not None and SERIES_SLOT not in examples and self.series is not None:
+            examples = {**examples, SERIES_SLOT: self.series.rows(rows)}
         outputs: dict[str, list[Any]] = {}
         for i in range(len(sources)):
-            row = {key: values[i : i + 1] for key, values in examples.items() if key != SOURCE_COLUMN}
+            row = {key: values[i : i + 1] for key, values in examples.items() if key not in (SOURCE_COLUMN, ROW_COLUMN)}
             out, reason = self._preprocess_one(row)
             if not out or not next(iter(out.values()), []):
                 continue  # LLaMA-Factory dropped it as invalid (counted from the source column later)
+            if rows is not None:
+                out = {key: values for key, values in out.items() if key != "audios"} | {ROW_COLUMN: [rows[i]]}
             if not outputs:
                 outputs = {key: [] for key in out} | {SOURCE_COLUMN: [], DROP_COLUMN: []}
             for key, values in out.items():
@@ -344,7 +379,7 @@ class TimeSeriesDatasetProcessor:
         return keep, extra
 
     def _preprocess_batch(self, examples: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        examples = {key: values for key, values in examples.items() if key != SOURCE_COLUMN}
+        examples = {key: values for key, values in examples.items() if key not in (SOURCE_COLUMN, ROW_COLUMN)}
         outputs = self.inner.preprocess_dataset(examples)
         if "audios" not in outputs or not outputs["audios"]:
             return outputs

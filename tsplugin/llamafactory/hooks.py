@@ -4,8 +4,9 @@
 executes (in every process, torchrun workers included). Each hook names the upstream symbol it
 extends. Nothing here changes behaviour for datasets without a `timeseries` column or templates
 without the `timeseries` plugin: image, video and audio data go through untouched. One exception, a fix:
-`streaming: true` on a local file with the default `dataloader_num_workers: 0` streams one shard instead
-of LLaMA-Factory 0.9.5's zero (which yields nothing), text datasets included (`_OneShard`).
+`streaming: true` on a local file is streamed by `datasets` itself, text datasets included
+(`stream_local_files`): LLaMA-Factory 0.9.5 first loads the file whole into the Arrow cache, and with the
+default `dataloader_num_workers: 0` then streams zero shards of it (nothing).
 
 Two hooks are on transformers itself (`TRANSFORMERS_HOOKS`), so that released ChatTS checkpoints load
 with tsplugin's classes in any process of the environment, LLaMA-Factory or not (users' scripts,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 # lazy imports: this module loads in every Python process (the .pth start-up hook); each hook imports its implementation when LLaMA-Factory runs it.
 
+import contextvars
 import functools
 import logging
 import os
@@ -224,8 +226,15 @@ def hook_converter(module: ModuleType) -> None:
 
     def make_align(original):
         def align_dataset(dataset, dataset_attr, data_args, training_args):
-            aligned = original(dataset, dataset_attr, data_args, training_args)
+            from tsplugin.llamafactory.arrow_series import align_series, has_numeric_series
+            from tsplugin.llamafactory.data import SERIES_SLOT
+
             column = getattr(dataset_attr, "timeseries", None)
+            if column is not None and has_numeric_series(dataset, column):  # in memory: the series stay in Arrow
+                aligned = align_series(lambda rest: original(rest, dataset_attr, data_args, training_args), dataset,
+                                       column, SERIES_SLOT)
+            else:
+                aligned = original(dataset, dataset_attr, data_args, training_args)
             if column is not None:
                 aligned = check_aligned(aligned, str(dataset_attr), column, getattr(dataset_attr, "forecast_target", None))
             return aligned
@@ -279,16 +288,18 @@ def hook_data_loader(module: ModuleType) -> None:
     `_get_merged_dataset`: tag each record with its dataset's name; `_get_preprocessed_dataset`: log per
     dataset how many records were kept and dropped, and why; `_load_single_dataset`: when `datasets`
     cannot load a time-series file (a string among a series' numbers, a line that is not UTF-8 or not
-    JSON), name the file, the record and the fix; with `streaming: true` and a local file, one shard when
-    `dataloader_num_workers` is 0 (LLaMA-Factory 0.9.5 asks for 0 shards then and streams nothing: `_OneShard`),
-    for every dataset, time series or not. Streamed, records are tagged, checked and counted as they are read, and
-    time-series batches are collated whole (`keep_batches_whole`)."""
+    JSON), name the file, the record and the fix; with `streaming: true` and a local file, `datasets` streams the
+    file itself (`stream_local_files`), for every dataset, time series or not. Streamed, records are tagged, checked
+    and counted as they are read, and time-series batches are collated whole (`keep_batches_whole`). In memory the
+    series stay in Arrow (`tsplugin.llamafactory.arrow_series`): the tokeniser writes each record's row, and
+    `_get_preprocessed_dataset` joins the series back by row."""
     _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
-             "get_dataset_list", "_load_single_dataset")
+             "get_dataset_list", "_load_single_dataset", "align_dataset", "FILEEXT2TYPE")
 
     def make_merged(original):
         def _get_merged_dataset(dataset_names, model_args, data_args, training_args, stage, return_dict=False):
-            from tsplugin.llamafactory.data import tag_sources
+            from tsplugin.llamafactory.arrow_series import same_series_type
+            from tsplugin.llamafactory.data import SERIES_SLOT, tag_sources
 
             if dataset_names is None:
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
@@ -296,6 +307,7 @@ def hook_data_loader(module: ModuleType) -> None:
             if not any(getattr(attr, "timeseries", None) for attr in attrs):
                 return original(dataset_names, model_args, data_args, training_args, stage, return_dict=return_dict)
             datasets = tag_sources(original(dataset_names, model_args, data_args, training_args, stage, return_dict=True))
+            datasets = same_series_type(datasets, SERIES_SLOT)  # series kept in Arrow may differ in type per file
             if return_dict:
                 return datasets
             return module.merge_dataset(list(datasets.values()), data_args, seed=training_args.seed)
@@ -306,15 +318,29 @@ def hook_data_loader(module: ModuleType) -> None:
         def _get_preprocessed_dataset(dataset, data_args, training_args, *args, **kwargs):
             from llamafactory.extras import logging as lf_logging
 
-            from tsplugin.llamafactory.data import report_and_filter
+            from tsplugin.llamafactory.arrow_series import SeriesStore, attach_series, has_numeric_series, number_rows
+            from tsplugin.llamafactory.data import SERIES_SLOT, SOURCE_COLUMN, report_and_filter
 
             template = kwargs.get("template", args[1] if len(args) > 1 else None)
-            if data_args.streaming and isinstance(getattr(template, "mm_plugin", None), _timeseries_plugin()):
+            ts_template = isinstance(getattr(template, "mm_plugin", None), _timeseries_plugin())
+            if data_args.streaming and ts_template:
                 keep_batches_whole(training_args)
-            result = original(dataset, data_args, training_args, *args, **kwargs)
+            # In memory, the tokeniser writes each record's row instead of its series; they are joined back in Arrow.
+            by_row = (ts_template and not data_args.packing and has_numeric_series(dataset, SERIES_SLOT)
+                      and SOURCE_COLUMN in dataset.column_names)
+            numbered = number_rows(dataset) if by_row else dataset
+            if by_row:  # the tokeniser reads the series from a SeriesStore (`_get_dataset_processor` below)
+                dataset = numbered.remove_columns([SERIES_SLOT])
+                token = _SERIES_STORE.set(SeriesStore(numbered, SERIES_SLOT))
+            try:
+                result = original(dataset, data_args, training_args, *args, **kwargs)
+            finally:
+                if by_row:
+                    _SERIES_STORE.reset(token)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
             label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
-            return report_and_filter(dataset, result, data_args.cutoff_len, log, label)
+            result = report_and_filter(dataset, result, data_args.cutoff_len, log, label)
+            return attach_series(result, numbered, SERIES_SLOT) if by_row else result
 
         return _get_preprocessed_dataset
 
@@ -328,7 +354,7 @@ def hook_data_loader(module: ModuleType) -> None:
 
             inner = original(data_args, stage, template, tokenizer, processor, *args, **kwargs)
             if isinstance(template.mm_plugin, TimeSeriesPlugin):
-                return TimeSeriesDatasetProcessor(inner, template.mm_plugin)
+                return TimeSeriesDatasetProcessor(inner, template.mm_plugin, _SERIES_STORE.get())
             return inner
 
         return _get_dataset_processor
@@ -341,9 +367,9 @@ def hook_data_loader(module: ModuleType) -> None:
             if getattr(dataset_attr, "load_from", None) == "file":
                 # before LLaMA-Factory opens them: a FIFO would hang the loader, /dev/zero fill memory
                 paths = check_dataset_files(os.path.join(data_args.dataset_dir, dataset_attr.dataset_name))
-            if data_args.streaming and dataset_attr.load_from == "file" and not training_args.dataloader_num_workers:
-                training_args = _OneShard(training_args)
             try:
+                if data_args.streaming and paths:
+                    return stream_local_files(module, paths, dataset_attr, model_args, data_args, training_args)
                 return original(dataset_attr, model_args, data_args, training_args, *args, **kwargs)
             except TimeSeriesDataError:
                 raise  # check_aligned (inside, via align_dataset) already named the record
@@ -360,6 +386,10 @@ def hook_data_loader(module: ModuleType) -> None:
 
     _wrap(module, "_get_dataset_processor", make)
     _wrap(module, "_load_single_dataset", make_load)
+
+
+# The series of the in-memory dataset `_get_preprocessed_dataset` is tokenising, for the processor it creates.
+_SERIES_STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("tsplugin_series_store", default=None)
 
 
 def keep_batches_whole(training_args: Any) -> None:
@@ -380,17 +410,33 @@ def keep_batches_whole(training_args: Any) -> None:
     config.dispatch_batches = False
 
 
-class _OneShard:
-    """The training arguments as `_load_single_dataset` reads them, with `dataloader_num_workers` 1 instead of
-    0: LLaMA-Factory 0.9.5 streams a local file as `to_iterable_dataset(num_shards=dataloader_num_workers)`,
-    and 0 shards (its default) yield no record at all (`StopIteration` in `align_dataset`). One shard is
-    what a single loader process reads; the trainer's own `dataloader_num_workers` stays 0."""
+def stream_local_files(module: ModuleType, paths: list[str], dataset_attr: Any, model_args: Any, data_args: Any,
+                       training_args: Any) -> Any:
+    """LLaMA-Factory 0.9.5's `_load_single_dataset` for a `file_name` entry with `streaming: true`, streamed by
+    `datasets` itself (`load_dataset(..., streaming=True)`, as for a Hub-style folder). Upstream first loads the
+    file whole into the Arrow cache (`load_dataset` without streaming: the peak RSS grows with the file) and then
+    streams that with `to_iterable_dataset(num_shards=dataloader_num_workers)`, which with the default 0 workers
+    yields no record at all. Kept from upstream: the file-type checks and their messages, `split`, `num_samples`
+    ignored when streaming, then `align_dataset`; `max_samples` takes the first records (upstream calls `len()`,
+    which a stream has not). A file is one shard: dataloader workers beyond the number of files idle."""
+    from datasets import load_dataset
+    from llamafactory.extras import logging as lf_logging
 
-    def __init__(self, training_args: Any) -> None:
-        self._args = training_args
+    lf_logging.get_logger("llamafactory.data.loader").info_rank0(f"Loading dataset {dataset_attr}...")
+    types = {module.FILEEXT2TYPE.get(os.path.splitext(path)[-1][1:], None) for path in paths}
+    if None in types:
+        raise ValueError("Allowed file types: {}.".format(",".join(module.FILEEXT2TYPE.keys())))
+    if len(types) > 1:
+        raise ValueError("File types should be identical.")
+    dataset = load_dataset(path=types.pop(), data_files=paths, split=dataset_attr.split, cache_dir=model_args.cache_dir,
+                           streaming=True)
+    if getattr(dataset_attr, "timeseries", None) is not None:
+        from tsplugin.llamafactory.data import name_read_errors
 
-    def __getattr__(self, name: str) -> Any:
-        return 1 if name == "dataloader_num_workers" else getattr(self._args, name)
+        dataset = name_read_errors(dataset, paths, dataset_attr.timeseries)
+    if data_args.max_samples is not None:
+        dataset = dataset.take(data_args.max_samples)
+    return module.align_dataset(dataset, dataset_attr, data_args, training_args)
 
 
 def hook_model_loader(module: ModuleType) -> None:

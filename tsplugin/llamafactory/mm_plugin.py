@@ -16,7 +16,6 @@ each one itself, RevIN), `timeseries_rows`, and `forecast_target` / `forecast_se
 
 from __future__ import annotations
 
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -84,7 +83,7 @@ class TimeSeriesPlugin(BasePlugin):
             return messages
 
         ts_processor = ts_processor_of(processor)
-        messages = deepcopy(messages)
+        messages = [dict(message) for message in messages]  # only "content" (a str) is replaced: no deep copy
         start = 0
         for message in messages:
             count = count_placeholders(message["content"], self.ts_token, self.ts_end_token)

@@ -84,7 +84,11 @@ def _point_problem(index: int, value: Any) -> SeriesProblem | None:
 def series_problem(values: Any, dtype: str = TRAINING_CHECK_DTYPE) -> SeriesProblem | None:
     """The first reason `values` cannot be one training series, or None (`dtype`: see check_encodable)."""
     if isinstance(values, np.ndarray) and values.ndim == 1:
-        values = values.tolist()
+        if values.dtype.kind == "f" and values.size and np.isfinite(values).all():  # numbers, finite: no Python pass
+            x = values.astype(np.float64, copy=False)
+            if check_encodable(x, dtype) is None:
+                return None
+        values = values.tolist()  # the list path names the point
     if not isinstance(values, (list, tuple)):
         return SeriesProblem("not_a_list", f"a series must be a non-empty list of numbers, got {show_value(values)}. Fix the record")
     if len(values) == 0:

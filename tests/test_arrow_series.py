@@ -1,0 +1,113 @@
+"""The series stay in Arrow in memory (tsplugin.llamafactory.arrow_series), and a streamed local file is read by
+`datasets` itself, without LLaMA-Factory's whole-file load into the Arrow cache (CPU, tiny model, no training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import lf_args, write_dataset
+
+
+def _record(k: int, lengths: tuple[int, ...]) -> dict:
+    return {"input": f"Record {k}: " + " ".join("<ts><ts/>" for _ in lengths) + " Rising?", "output": f"answer {k}",
+            "timeseries": [[round(0.25 * i + k, 2) for i in range(n)] for n in lengths]}
+
+
+def _tokenised(model, tmp_path, data, dataset: str, **overrides):
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), **overrides)
+    model_args, data_args, training_args, _, _ = get_train_args(args)
+    module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+    dataset = get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
+    return dataset, module
+
+
+def _ts_positions(module, ids: list[int]) -> int:
+    return ids.count(module["tokenizer"].convert_tokens_to_ids("<ts>"))
+
+
+def test_in_memory_rows_get_their_own_series_back_after_drops_and_across_datasets(tiny_qwen3ts, tmp_path):
+    from tsplugin.processing import TimeSeriesProcessor
+
+    # cutoff_len 256: the 2400-point records (300 patches) are dropped, so the kept rows are not 0..N-1.
+    a = [_record(0, (40,)), _record(1, (2400,)), _record(2, ()), _record(3, (17, 33)), _record(4, (2400,))]
+    b = [_record(5, (25,)), _record(6, (9,))]
+    data = write_dataset(tmp_path / "data", "a", a)
+    write_dataset(data, "b", b)
+    dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, "a,b", cutoff_len=256)
+    kept = [r for r in a + b if 2400 not in [len(s) for s in r["timeseries"]]]
+    assert len(dataset) == len(kept)
+    assert [row or [] for row in dataset["audios"]] == [r["timeseries"] for r in kept]  # exact values, in order
+    patches = TimeSeriesProcessor.from_pretrained(tiny_qwen3ts).num_patches
+    for row, record in zip(dataset, kept):  # each row's text and series belong together
+        assert _ts_positions(module, row["input_ids"]) == sum(patches(len(s)) for s in record["timeseries"])
+    assert "_ts_row" not in dataset.column_names
+
+
+def test_a_null_in_an_arrow_series_is_named_as_before():
+    from datasets import Dataset
+
+    from tsplugin.llamafactory.arrow_series import has_numeric_series, series_rows
+    from tsplugin.llamafactory.data import TimeSeriesDataError, check_aligned, check_row
+
+    prompt = [{"role": "user", "content": "See <ts><ts/>"}]
+    rows = [{"_prompt": prompt, "_response": [{"role": "assistant", "content": "ok"}], "_system": "", "_audios": s}
+            for s in ([[1.0, 2.0]], [[1.0, None, 3.0]])]
+    dataset = Dataset.from_list(rows)
+    assert has_numeric_series(dataset, "_audios")
+    assert [s if s is None else [list(x) for x in s] for s in series_rows(dataset, "_audios")] == [[[1.0, 2.0]], [[1.0, None, 3.0]]]
+    with pytest.raises(TimeSeriesDataError) as arrow_path:
+        check_aligned(dataset, "d.jsonl", "timeseries")
+    with pytest.raises(TimeSeriesDataError) as list_path:
+        check_row(rows[1], 1, "d.jsonl", "timeseries")
+    assert str(arrow_path.value) == str(list_path.value)
+    assert "d.jsonl: record 1: series 0: value 1 is None" in str(arrow_path.value)
+
+
+def test_streamed_local_file_is_read_in_file_order_without_the_arrow_cache(tiny_qwen3ts, tmp_path):
+    records = [_record(k, (20 + 8 * k,)) for k in range(5)]
+    data = write_dataset(tmp_path / "data", "s", records)
+    cache = tmp_path / "cache"
+    dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, "s", streaming=True, buffer_size=1, max_steps=2,
+                                 cache_dir=str(cache))
+    rows = list(dataset)
+    assert [row["audios"] for row in rows] == [r["timeseries"] for r in records]
+    # LLaMA-Factory 0.9.5 loads a file_name entry whole into the cache first (load_dataset without streaming).
+    assert not list(cache.rglob("*.arrow")), sorted(p.name for p in cache.rglob("*"))
+
+
+def test_a_streamed_file_that_datasets_cannot_read_names_the_record(tiny_qwen3ts, tmp_path):
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+
+    bad = _record(1, (30,))
+    bad["timeseries"][0][3] = "x"
+    data = write_dataset(tmp_path / "data", "bad", [_record(0, (30,)), bad])
+    with pytest.raises(TimeSeriesDataError, match=r"bad.jsonl: record 1 .*series 0: value 3 is 'x'"):
+        dataset, _ = _tokenised(tiny_qwen3ts, tmp_path, data, "bad", streaming=True, buffer_size=1, max_steps=2)
+        list(dataset)
+
+
+def test_a_float32_parquet_file_and_a_jsonl_file_of_whole_numbers_train_together(tiny_qwen3ts, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import update_dataset_info
+
+    ints = [{**_record(k, ()), "timeseries": [[k + i for i in range(24)]]} for k in range(2)]  # int64 in Arrow
+    for r in ints:
+        r["input"] = "Record: <ts><ts/> Rising?"
+    data = write_dataset(tmp_path / "data", "j", ints)
+    floats = [_record(k, (30,)) for k in range(2, 4)]
+    table = pa.table({"input": [r["input"] for r in floats], "output": [r["output"] for r in floats],
+                      "timeseries": pa.array([r["timeseries"] for r in floats], pa.list_(pa.list_(pa.float32())))})
+    pq.write_table(table, data / "p.parquet")
+    update_dataset_info(data / "dataset_info.json", "p", {"file_name": "p.parquet", "columns": {
+        "prompt": "input", "response": "output", "timeseries": "timeseries"}})
+    dataset, _ = _tokenised(tiny_qwen3ts, tmp_path, data, "j,p")
+    expected = [r["timeseries"] for r in ints] + [[[float(v) for v in pa.array(s, pa.float32()).to_pylist()]
+                                                   for s in r["timeseries"]] for r in floats]
+    assert dataset["audios"] == expected
