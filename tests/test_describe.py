@@ -269,6 +269,9 @@ SYNTH_FIXED = [
     (1, 33, "an upward spike at a trend kink read as a step up (the lines either side extrapolate apart)"),
     (0, 236, ("backfitting: the second pass's season was absorbed by half-cycle trend knots and replaced the "
               "first pass's better model (season and sudden decrease lost)")),
+    (2, 66, ("a square season's period 1% off (113.8 for 112.7): the sampled square's residual is flat between "
+             "whole-sample edge moves, so the simplex stopped at its start; the last cycles' edges read as spikes")),
+    (2, 55, "the same, period 61.7 for 61.3: two spurious spikes at the square's edges"),
 ]
 
 
