@@ -272,7 +272,6 @@ SYNTH_FIXED = [
     (2, 66, ("a square season's period 1% off (113.8 for 112.7): the sampled square's residual is flat between "
              "whole-sample edge moves, so the simplex stopped at its start; the last cycles' edges read as spikes")),
     (2, 55, "the same, period 61.7 for 61.3: two spurious spikes at the square's edges"),
-    (2, 183, "a square's edge one sample late after the simplex (period 49.75 for 49.8): a spike at the edge"),
 ]
 
 

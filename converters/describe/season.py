@@ -226,30 +226,13 @@ def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, 
         alt = search(sampled, tuple(search(rss_of(_smooth_template), start).x))
         res = alt if alt.fun < res.fun else res
     p, ph = (float(v) for v in res.x)
-    fun = float(res.fun)
-    if shape == "square":  # then every placement of the first and last edges within 1.5 samples of the fit
-        p, ph, fun = _polish_edges(sampled, n, p, ph, fun)
     harmonic_rss = _rss(y, np.hstack([base, harmonic[:, None]]))[0]
-    if fun < harmonic_rss and abs(p - period) <= 0.05 * period:
+    if res.fun < harmonic_rss and abs(p - period) <= 0.05 * period:
         w = template(shape, n, p, ph)
         _, coef = _rss(y, np.hstack([base, w[:, None]]))
         if coef[-1] > 0:
             return coef[-1] * w, float(coef[-1]), p
     return harmonic, None, period
-
-
-def _polish_edges(rss, n: int, period: float, phase: float, best: float) -> tuple[float, float, float]:
-    """(period, phase, residual) of the best sampled square whose first edge moves by a and last by b samples,
-    a and b in [-1.5, 1.5] by quarters: an edge one sample off at the end is a spike the local search finds."""
-    shifts = np.arange(-1.5, 1.55, 0.1)
-    out = (period, phase, best)
-    for a in shifts:
-        for b in shifts:
-            p, ph = period + (b - a) * period / n, phase - a * 2 * np.pi / period
-            r = rss(np.array([p, ph]))
-            if r < out[2]:
-                out = (p, ph, r)
-    return out
 
 
 def absent(n: int, confidence: float = 0.0) -> Season:
