@@ -28,9 +28,10 @@ Earlier methods were tuned looking at seeds 0 and 1; the square season's search 
 errors and checked on seeds 0 and 1, then on seed 3, which no one had looked at.
 Before the square season's search on the sample-averaged square (commit 049a73f), seed 0 / 1 / 2 / 3: trend
 0.950/0.963/0.960/0.940, seasonal 0.973/0.977/0.953/0.967, period 0.938/0.974/0.946/0.958, local exact
-0.897/0.903/0.853/0.880, noise 0.880/0.883/0.860/0.870 (local precision 0.876/0.827/0.823/0.817). Seed 0's trend, seasonal and period loss is one series (record 83): its first
-season fit is now closer (period 23.17 for 23.2, was 23.05), and backfitting then keeps a no-season model of
-nine level shifts by BIC, which the old fit's next pass had happened to beat.
+0.897/0.903/0.853/0.880, noise 0.880/0.883/0.860/0.870 (local precision 0.876/0.827/0.823/0.817).
+Seed 0's trend, seasonal and period loss is one series (record 83): its first season fit is now closer
+(period 23.17 for 23.2, was 23.05), and backfitting then keeps a no-season model of nine level shifts by
+BIC, which the old fit's next pass had happened to beat.
 Before the local-change shape fit (commit 3b68b2b), seed 0 / 1: trend 0.950/0.940, seasonal 0.963/0.987,
 period 0.904/0.961, local exact 0.860/0.880, noise 0.860/0.867 (kept shares within 3 points of the above).
 """
