@@ -114,20 +114,38 @@ def _add_describe(p: argparse.ArgumentParser) -> None:
                    help="leave out questions whose attribute's confidence is below this, counted in the report (default: 0.7)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question and phrasing draw (default: 0)")
     p.add_argument("--number-format", choices=NUMBER_FORMAT_CHOICES, default="auto", help="number format of the CSVs (default: auto)")
+    p.add_argument("--encoding", default="auto", help=ENCODING_HELP)
+    _add_csv_size_and_links(p)
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
 
+def _add_csv_size_and_links(p: argparse.ArgumentParser) -> None:
+    """convert's and describe's CSV read limits (safeio.ReadLimits): one definition, the same meaning in both."""
+    p.add_argument("--max-csv-bytes", type=int, default=DEFAULT_MAX_CSV_MB << 20,
+                   help=f"reject a CSV larger than this many bytes (default: {DEFAULT_MAX_CSV_MB} MiB)")
+    p.add_argument("--allow-hard-links", action="store_true",
+                   help="read CSVs that have several hard links (refused by default: a hard link may be a file outside --csv-dir)")
+
+
+def _check_max_csv_bytes(value: int) -> None:
+    if value < 1:
+        raise InputError(f"--max-csv-bytes {value}: must be at least 1")
+
+
 def _run_describe(args: argparse.Namespace) -> int:
+    from .csvread import check_encoding
     from .describe.pipeline import DescribeOptions, describe
 
     if args.min_length < 4 or not 0 <= args.min_confidence <= 1 or not 0 <= args.max_gap <= 1:
         raise InputError("--min-length is at least 4, --min-confidence and --max-gap are fractions in [0, 1]")
+    _check_max_csv_bytes(args.max_csv_bytes)
     opts = DescribeOptions(
         csv_dir=args.csv_dir, out_dir=args.out_dir, name=args.name, input=args.input,
         value_cols=tuple(args.value_cols) if args.value_cols else None, time_col=args.time_col or None,
         csv_pattern=args.csv_pattern, missing=args.missing, max_missing=args.max_missing, max_gap=args.max_gap,
         min_length=args.min_length, min_confidence=args.min_confidence, seed=args.seed, number_format=args.number_format,
+        encoding=check_encoding(args.encoding), max_csv_bytes=args.max_csv_bytes, allow_hard_links=args.allow_hard_links,
     )
     report = describe(opts)
     q = report["questions"]
@@ -180,11 +198,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
                    help="dtype the model encodes series in: reject series whose centred values (value - mean) exceed its range "
                         "(fp16 65504, fp32/bf16 ~3.4e38) or overflow; fp16 for encoders that normalise in half precision (default: fp32)")
-    p.add_argument("--max-csv-bytes", type=int, default=DEFAULT_MAX_CSV_MB << 20,
-                   help=f"reject a CSV larger than this many bytes (default: {DEFAULT_MAX_CSV_MB} MiB)")
+    _add_csv_size_and_links(p)
     p.add_argument("--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_MB << 20, help=MAX_RECORD_HELP)
-    p.add_argument("--allow-hard-links", action="store_true",
-                   help="read CSVs that have several hard links (refused by default: a hard link may be a file outside --csv-dir)")
     p.add_argument("--workers", type=int, default=None, help="processes reading CSVs (default: the machine's cores)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is rejected")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -356,8 +371,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"--max-length {args.max_length} must be >= --min-length {args.min_length} >= 1")
     if not 0 <= args.max_missing <= 1:
         raise InputError(f"--max-missing {args.max_missing}: must be a fraction between 0 and 1")
-    if args.max_csv_bytes < 1:
-        raise InputError(f"--max-csv-bytes {args.max_csv_bytes}: must be at least 1")
+    _check_max_csv_bytes(args.max_csv_bytes)
     _check_max_record_bytes(args.max_record_bytes)
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:

@@ -185,11 +185,17 @@ def read_csv_bytes(path: Path) -> bytes:
 
 def read_header(path: Path, data: bytes | None = None, encoding: str = "auto") -> list[str]:
     """Column names of the CSV's first line (same encodings, delimiters and line ends as tsconvert)."""
-    head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
     try:
-        text, _ = _decode(head[: head.rfind(b"\n") + 1] if b"\n" in head else head, str(path), encoding)
+        return csv_header(path, data, encoding)
     except RejectError as err:
         raise InputError(err.reject.message) from None
+
+
+def csv_header(path: Path, data: bytes | None = None, encoding: str = "auto") -> list[str]:
+    """read_header for a caller that rejects one file and goes on (describe): bytes that are not text in
+    ``encoding`` raise RejectError unreadable_csv, naming the --encoding to pass; no header line, InputError."""
+    head = (read_csv_bytes(path) if data is None else data)[: 1 << 16]
+    text, _ = _decode(head[: head.rfind(b"\n") + 1] if b"\n" in head else head, str(path), encoding)
     line = _LINE_END.split(text, 1)[0]
     if not line.strip():
         raise InputError(f"{path} is empty (no header line). Export it with a header such as date,HUFL,...,OT")

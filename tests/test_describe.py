@@ -4,6 +4,7 @@ synth's validator, Q&A left out when uncertain), rejects with reasons and nothin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +269,9 @@ SYNTH_FIXED = [
     (1, 33, "an upward spike at a trend kink read as a step up (the lines either side extrapolate apart)"),
     (0, 236, ("backfitting: the second pass's season was absorbed by half-cycle trend knots and replaced the "
               "first pass's better model (season and sudden decrease lost)")),
+    (2, 66, ("a square season's period 1% off (113.8 for 112.7): the sampled square's residual is flat between "
+             "whole-sample edge moves, so the simplex stopped at its start; the last cycles' edges read as spikes")),
+    (2, 55, "the same, period 61.7 for 61.3: two spurious spikes at the square's edges"),
 ]
 
 
@@ -291,3 +295,49 @@ def test_a_shift_of_few_noise_units_between_long_levels_is_a_step():
     lab = describe_series(values).labels
     assert [(c.type, abs(c.position - 28) <= 2) for c in lab.local] == [("step_down", True)], lab
     assert lab.trend == "steady", lab
+
+
+# convert's CSV reading options, with convert's meaning (converters.cli._add_csv_size_and_links, ENCODING_HELP).
+def _describe_one(tmp_path: Path, *extra: str) -> tuple[dict, list[dict]]:
+    out = tmp_path / "o"
+    assert main(["describe", "--csv-dir", str(tmp_path / "csv"), "-o", str(out), "--name", "d", "-q", *extra]) == EXIT_OK
+    report = json.loads((out / "d.report.json").read_text())
+    rejects = [json.loads(x) for x in (out / "d.rejects.jsonl").read_text().splitlines()]
+    labels = list(read_labels(out / "d.labels.jsonl")) if report["described"] else []
+    return report, [*rejects, *({"column": lab.extra["column"]} for lab in labels)]
+
+
+def test_latin1_header_is_read_with_encoding_latin1(tmp_path: Path):
+    d = tmp_path / "csv"
+    d.mkdir()
+    rows = ["timestamp,temp °C"] + [f"{i},{v:.6g}" for i, v in enumerate(CASES[0][1])]
+    (d / "t.csv").write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    report, rows_out = _describe_one(tmp_path)  # auto: not UTF-8, not confirmably GBK -> a reject naming the option
+    assert report["rejected_by_reason"] == {"unreadable_csv": 1} and "--encoding cp1252" in rows_out[0]["message"]
+    report, rows_out = _describe_one(tmp_path, "--encoding", "latin-1")
+    assert report["described"] == 1 and {r["column"] for r in rows_out} == {"temp °C"}
+    assert report["options"]["encoding"] == "latin-1"
+    assert main(["describe", "--csv-dir", str(d), "--name", "x", "--encoding", "klingon"]) == EXIT_USAGE
+
+
+def test_csv_over_max_csv_bytes_is_rejected_and_the_run_goes_on(tmp_path: Path):
+    d = tmp_path / "csv"
+    d.mkdir()
+    _csv(d / "a_big.csv", CASES[0][1])
+    _csv(d / "b_small.csv", CASES[0][1][:40])
+    limit = (d / "b_small.csv").stat().st_size
+    report, rows_out = _describe_one(tmp_path, "--max-csv-bytes", str(limit))
+    assert report["described"] == 1 and report["rejected_by_reason"] == {"csv_too_large": 1}
+    assert rows_out[0]["record"]["csv"] == "a_big.csv" and f"above --max-csv-bytes {limit}" in rows_out[0]["message"]
+    assert main(["describe", "--csv-dir", str(d), "--name", "x", "--max-csv-bytes", "0"]) == EXIT_USAGE
+
+
+def test_hard_linked_csv_is_refused_unless_allowed(tmp_path: Path):
+    outside = tmp_path / "secret.csv"
+    _csv(outside, CASES[0][1])
+    (tmp_path / "csv").mkdir()
+    os.link(outside, tmp_path / "csv" / "a.csv")  # a hard link may be a file from outside --csv-dir
+    report, rows_out = _describe_one(tmp_path)
+    assert report["rejected_by_reason"] == {"hard_linked_csv": 1} and "--allow-hard-links" in rows_out[0]["message"]
+    report, rows_out = _describe_one(tmp_path, "--allow-hard-links")
+    assert report["described"] == 1 and report["rejected"] == 0

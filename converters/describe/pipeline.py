@@ -31,7 +31,7 @@ from tsplugin.synth.labels import LABELS_SUFFIX, SeriesLabels, dumps_label, vali
 from ..cleaning import clean
 from ..csvread import check_value_cols, read_series
 from ..errors import InputError, RejectError
-from ..forecast import read_header
+from ..forecast import csv_header
 from ..formats import get_output_format
 from ..jsonenc import dumps, dumps_series, record_line
 from ..jsonstream import compact_text, iter_raw_records
@@ -70,6 +70,7 @@ class DescribeOptions:
     kinds: tuple[str, ...] = tuple(KIND_ATTRIBUTES)
     seed: int = 0
     number_format: str = "auto"
+    encoding: str = "auto"  # csvread.AUTO_ENCODING, as SeriesOptions.encoding
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
     allow_hard_links: bool = False
 
@@ -183,7 +184,7 @@ def _load(csv_dir: Path, rel: str, value_cols: list[str] | None, opts: DescribeO
     data = read_confined(csv_dir, rel.split("/"), rel, _limits(opts))
     if value_cols is None:
         try:
-            header = read_header(csv_dir / rel, data)
+            header = csv_header(csv_dir / rel, data, opts.encoding)  # not text: unreadable_csv
         except InputError as err:
             raise RejectError("empty_series", str(err)) from None
         time = (opts.time_col or "").strip().casefold()
@@ -191,7 +192,8 @@ def _load(csv_dir: Path, rel: str, value_cols: list[str] | None, opts: DescribeO
         if not value_cols:
             raise RejectError("missing_value_column", f"{rel} has only the time column {opts.time_col!r}. "
                                                       "Add a value column or pass --time-col ''")
-    raw = read_series(csv_dir / rel, value_cols, opts.time_col, rel, data=data, number_format=opts.number_format)
+    raw = read_series(csv_dir / rel, value_cols, opts.time_col, rel, data=data, number_format=opts.number_format,
+                      encoding=opts.encoding)
     for col, v in zip(value_cols, raw.values):
         run = _longest_nan_run(v)
         if len(v) and run > opts.max_gap * len(v):
@@ -279,4 +281,5 @@ def _options(opts: DescribeOptions) -> dict[str, Any]:
             "value_cols": list(opts.value_cols) if opts.value_cols else None, "time_col": opts.time_col,
             "missing": opts.missing, "max_missing": opts.max_missing, "max_gap": opts.max_gap,
             "min_length": opts.min_length, "min_confidence": opts.min_confidence, "kinds": list(opts.kinds),
-            "seed": opts.seed}
+            "seed": opts.seed, "encoding": opts.encoding, "max_csv_bytes": opts.max_csv_bytes,
+            "allow_hard_links": opts.allow_hard_links}

@@ -181,6 +181,22 @@ def template(shape: str, n: int, period: float, phase: float) -> np.ndarray:
     return np.sin(angle)
 
 
+def _smooth_template(shape: str, n: int, period: float, phase: float) -> np.ndarray:
+    """``template`` averaged over each sample's unit interval, for the square: its sampled edges move in whole
+    samples, so the fit's residual is flat in period and phase between them and a simplex search stops where
+    it starts (a period 1% off puts the edges of the last cycles a few samples wrong: spikes that are not
+    there). The average moves its edge samples continuously; the other shapes are continuous already."""
+    if shape != "square":
+        return template(shape, n, period, phase)
+    step = 2 * np.pi / period
+    mid = 2 * np.pi * np.arange(n) / period + phase
+
+    def integral(theta: np.ndarray) -> np.ndarray:  # of sign(sin): rises on [0, pi], falls on [pi, 2 pi]
+        return np.pi / 2 - np.abs(np.mod(theta, 2 * np.pi) - np.pi)
+
+    return (integral(mid + step / 2) - integral(mid - step / 2)) / step
+
+
 def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, hcoef: np.ndarray,
                     harmonic: np.ndarray) -> tuple[np.ndarray, float | None, float]:
     """(component, amplitude or None, period): the shape's exact wave, its period and phase refined
@@ -190,17 +206,25 @@ def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, 
 
     n = len(y)
 
-    def rss(params: np.ndarray) -> float:
-        p, ph = params
-        if not MIN_PERIOD <= p <= n:
-            return float("inf")
-        return _rss(y, np.hstack([base, template(shape, n, p, ph)[:, None]]))[0]
+    def rss_of(wave):  # the residual of base + scale * wave(period, phase), as a function of (period, phase)
+        def rss(params: np.ndarray) -> float:
+            p, ph = params
+            if not MIN_PERIOD <= p <= n:
+                return float("inf")
+            return _rss(y, np.hstack([base, wave(shape, n, p, ph)[:, None]]))[0]
+        return rss
 
+    def search(f, x0):
+        return minimize(f, np.array(x0), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-9, "initial_simplex": np.array(
+            [x0, (x0[0] * 1.004, x0[1]), (x0[0], x0[1] + 0.05)])})
+
+    sampled = rss_of(template)
     phase0 = math.atan2(hcoef[0], hcoef[1])  # a cos + b sin = A sin(angle + phase)
-    start = min(((period, phase0 + d) for d in np.linspace(-0.3, 0.3, 7)), key=lambda x: rss(np.array(x)))
-    res = minimize(rss, np.array(start), method="Nelder-Mead",
-                   options={"xatol": 1e-4, "fatol": 1e-9, "initial_simplex": np.array(
-                       [start, (start[0] * 1.004, start[1]), (start[0], start[1] + 0.05)])})
+    start = min(((period, phase0 + d) for d in np.linspace(-0.3, 0.3, 7)), key=lambda x: sampled(np.array(x)))
+    res = search(sampled, start)
+    if shape == "square":  # the sampled square's residual is flat between edge moves: search the averaged one first
+        alt = search(sampled, tuple(search(rss_of(_smooth_template), start).x))
+        res = alt if alt.fun < res.fun else res
     p, ph = (float(v) for v in res.x)
     harmonic_rss = _rss(y, np.hstack([base, harmonic[:, None]]))[0]
     if res.fun < harmonic_rss and abs(p - period) <= 0.05 * period:
