@@ -210,13 +210,15 @@ def read_parquet_records(path: Any, batch_rows: int = 256, *, name: Any = None) 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    shown = path if name is None else name
+    index = 0
     try:
         reader = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path if name is None else name}: not a readable Parquet file ({' '.join(str(exc).split())[:200]}). "
+        for batch in reader.iter_batches(batch_size=batch_rows):
+            for record in batch.to_pylist():
+                yield Line(index, 0, record)
+                index += 1
+    except (pa.ArrowException, OSError) as exc:  # a bad footer, or a row group / page cut or corrupt further in
+        where = f" at record {index}" if index else ""
+        raise InputError(f"{shown}: not a readable Parquet file{where} ({' '.join(str(exc).split())[:200]}). "
                          "Check the file, or convert the records again with --file-type parquet") from None
-    index = 0
-    for batch in reader.iter_batches(batch_size=batch_rows):
-        for record in batch.to_pylist():
-            yield Line(index, 0, record)
-            index += 1

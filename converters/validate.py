@@ -89,7 +89,7 @@ def run_validate(path: Path, min_length: int = 1, report_path: Path | None = Non
     report = Report(source=shown, options={"min_length": min_length})
     try:
         with open_named_input(path) as raw:
-            records = read_parquet_records(raw, name=path) if path.suffix == ".parquet" else read_records(path, raw, max_record_bytes)
+            records = read_parquet_records(raw, name=path) if path.suffix.lower() == ".parquet" else read_records(path, raw, max_record_bytes)
             for line in records:
                 report.input += 1
                 result = check_record(line.record, min_length) if line.ok else (line.code, line.message)

@@ -173,3 +173,22 @@ def test_torchrun_relaunch_registers_the_plugin_in_the_worker(tiny_qwen3ts, tmp_
     assert result.returncode == 0, log[-4000:]
     assert "torchrun" in log or "Initializing" in log
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_a_data_error_raised_in_a_dataloader_worker_prints_its_own_message():
+    """torch re-raises a worker's exception with the worker's traceback in the message; llamafactory-cli (and a
+    torchrun worker) print the error's own line from it."""
+    from torch._utils import ExceptionWrapper
+
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+    from tsplugin.llamafactory.hooks import user_message
+
+    message = "f.jsonl: record 3 (line 4): series 0: value 1 is nan, not a finite number."
+    try:
+        raise TimeSeriesDataError(message)
+    except TimeSeriesDataError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(TimeSeriesDataError) as err:
+        wrapped.reraise()
+    assert "Original Traceback" in str(err.value) and user_message(err.value) == message
+    assert user_message(TimeSeriesDataError(message)) == message

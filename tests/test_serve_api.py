@@ -200,7 +200,7 @@ BAD = [
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [0.0] * 6001}], 413,
      "messages[0].content[1]: the series has 6001 points, more than this server's limit of 6000"),
     ([{"type": "text", "text": "<ts><ts/>" * 5}] + [{"timeseries": [1.0]}] * 5, 413,
-     "more than 4 series in one request (this server's `timeseries_max_series`)"),
+     "more than 4 series in one request (this server's `timeseries_max_series` / $TSPLUGIN_MAX_SERIES)"),
     ([{"role": "system", "content": "Read <ts><ts/>."}, {"role": "user", "content": "hi"}], 400,
      "messages[0]: the system prompt holds <ts><ts/> placeholders"),
     ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "<ts><ts/>"}, {"timeseries": [1.0]}]},
@@ -287,3 +287,20 @@ def test_llamafactory_cli_chat_reads_inline_series_and_csv(recipe, reference, tm
     assert "Error: series 2: value 2 is nan, not a finite number" in out
     assert f"Error: {tmp_path / 'missing.csv'}: no such file" in out
     assert out.count("Assistant: ") == 2
+
+
+def test_vllm_serve_with_a_bad_limit_in_its_environment_answers_naming_it(monkeypatch):
+    """`vllm serve` reads the request limits from the environment on each request: a bad value is a JSON error
+    naming the variable (status 500: the server's setting, not the request), not a traceback."""
+    from types import SimpleNamespace
+
+    from tsplugin.llamafactory.engine import ENV_MAX_SERIES, TimeSeriesInputError
+    from tsplugin.vllm.chat_parts import split_series
+    from tsplugin.vllm.registration import VLLM_MODELS
+
+    monkeypatch.setenv(ENV_MAX_SERIES, "many")
+    config = SimpleNamespace(architectures=[next(iter(VLLM_MODELS))], hf_config=None)
+    with pytest.raises(TimeSeriesInputError) as err:
+        split_series([{"role": "user", "content": "hello"}], config)
+    assert err.value.status == 500 and str(err.value).startswith("this server is misconfigured: ")
+    assert ENV_MAX_SERIES in str(err.value) and "'many'" in str(err.value)

@@ -93,17 +93,6 @@ def test_report_lines_for_streamed_counts_double_then_restart_each_pass():
     ]
 
 
-def test_the_zero_shard_trap_is_what_the_hook_fixes():
-    """LLaMA-Factory 0.9.5 streams a local file with `to_iterable_dataset(num_shards=dataloader_num_workers)`:
-    the default 0 gives an empty stream. One reason the hook streams local files through `datasets` itself
-    (`stream_local_files`); the other is the whole-file load into the Arrow cache before it."""
-    from datasets import Dataset
-
-    rows = Dataset.from_list([{"x": 1}, {"x": 2}])
-    assert list(rows.to_iterable_dataset(num_shards=1)) == [{"x": 1}, {"x": 2}]
-    assert list(rows.to_iterable_dataset(num_shards=0)) == []
-
-
 def test_hub_style_folder_streams_through_datasets_own_loader(tiny_qwen3ts, tmp_path):
     # A `script_url` entry is loaded the way a Hub repo is (`load_dataset(FOLDER, streaming=True)`: an IterableDataset
     # from `datasets` itself, with known features), as the plugin now streams a `file_name` entry too.

@@ -302,7 +302,7 @@ SERVE_BAD = [
      "messages[0].content[1]: the series has 9000 points, more than this server's limit of 8192 "
      "(`timeseries_max_points` / $TSPLUGIN_MAX_POINTS). Downsample it (`tsconvert --max-length`)."),
     ([{"type": "text", "text": "<ts><ts/>" * 5}] + [{"timeseries": [1.0]}] * 5, 413,
-     "more than 4 series in one request (this server's `timeseries_max_series`)."),
+     "more than 4 series in one request (this server's `timeseries_max_series` / $TSPLUGIN_MAX_SERIES)."),
 ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tsplugin.llamafactory.engine import (
+    ENV_MAX_SERIES,
     TimeSeriesInputError,
     check_values,
     is_timeseries_template,
@@ -125,7 +126,7 @@ def message_series(
 def check_series_count(series: list[Any], limits: Any) -> None:
     if len(series) > limits.max_series:
         raise TimeSeriesInputError(
-            f"more than {limits.max_series} series in one request (this server's `timeseries_max_series`).",
+            f"more than {limits.max_series} series in one request (this server's `timeseries_max_series` / ${ENV_MAX_SERIES}).",
             status=413,
         )
 

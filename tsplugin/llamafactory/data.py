@@ -173,10 +173,19 @@ def _named_read_errors(dataset: Any, paths: list[str], column: str) -> Any:
     try:
         yield from dataset
     except Exception as err:
-        found = first_bad_record(paths, column)
-        if found is None:
+        named = loader_error(paths, column, err)
+        if named is None:
             raise
-        raise TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+        raise named from None
+
+
+def loader_error(paths: list[str], column: str, err: BaseException) -> TimeSeriesDataError | None:
+    """The error to raise when `datasets` failed to read time-series files: the first bad record (file, record,
+    fix) plus what the loader said; None when no record explains it (the loader's own error stands)."""
+    found = first_bad_record(paths, column)
+    if found is None:
+        return None
+    return TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})")
 
 
 def is_streaming(dataset: Any) -> bool:

@@ -359,7 +359,7 @@ def hook_data_loader(module: ModuleType) -> None:
 
     def make_load(original):
         def _load_single_dataset(dataset_attr, model_args, data_args, training_args, *args, **kwargs):
-            from tsplugin.llamafactory.data import TimeSeriesDataError, check_dataset_files, first_bad_record
+            from tsplugin.llamafactory.data import TimeSeriesDataError, check_dataset_files, loader_error
 
             paths: list[str] = []
             if getattr(dataset_attr, "load_from", None) == "file":
@@ -373,12 +373,10 @@ def hook_data_loader(module: ModuleType) -> None:
                 raise  # check_aligned (inside, via align_dataset) already named the record
             except Exception as err:
                 column = getattr(dataset_attr, "timeseries", None)
-                if column is None or not paths:
+                named = loader_error(paths, column, err) if column is not None and paths else None
+                if named is None:
                     raise
-                found = first_bad_record(paths, column)
-                if found is None:
-                    raise
-                raise TimeSeriesDataError(f"{found} (The JSON loader failed with: {type(err).__name__}: {str(err)[:200]})") from None
+                raise named from None
 
         return _load_single_dataset
 
@@ -401,7 +399,9 @@ def keep_batches_whole(training_args: Any) -> None:
     if config is None:
         return
     if getattr(config, "dispatch_batches", None):
-        raise ValueError("accelerator_config.dispatch_batches: true with streaming: true and a time-series template: "
+        from tsplugin.llamafactory.data import TimeSeriesDataError
+
+        raise TimeSeriesDataError("accelerator_config.dispatch_batches: true with streaming: true and a time-series template: "
                          "accelerate would cut the batch's `timeseries` tensor (one row per series, not per record) "
                          "into per-process slices and lose series. Remove dispatch_batches from the recipe (tsplugin "
                          "sets it to false) or turn streaming off.")
@@ -562,11 +562,15 @@ def hook_tuner(module: ModuleType) -> None:
             if guard is not None and isinstance(callbacks, list):
                 callbacks.append(guard)
             result = original(model_args, data_args, training_args, finetuning_args, *rest, **kwargs)
-            if training_args.should_save:  # the main process, which wrote the files
+            if training_args.do_train and training_args.should_save:  # the main process, which wrote the files
                 output = training_args.output_dir
                 checkpoints = sorted(p for p in os.listdir(output) if p.startswith("checkpoint-")) if os.path.isdir(output) else []
                 for directory in (output, *(os.path.join(output, p) for p in checkpoints)):
-                    release_tokenizer_files(directory)
+                    try:
+                        release_tokenizer_files(directory)
+                    except (OSError, ValueError) as err:  # the model is saved: say what could not be rewritten
+                        warnings.warn(f"tsfactory: {directory}/tokenizer_config.json left as LLaMA-Factory wrote it "
+                                      f"(transformers 4.57 may not load it): {err}", stacklevel=2)
             return result
 
         return run_stage
@@ -638,7 +642,7 @@ def hook_launcher(module: ModuleType) -> None:
             try:
                 return original(*args, **kwargs)
             except (TimeSeriesDataError, UserFileError) as err:
-                print(f"llamafactory-cli {command}: error: {err}", file=sys.stderr)
+                print(f"llamafactory-cli {command}: error: {user_message(err)}", file=sys.stderr)
                 sys.exit(USER_ERROR_EXIT)
             except subprocess.CalledProcessError as err:
                 if command == "train" and err.returncode == USER_ERROR_EXIT and "torchrun" in str(err.cmd):
@@ -648,6 +652,17 @@ def hook_launcher(module: ModuleType) -> None:
         return launch
 
     _wrap(module, "launch", make)
+
+
+def user_message(err: BaseException) -> str:
+    """A data or file error's own message. Raised in a DataLoader worker (a stream read with
+    `dataloader_num_workers` > 0), torch re-raises it with the worker's traceback in the message
+    ("Caught TimeSeriesDataError in DataLoader worker process 0. Original Traceback ..."): its last line holds it."""
+    text = str(err)
+    marker = f"{type(err).__name__}: "
+    if "in DataLoader worker process" in text and marker in text:
+        return text.rsplit(marker, 1)[-1].strip()
+    return text
 
 
 def in_torchrun_worker() -> bool:
@@ -672,7 +687,7 @@ def make_run_exp(original: Callable) -> Callable:
             return original(*args, **kwargs)
         except (TimeSeriesDataError, UserFileError) as err:
             if os.environ.get("RANK", "0") == "0":
-                print(f"llamafactory-cli train: error: {err}", file=sys.stderr, flush=True)
+                print(f"llamafactory-cli train: error: {user_message(err)}", file=sys.stderr, flush=True)
             sys.exit(USER_ERROR_EXIT)
 
     return run_exp
@@ -1130,7 +1145,8 @@ def hook_vllm_serving_chat(module: ModuleType) -> None:
                 token = check_request(request.messages, self.model_config)
             except TimeSeriesInputError as err:
                 status = HTTPStatus(err.status)
-                kind = "BadRequestError" if status == HTTPStatus.BAD_REQUEST else status.phrase.replace(" ", "") + "Error"
+                phrase = status.phrase.replace(" ", "")
+                kind = "BadRequestError" if status == HTTPStatus.BAD_REQUEST else phrase.removesuffix("Error") + "Error"
                 return self.create_error_response(str(err), err_type=kind, status_code=status)
             try:
                 return await original(self, request, *args, **kwargs)

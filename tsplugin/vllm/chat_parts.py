@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from typing import Any, Mapping
 
 from tsplugin.llamafactory.api_series import SERIES_TYPE, check_series_count, message_series
-from tsplugin.llamafactory.engine import SeriesLimits
+from tsplugin.llamafactory.engine import SeriesLimits, TimeSeriesInputError
 from tsplugin.vllm.registration import VLLM_MODELS
 
 
@@ -60,7 +60,10 @@ def split_series(messages: list[Any], model_config: Any) -> tuple[list[Any], lis
     """(messages without their series parts, the series in order); raises TimeSeriesInputError naming
     `messages[i].content[j]`. Requests without series parts come back as they are."""
     is_ts = takes_series(model_config)
-    limits = SeriesLimits.resolve(None, getattr(model_config, "hf_config", None))
+    try:
+        limits = SeriesLimits.resolve(None, getattr(model_config, "hf_config", None))
+    except ValueError as err:  # a bad $TSPLUGIN_MAX_* in the server's environment: say so, not a traceback
+        raise TimeSeriesInputError(f"this server is misconfigured: {err}", status=500) from None
     series: list[list[float]] = []
     kept_messages = []
     for i, message in enumerate(messages):
