@@ -240,6 +240,11 @@ def test_webui_chat_tab_with_vllm_answers_as_huggingface(cli_model, tmp_path, mo
             if answers:
                 _click(driver, "Unload model")
                 _wait(driver, lambda d: any("Model unloaded" in (t.get_attribute("value") or "") for t in _by_css(d, "textarea")), "the model unloaded")
+                # LlamaBoard's unload goes on after that text (it empties this page's conversation, then hides the chat
+                # box); a late emptying, seen on a loaded 2-core box, wiped the next upload. A fresh page has its own state.
+                driver.get(url)
+                _wait(driver, lambda d: any(i.get_attribute("value") == "chatts8b (time series)" for i in _by_css(d, "input")), "the model's template")
+                _open_tab(driver, "Chat")
             _choose(driver, "Inference engine", backend)
             _choose(driver, "Inference data type", "float32")
             _click(driver, "Load model")
