@@ -88,19 +88,28 @@ def start_server(recipe: Path, log: Path):
     env = {**os.environ, "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_VERBOSE": "0"}
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", str(recipe)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    return proc, _when_up(proc, port, log, "server", (openai.APIConnectionError,), wait_s=600, poll_s=0.5)
+
+
+def _when_up(proc: subprocess.Popen, port: int, log: Path, name: str, not_yet: tuple[type[BaseException], ...],
+             wait_s: float, poll_s: float):
+    """An openai client on 127.0.0.1:`port` once the server answers `models.list` (`not_yet`: the errors it gives
+    while starting); SystemExit naming `log` when it exits or is not up after `wait_s`."""
+    import openai
+
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + wait_s
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}); see {log}")
+            raise SystemExit(f"{name} exited ({proc.returncode}); see {log}")
         try:
             client.models.list()
-            return proc, client
-        except openai.APIConnectionError:
+            return client
+        except not_yet:
             if time.monotonic() > deadline:
                 proc.terminate()
-                raise SystemExit(f"server did not come up; see {log}") from None
-            time.sleep(0.5)
+                raise SystemExit(f"{name} did not come up; see {log}") from None
+            time.sleep(poll_s)
 
 
 def start_vllm_server(model_dir: Path, log: Path):
@@ -115,19 +124,8 @@ def start_vllm_server(model_dir: Path, log: Path):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
-    deadline = time.monotonic() + 900
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"`vllm serve` exited ({proc.returncode}); see {log}")
-        try:
-            client.models.list()
-            return proc, client
-        except (openai.APIConnectionError, openai.InternalServerError):
-            if time.monotonic() > deadline:
-                proc.terminate()
-                raise SystemExit(f"`vllm serve` did not come up; see {log}") from None
-            time.sleep(1)
+    return proc, _when_up(proc, port, log, "`vllm serve`", (openai.APIConnectionError, openai.InternalServerError),
+                          wait_s=900, poll_s=1)
 
 
 def _series_messages(points: int, rng: np.random.Generator) -> list[dict]:

@@ -53,9 +53,8 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.forecast_quality import tiny_base  # noqa: E402  (the one random tiny Qwen2 + local tokenizer of the benches)
+from bench.synth_learning import synth  # noqa: E402  (synth_learning's trend/spike mix, written by tsplugin synth)
 ENCODER = {"context_window": 64, "patch_len": 16, "stride": 8, "d_model": 32, "num_layers": 2, "num_heads": 4, "ffn_dim": 64}
-SYNTH_MIX = ["--kinds", "trend,local", "--trends", "increase,decrease", "--max-segments", "1", "--seasonal-prob", "0",
-             "--local-types", "upward_spike", "--max-local", "1", "--local-prob", "0.5", "--min-length", "64", "--max-length", "64"]
 CPU = dict(bf16=False, per_device_train_batch_size=16, gradient_accumulation_steps=1, cutoff_len=512, preprocessing_num_workers=None,
            logging_steps=10, report_to="none", plot_loss=False, disable_tqdm=True, overwrite_cache=True, warmup_ratio=0.1)
 RAMPS_TRAIN, RAMPS_HELD_OUT, LENGTH = 960, 200, 64
@@ -132,15 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     from llamafactory.train.tuner import run_exp
 
     from tsplugin.build.build_model import build_qwen_ts
-    from tsplugin.cli import main as tsplugin
     from tsplugin.eval.alignment import evaluate
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="stage1_alignment_"))
     data = work / "data"
     started = time.perf_counter()
     for name, n, seed in (("synth_align", 16 * args.stage1_steps, args.seed), ("synth_heldout", 200, args.seed + 1000)):
-        if tsplugin(["synth", "-o", str(data), "--name", name, "--records", str(n), "--seed", str(seed), "-q", *SYNTH_MIX]):
-            raise SystemExit("tsplugin synth failed")
+        synth(data, name, n, seed, LENGTH)
     write_ramps(data, args.seed)
     llm = tiny_base(work / "qwen", args.seed)
     if args.pretrain_steps:
