@@ -134,9 +134,8 @@ def child(kind: str, work: Path, args: argparse.Namespace) -> dict:
 def run_path(kind: str, work: Path, args: argparse.Namespace) -> dict:
     data = work / "data"
     if kind.startswith("tsconvert"):
-        from converters.cli import main as tsconvert
-
-        import converters.convert  # noqa: F401  (imported before the clock starts, as for every path)
+        import converters.cli  # noqa: F401  (imported before the clock starts, as for every path)
+        import converters.convert  # noqa: F401
 
         start = time.perf_counter()
         code = convert_records(work, "tsp" if kind.endswith("parquet") else "ts", kind.endswith("parquet"))
