@@ -192,7 +192,7 @@ BAD = [
      "messages[0].content[2]: a part of type image_url, but this server's model reads time series and text only"),
     ("a lone <ts> token", 400, "messages[0] (user) holds <ts> outside a <ts><ts/> placeholder"),
     ([{"type": "text", "text": "<ts><ts/>" * 3}] + [{"timeseries": [0.5] * 6000}] * 3, 413,
-     f"(2250 of them series positions for 3 series, "),
+     "(2250 of them series positions for 3 series, "),
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": []}], 400, "messages[0].content[1]: the series is empty"),
     ([{"type": "text", "text": "<ts><ts/>"}, {"timeseries": "/etc/passwd"}], 400, "never opens a path or URL"),
     ([{"type": "text", "text": "<ts><ts/>"}, {"type": "timeseries", "timeseries": {"url": "http://x"}}], 400,

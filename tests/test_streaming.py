@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conftest import ROOT, lf_args, run_lf, trainer_losses, write_dataset
+from conftest import lf_args, run_lf, trainer_losses, write_dataset
 
 # The trainer logs each loss rounded to 4 decimals (transformers' Trainer `_maybe_log_save_evaluate`): two runs
 # computing the same losses in the same order log values at most one rounding unit apart.

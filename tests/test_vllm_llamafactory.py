@@ -142,7 +142,7 @@ BAD = [
     ([{"type": "text", "text": "<ts><ts/>" * 5}] + [{"timeseries": [1.0]}] * 5, 413,
      "more than 4 series in one request (this server's `timeseries_max_series` / $TSPLUGIN_MAX_SERIES)"),
     ([{"type": "text", "text": "<ts><ts/>" * 3}] + [{"timeseries": [0.5] * 6000}] * 3, 413,
-     f"(2250 of them series positions for 3 series, "),  # over vLLM's context, refused before vLLM sees it
+     "(2250 of them series positions for 3 series, "),  # over vLLM's context, refused before vLLM sees it
 ]
 
 

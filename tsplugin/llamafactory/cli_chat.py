@@ -47,7 +47,7 @@ class SeriesConversation:
 
     def load_csv(self, argument: str) -> str:
         """`/csv PATH [COLUMN]`: read one series; returns what to tell the user."""
-    
+
         parts = shlex.split(argument)
         if not 1 <= len(parts) <= 2:
             raise ValueError("usage: /csv PATH [COLUMN]")

@@ -121,7 +121,7 @@ def extend_finetuning_arguments(base: type) -> type:
 
         def __post_init__(self):
             super().__post_init__()
-    
+
             check_options(self)
             if self.timeseries_learning_rate is not None and self.timeseries_learning_rate <= 0:
                 raise ValueError("`timeseries_learning_rate` must be positive.")
