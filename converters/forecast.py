@@ -29,6 +29,7 @@ import io
 import os
 import stat
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -329,28 +330,34 @@ def _write_forecast(outputs: OutputSet, opts: ForecastOptions, name: str, border
         available = window_starts(borders[split], opts.seq_len, opts.pred_len, opts.stride)
         starts = cap_evenly(available, opts.max_windows_per_split)
         sink = open_sink(opts.file_type, outputs.open(data_file(f"{name}_{split}", opts.file_type)), None, opts.storage)
-        for s in starts:
-            t0 = s + opts.seq_len
-            future = {t: scaled[t0:t0 + opts.pred_len, col[t]] for t in targets}
-            fields = {
-                "input": prompt,
-                "output": build_answer(future, opts.precision),
-                "window_start": s,
-                "variables": inputs,
-                "targets": targets,
-                "normalized": opts.normalize,
-                "scaling": {n: scaling[n] for n in dict.fromkeys(inputs + targets)},
-                # numeric targets for a Time-LLM head (the chat models learn `output`, the same numbers as text)
-                "forecast_target": [{"series": inputs.index(t), "name": t, "values": future[t].tolist()} for t in targets],
-            }
-            try:
-                series = [encode_series(scaled[s:t0, col[v]], opts.storage, str(opts.csv), v) for v in inputs]
-            except RejectError as err:  # a value beyond --series-dtype float32: the whole file cannot be written
-                raise InputError(err.reject.message) from None
-            sink.write(fields, series)
-        sink.close()
+        with closing(sink):  # closed on an InputError mid-split too (the staged file is then aborted)
+            _write_split(sink, opts, starts, scaled, scaling, col, prompt, inputs, targets)
         windows[split] = {"available": len(available), "written": len(starts),
                           "first_start": starts[0] if starts else None, "last_start": starts[-1] if starts else None}
+
+
+def _write_split(sink: Any, opts: ForecastOptions, starts: list[int], scaled: np.ndarray, scaling: dict[str, dict[str, float]],
+                 col: dict[str, int], prompt: str, inputs: list[str], targets: list[str]) -> None:
+    """One record per window start into `sink`."""
+    for s in starts:
+        t0 = s + opts.seq_len
+        future = {t: scaled[t0:t0 + opts.pred_len, col[t]] for t in targets}
+        fields = {
+            "input": prompt,
+            "output": build_answer(future, opts.precision),
+            "window_start": s,
+            "variables": inputs,
+            "targets": targets,
+            "normalized": opts.normalize,
+            "scaling": {n: scaling[n] for n in dict.fromkeys(inputs + targets)},
+            # numeric targets for a Time-LLM head (the chat models learn `output`, the same numbers as text)
+            "forecast_target": [{"series": inputs.index(t), "name": t, "values": future[t].tolist()} for t in targets],
+        }
+        try:
+            series = [encode_series(scaled[s:t0, col[v]], opts.storage, str(opts.csv), v) for v in inputs]
+        except RejectError as err:  # a value beyond --series-dtype float32: the whole file cannot be written
+            raise InputError(err.reject.message) from None
+        sink.write(fields, series)
 
 
 def summary(report: dict[str, Any]) -> str:

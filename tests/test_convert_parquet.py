@@ -123,6 +123,38 @@ def test_forecast_parquet_splits_hold_the_jsonl_windows(tmp_path):
         assert pq.read_table(tmp_path / "out" / f"p_{split}.parquet").to_pylist() == read_jsonl(tmp_path / "out" / f"j_{split}.jsonl")
 
 
+def test_forecast_refusal_mid_split_closes_every_sink_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The column checks refuse out-of-range data before any window is written; should encoding still refuse a
+    window (the last guard), the run stops with one error, every split's writer is closed and nothing is left."""
+    import converters.forecast as forecast
+    from converters.errors import RejectError
+
+    opened, encoded = [], []
+    real_open, real_encode = forecast.open_sink, forecast.encode_series
+
+    def recording_sink(*args, **kwargs):
+        opened.append(sink := real_open(*args, **kwargs))
+        return sink
+
+    def refusing_encode(values, storage, shown, column):
+        encoded.append(column)
+        if len(encoded) == 36:  # the first val window (60 rows: 35 train windows)
+            raise RejectError("value_out_of_range", f"{shown}: column {column!r} window does not fit {storage}")
+        return real_encode(values, storage, shown, column)
+
+    monkeypatch.setattr(forecast, "open_sink", recording_sink)
+    monkeypatch.setattr(forecast, "encode_series", refusing_encode)
+    csv = tmp_path / "d.csv"
+    csv.write_text("date,OT\n" + "".join(f"2024-01-01 00:{i:02d}:00,{i * 0.5}\n" for i in range(60)))
+    out = tmp_path / "out"
+    argv = ["forecast", str(csv), "--seq-len", "6", "--pred-len", "2", "-o", str(out), "--name", "p", "--file-type", "parquet", "-q"]
+    assert tsconvert_main(argv) == 2
+    assert "window does not fit float32" in capsys.readouterr().err
+    assert len(opened) >= 2 and all(not s.writer.is_open for s in opened if s.writer is not None)
+    assert opened[-1].writer is not None  # the sink that was being written when the refusal came was closed too
+    assert not out.exists() or list(out.iterdir()) == []  # nothing staged is left behind
+
+
 def test_training_reads_parquet_in_memory_and_streaming_with_the_jsonl_losses(tiny_qwen3ts, tmp_path):
     data = tmp_path / "data"
     assert _convert_sample(data, "j") == 0
