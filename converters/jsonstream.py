@@ -222,8 +222,6 @@ class _Buffer:
 _TEXT_WS_CHARS = " \t\r\n"
 # Near the end of the buffer a decode error may only mean "read more"; further back it is final.
 _TAIL = 64
-_STR_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
-_SCALAR = re.compile(r"[^\s,\]]+")
 
 
 def _final(exc: json.JSONDecodeError, buf: _Buffer) -> bool:
@@ -306,8 +304,22 @@ _SCALAR_END = re.compile(r"[\s,\]]")
 
 def _skip_unread(buf: _Buffer, start: int) -> int:
     """Move buf.pos past the value at `start` without keeping it (the text read so far is dropped block by block,
-    line numbers kept); returns the value's length in characters. Each regex jump crosses a run of plain text,
-    so a record of numbers costs a few Python steps per block."""
+    line numbers kept); returns the value's length in characters."""
+    return _scan_value(buf, start, keep=False)
+
+
+def _skip_value(buf: _Buffer, start: int) -> int:
+    """End of the value at `start` (for the records the parser itself cannot finish), its text kept in buf.text
+    for the reject line; buf.pos is left at `start`."""
+    _scan_value(buf, start, keep=True)
+    end, buf.pos = buf.pos, start
+    return end
+
+
+def _scan_value(buf: _Buffer, start: int, keep: bool) -> int:
+    """Leave buf.pos just after the JSON value at `start`, found by counting brackets outside strings; returns its
+    length in characters. Each regex jump crosses a run of plain text, so a record of numbers costs a few Python
+    steps per block. `keep` False drops the text read so far block by block (memory bounded whatever the size)."""
     depth, in_string, escaped = 0, False, False
     scalar = buf.text[start] not in '["{'
     pos, size, origin = start, 0, start
@@ -343,13 +355,14 @@ def _skip_unread(buf: _Buffer, start: int) -> int:
                 depth -= 1
                 if depth == 0:
                     return _after_skip(buf, pos, size + pos - origin)
-        size += pos - origin
-        buf.pos = pos
-        buf.compact(force=True)
-        pos = origin = buf.pos
+        if not keep:
+            size += pos - origin
+            buf.pos = pos
+            buf.compact(force=True)
+            pos = origin = buf.pos
         if not buf.fill():
             if scalar:
-                return _after_skip(buf, pos, size)
+                return _after_skip(buf, pos, size + pos - origin)
             raise buf.fail(len(buf.text), "file ends inside a record. The file is truncated: re-export it.")
 
 
@@ -362,29 +375,6 @@ def _parse_error(exc: BaseException) -> tuple[None, tuple[str, str]]:
     if isinstance(exc, RecursionError):
         return None, ("unparseable_record", "nested deeper than the JSON parser allows. Flatten the record")
     return None, ("unparseable_record", f"cannot be parsed: {str(exc).splitlines()[0]}. Fix the record (quote huge numbers as strings)")
-
-
-def _skip_value(buf: _Buffer, start: int) -> int:
-    """End of the value at ``start`` found by counting brackets outside strings (for the records the
-    parser itself cannot finish). Rare, so simple: rescans after each block read."""
-    while True:
-        if buf.text[start] not in "[{":
-            m = _SCALAR.match(buf.text, start)
-            end = m.end() if m else start
-            if end < len(buf.text) or not buf.fill():
-                return end
-            continue
-        depth = 0
-        for m in _STR_TOKEN.finditer(buf.text, start):
-            tok = m.group()
-            if tok in "[{":
-                depth += 1
-            elif tok in "]}":
-                depth -= 1
-                if depth == 0:
-                    return m.end()
-        if not buf.fill():
-            raise buf.fail(len(buf.text), "file ends inside a record. The file is truncated: re-export it.")
 
 
 def _expect_end(buf: _Buffer) -> None:

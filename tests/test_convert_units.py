@@ -58,6 +58,24 @@ def test_array_records_over_the_cap_are_skipped_unread_whatever_the_chunk_bounda
         assert message.startswith(f"line {3 + 2 * k}: a record of {len(json.dumps(value))} characters, above --max-record-bytes 100;"), message
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+def test_array_records_the_parser_cannot_take_are_kept_whole_whatever_the_chunk_boundaries(tmp_path, monkeypatch, chunk):
+    """Elements json cannot finish (nested past its recursion limit, an integer past the digit limit) are
+    unparseable_record rejections carrying their exact text (found by the same bracket-counting scanner as the
+    over-cap skip, keeping what it reads); the records around them are read as json.load reads them."""
+    bad = ["[" * 5000 + "]" * 5000, '{"n": ' + "9" * 5000 + ', "s": "]}\\"[{"}', "9" * 5000]
+    small = [{"k": i, "s": 'x\\"y]'} for i in range(len(bad) + 1)]
+    parts = [json.dumps(small[0])]
+    for i, raw in enumerate(bad):
+        parts += [raw, json.dumps(small[i + 1])]
+    path = tmp_path / "a.json"
+    path.write_text("[\n" + ",\n".join(parts) + "\n]")
+    monkeypatch.setattr(jsonstream, "_CHUNK", chunk)
+    got = list(jsonstream.iter_raw_records(path, max_record_bytes=1 << 20))
+    assert [r.value for r in got if r.error is None] == small
+    assert [(r.text, r.error[0]) for r in got if r.error is not None] == [(raw, "unparseable_record") for raw in bad]
+
+
 def test_empty_array_and_empty_file(tmp_path):
     (tmp_path / "e.json").write_text(" [ ] ")
     assert list(jsonstream.iter_records(tmp_path / "e.json")) == []
