@@ -26,7 +26,8 @@ Not a test; no timed assertions. On a shared CPU compare paths within one run, n
 
 Measured (2-core CPU shared with four other jobs, so seconds are rough; 2150-2171 points per record;
 `--sizes 1000,10000,100000 --paths "tsconvert,tsconvert parquet,validate jsonl,validate parquet,get_dataset stream,
-stream parquet,train stream,get_dataset"`, ~37 min; at 100k JSONL 1644 MiB, Parquet 472 MiB on disk; streamed Parquet reads 1.14-1.24x the records/s of JSONL). Cells: work seconds, records/s, peak RSS / heap MiB. Slope:
+stream parquet,train stream,get_dataset"`, ~37 min; at 100k JSONL 1644 MiB, Parquet 472 MiB on disk; streamed
+Parquet reads 1.14-1.24x the records/s of JSONL). Cells: work seconds, records/s, peak RSS / heap MiB. Slope:
 MiB of peak RSS / heap per 10k records, least squares over the three sizes, then from 10k to 100k alone (the step
 from 1k is the second 1,000-record preprocessing batch in flight):
 
