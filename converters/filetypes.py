@@ -206,19 +206,35 @@ def data_file(name: str, file_type: str) -> str:
 def read_parquet_records(path: Any, batch_rows: int = 256, *, name: Any = None) -> Any:
     """The records of a Parquet data file (a path, or a seekable binary file opened from `name`) as
     `tsplugin.jsonl.Line`s (lineno 0: a Parquet file has no lines), one batch of rows in memory at a time;
-    InputError when it is not a readable Parquet file."""
+    InputError when it is not a readable Parquet file. Row groups are read as they are reached, without
+    pyarrow's pre-buffering (`pre_buffer=True`, its default, keeps every row group read so far until the
+    file is closed: memory grew with the file). The file is closed when the generator is."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    shown = path if name is None else name
     index = 0
     try:
-        reader = pq.ParquetFile(path)
-        for batch in reader.iter_batches(batch_size=batch_rows):
-            for record in batch.to_pylist():
-                yield Line(index, 0, record)
-                index += 1
+        with pq.ParquetFile(path, pre_buffer=False) as reader:
+            for batch in reader.iter_batches(batch_size=batch_rows):
+                for record in batch.to_pylist():
+                    yield Line(index, 0, record)
+                    index += 1
     except (pa.ArrowException, OSError) as exc:  # a bad footer, or a row group / page cut or corrupt further in
-        where = f" at record {index}" if index else ""
-        raise InputError(f"{shown}: not a readable Parquet file{where} ({' '.join(str(exc).split())[:200]}). "
-                         "Check the file, or convert the records again with --file-type parquet") from None
+        raise unreadable_parquet(path if name is None else name, index, exc) from None
+
+
+def read_parquet_schema(path: Any) -> Any:
+    """The Arrow schema of a Parquet data file (its footer alone); InputError when it is not a readable Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable_parquet(path, 0, exc) from None
+
+
+def unreadable_parquet(shown: Any, index: int, exc: BaseException) -> InputError:
+    where = f" at record {index}" if index else ""
+    return InputError(f"{shown}: not a readable Parquet file{where} ({' '.join(str(exc).split())[:200]}). "
+                      "Check the file, or convert the records again with --file-type parquet")

@@ -111,3 +111,97 @@ def test_a_float32_parquet_file_and_a_jsonl_file_of_whole_numbers_train_together
     expected = [r["timeseries"] for r in ints] + [[[float(v) for v in pa.array(s, pa.float32()).to_pylist()]
                                                    for s in r["timeseries"]] for r in floats]
     assert dataset["audios"] == expected
+
+
+def _write_parquet(path, records: list[dict], rows_per_group: int, **options) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"input": [r["input"] for r in records], "output": [r["output"] for r in records],
+                      "timeseries": pa.array([r["timeseries"] for r in records], pa.list_(pa.list_(pa.float64())))})
+    pq.write_table(table, path, row_group_size=rows_per_group, **options)
+
+
+def test_a_streamed_parquet_folder_gives_the_in_memory_records_file_by_file_in_row_order(tiny_qwen3ts, tmp_path):
+    # A folder's files are the stream's shards (as in `datasets`' own streams): LLaMA-Factory's `shuffle(buffer_size)`
+    # may change the order of the files; buffer_size 1 keeps each file's row order.
+    from conftest import update_dataset_info
+
+    records = [_record(k, (20 + 8 * (k % 4),) * (1 + k % 2)) for k in range(11)]
+    folder = tmp_path / "data" / "p"
+    folder.mkdir(parents=True)
+    _write_parquet(folder / "a.parquet", records[:7], rows_per_group=3)  # row groups of 3, 3, 1 records
+    _write_parquet(folder / "b.parquet", records[7:], rows_per_group=2)
+    update_dataset_info(tmp_path / "data" / "dataset_info.json", "p", {"file_name": "p", "columns": {
+        "prompt": "input", "response": "output", "timeseries": "timeseries"}})
+    cache = tmp_path / "cache"
+    streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", streaming=True, buffer_size=1,
+                             max_steps=2, cache_dir=str(cache))
+    in_memory, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", disable_shuffling=True)
+    rows = list(streamed)
+    by_file = [r["timeseries"] for r in records]
+    assert [row["audios"] for row in rows] in (by_file, by_file[7:] + by_file[:7])  # exact values, row order
+    assert [row["audios"] for row in rows] == in_memory["audios"]  # here the in-memory order too (b.parquet first)
+    assert [row["input_ids"] for row in rows] == in_memory["input_ids"]
+    assert [row["labels"] for row in rows] == in_memory["labels"]
+    assert not list(cache.rglob("*.arrow")), sorted(p.name for p in cache.rglob("*"))
+
+
+def test_the_parquet_stream_holds_one_batch_of_rows_not_the_row_groups_read_so_far(tmp_path):
+    # pyarrow's pre-buffering (its default, and `datasets`' Parquet stream) keeps every row group read until the file
+    # is closed: its memory pool grew by the file's size over one pass. Random float64 do not compress: 4096 records
+    # of 512 points in row groups of 32 records (128 KiB) make a 16 MiB file; a batch of rows is 256 records (1 MiB).
+    import numpy as np
+    import pyarrow as pa
+
+    from tsplugin.llamafactory.parquet_stream import stream_parquet
+
+    rng = np.random.default_rng(0)
+    records = [{"input": f"{k}: <ts><ts/>", "output": "ok", "timeseries": [rng.normal(size=512).tolist()]} for k in range(4096)]
+    path = tmp_path / "big.parquet"
+    _write_parquet(path, records, rows_per_group=32)
+    assert path.stat().st_size > 16 << 20
+    baseline = pa.total_allocated_bytes()
+    peak = 0
+    for k, row in enumerate(stream_parquet([str(path)])):
+        peak = max(peak, pa.total_allocated_bytes() - baseline)
+        assert row["timeseries"][0][:3] == records[k]["timeseries"][0][:3]
+    assert k == 4095
+    assert peak < 6 << 20, f"{peak / 2**20:.1f} MiB of Arrow memory held while streaming a 16 MiB file"
+
+
+def test_a_parquet_file_corrupt_past_its_first_batch_names_the_record_reached(tmp_path):
+    import pyarrow.parquet as pq
+
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+    from tsplugin.llamafactory.parquet_stream import stream_parquet
+
+    path = tmp_path / "p.parquet"
+    _write_parquet(path, [_record(k, (30,)) for k in range(600)], rows_per_group=256, compression="none")  # one batch each
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    with open(path, "r+b") as f:  # the page header of the second row group's first column
+        f.seek(offset)
+        f.write(b"\xff" * 16)
+    stream = iter(stream_parquet([str(path)]))
+    assert [next(stream)["output"] for _ in range(256)] == [f"answer {k}" for k in range(256)]
+    with pytest.raises(TimeSeriesDataError, match=r"p.parquet: not a readable Parquet file at record 256 \(.*convert the "
+                                                  r"records again with --file-type parquet"):
+        next(stream)
+
+
+def test_reading_a_streams_column_names_leaves_no_file_open(tmp_path):
+    import os
+
+    from tsplugin.llamafactory.data import _first_columns
+    from tsplugin.llamafactory.parquet_stream import stream_parquet
+
+    path = tmp_path / "p.parquet"
+    _write_parquet(path, [_record(k, (30,)) for k in range(6)], rows_per_group=2)
+
+    def open_copies() -> int:
+        fds = os.listdir("/proc/self/fd")
+        return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}") == str(path))
+
+    stream = stream_parquet([str(path)]).map(lambda row: {"extra": 1})  # column names unknown after a map
+    assert _first_columns(stream) == ["input", "output", "timeseries", "extra"]
+    assert open_copies() == 0

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -479,11 +480,10 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
 
 
 def _first_columns(dataset: Any) -> list[str]:
-    """Column names of a streamed dataset, read from its first record (what LLaMA-Factory itself does)."""
-    try:
-        return list(next(iter(dataset)).keys())
-    except StopIteration:
-        return []
+    """Column names of a streamed dataset, read from its first record (what LLaMA-Factory itself does); the pass
+    is closed at once, so the files it opened are too (not left to garbage collection)."""
+    with closing(iter(dataset)) as records:
+        return list(next(records, {}).keys())
 
 
 class StreamingReport:

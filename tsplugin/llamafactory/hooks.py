@@ -416,7 +416,9 @@ def stream_local_files(module: ModuleType, paths: list[str], dataset_attr: Any, 
     streams that with `to_iterable_dataset(num_shards=dataloader_num_workers)`, which with the default 0 workers
     yields no record at all. Kept from upstream: the file-type checks and their messages, `split`, `num_samples`
     ignored when streaming, then `align_dataset`; `max_samples` takes the first records (upstream calls `len()`,
-    which a stream has not). A file is one shard: dataloader workers beyond the number of files idle."""
+    which a stream has not). A file is one shard: dataloader workers beyond the number of files idle. Parquet files
+    are read by `tsplugin.llamafactory.parquet_stream` (memory flat in the file's size; `datasets`' reader kept
+    every row group read)."""
     from datasets import load_dataset
     from llamafactory.extras import logging as lf_logging
 
@@ -426,9 +428,15 @@ def stream_local_files(module: ModuleType, paths: list[str], dataset_attr: Any, 
         raise ValueError("Allowed file types: {}.".format(",".join(module.FILEEXT2TYPE.keys())))
     if len(types) > 1:
         raise ValueError("File types should be identical.")
-    dataset = load_dataset(path=types.pop(), data_files=paths, split=dataset_attr.split, cache_dir=model_args.cache_dir,
-                           streaming=True)
-    if getattr(dataset_attr, "timeseries", None) is not None:
+    file_type = types.pop()
+    if file_type == "parquet" and dataset_attr.split == "train":  # what load_dataset names the split of data_files
+        from tsplugin.llamafactory.parquet_stream import stream_parquet
+
+        dataset = stream_parquet(paths)  # read errors already name the file and record
+    else:
+        dataset = load_dataset(path=file_type, data_files=paths, split=dataset_attr.split,
+                               cache_dir=model_args.cache_dir, streaming=True)
+    if getattr(dataset_attr, "timeseries", None) is not None and file_type != "parquet":
         from tsplugin.llamafactory.data import name_read_errors
 
         dataset = name_read_errors(dataset, paths, dataset_attr.timeseries)
