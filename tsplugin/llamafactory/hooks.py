@@ -429,14 +429,16 @@ def stream_local_files(module: ModuleType, paths: list[str], dataset_attr: Any, 
     if len(types) > 1:
         raise ValueError("File types should be identical.")
     file_type = types.pop()
-    if file_type == "parquet" and dataset_attr.split == "train":  # what load_dataset names the split of data_files
+    # "train": what load_dataset names the split of data_files (another split goes to datasets, which refuses it)
+    own_parquet = file_type == "parquet" and dataset_attr.split == "train"
+    if own_parquet:
         from tsplugin.llamafactory.parquet_stream import stream_parquet
 
         dataset = stream_parquet(paths)  # read errors already name the file and record
     else:
         dataset = load_dataset(path=file_type, data_files=paths, split=dataset_attr.split,
                                cache_dir=model_args.cache_dir, streaming=True)
-    if getattr(dataset_attr, "timeseries", None) is not None and file_type != "parquet":
+    if getattr(dataset_attr, "timeseries", None) is not None and not own_parquet:
         from tsplugin.llamafactory.data import name_read_errors
 
         dataset = name_read_errors(dataset, paths, dataset_attr.timeseries)
