@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import lf_args, write_dataset
@@ -145,6 +147,30 @@ def test_a_streamed_parquet_folder_gives_the_in_memory_records_file_by_file_in_r
     assert [row["input_ids"] for row in rows] == in_memory["input_ids"]
     assert [row["labels"] for row in rows] == in_memory["labels"]
     assert not list(cache.rglob("*.arrow")), sorted(p.name for p in cache.rglob("*"))
+
+
+def test_a_streamed_jsonl_folder_gives_each_record_once_and_names_the_bad_files_record(tiny_qwen3ts, tmp_path):
+    # Each file is a shard: the error-naming wrapper streams each shard's own files (it once streamed every file
+    # once per shard: two files gave every record twice).
+    from conftest import update_dataset_info
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+
+    records = [_record(k, (20 + 8 * (k % 4),)) for k in range(7)]
+    folder = tmp_path / "data" / "j"
+    folder.mkdir(parents=True)
+    for name, part in (("a.jsonl", records[:4]), ("b.jsonl", records[4:])):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in part))
+    update_dataset_info(tmp_path / "data" / "dataset_info.json", "j", {"file_name": "j", "columns": {
+        "prompt": "input", "response": "output", "timeseries": "timeseries"}})
+    streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
+    got = [row["audios"] for row in streamed]
+    by_file = [r["timeseries"] for r in records]
+    assert got in (by_file, by_file[4:] + by_file[:4])
+    bad = dict(records[5], timeseries=[[1.0, "x", 2.0]])
+    (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (records[4], bad)))
+    with pytest.raises(TimeSeriesDataError, match=r"b.jsonl: record 1 .*series 0: value 1 is 'x'"):
+        streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
+        list(streamed)
 
 
 def test_the_parquet_stream_holds_one_batch_of_rows_not_the_row_groups_read_so_far(tmp_path):

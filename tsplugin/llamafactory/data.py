@@ -161,18 +161,20 @@ def first_bad_record(paths: list[str], column: str, dtype: str = TRAINING_CHECK_
     return None
 
 
-def name_read_errors(dataset: Any, paths: list[str], column: str) -> Any:
+def name_read_errors(dataset: Any, paths: list[str], column: str, load: Callable[..., Any]) -> Any:
     """A stream of local time-series files whose read errors name the file and record (`first_bad_record`), as the
-    in-memory load does: `datasets` reads a stream lazily, so a bad line fails while training reads it."""
+    in-memory load does: `datasets` reads a stream lazily, so a bad line fails while training reads it. One shard per
+    file, as `dataset` (made by `load(data_files=paths)`) has: each shard streams its own files through `load`
+    (picklable, for dataloader workers), so every record comes once and an error names a file of that shard."""
     from datasets import IterableDataset
 
     return IterableDataset.from_generator(_named_read_errors, features=dataset.features,
-                                          gen_kwargs={"dataset": dataset, "paths": paths, "column": column})
+                                          gen_kwargs={"paths": list(paths), "column": column, "load": load})
 
 
-def _named_read_errors(dataset: Any, paths: list[str], column: str) -> Any:
+def _named_read_errors(paths: list[str], column: str, load: Callable[..., Any]) -> Any:
     try:
-        yield from dataset
+        yield from load(data_files=paths)
     except Exception as err:
         named = loader_error(paths, column, err)
         if named is None:

@@ -436,12 +436,13 @@ def stream_local_files(module: ModuleType, paths: list[str], dataset_attr: Any, 
 
         dataset = stream_parquet(paths)  # read errors already name the file and record
     else:
-        dataset = load_dataset(path=file_type, data_files=paths, split=dataset_attr.split,
-                               cache_dir=model_args.cache_dir, streaming=True)
-    if getattr(dataset_attr, "timeseries", None) is not None and not own_parquet:
-        from tsplugin.llamafactory.data import name_read_errors
+        load = functools.partial(load_dataset, path=file_type, split=dataset_attr.split, cache_dir=model_args.cache_dir,
+                                 streaming=True)
+        dataset = load(data_files=paths)
+        if getattr(dataset_attr, "timeseries", None) is not None:
+            from tsplugin.llamafactory.data import name_read_errors
 
-        dataset = name_read_errors(dataset, paths, dataset_attr.timeseries)
+            dataset = name_read_errors(dataset, paths, dataset_attr.timeseries, load)
     if data_args.max_samples is not None:
         dataset = dataset.take(data_args.max_samples)
     return module.align_dataset(dataset, dataset_attr, data_args, training_args)
