@@ -87,3 +87,22 @@ def test_a_token_that_strips_its_neighbours_is_not_spliced(tiny_chatts):
     assert splice_id(stripping, "<ts>") is None
     text = "a value <ts><ts> then text"
     assert encode_text(stripping, text, "<ts>", None) == stripping.encode(text, add_special_tokens=False)
+
+
+def test_a_template_unpickles_in_a_fresh_process(tiny_chatts):
+    """`preprocessing_num_workers` pickles the dataset processor, template included, into worker processes."""
+    import pickle
+    import subprocess
+    import sys
+
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chatts)
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="chatts8b_think"))
+    code = ("import pickle, sys; t = pickle.loads(sys.stdin.buffer.read()); "
+            "print(type(t).__name__, [c.__name__ for c in type(t).__mro__])")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(template), capture_output=True, check=True)
+    assert out.stdout.decode().split()[0] == "PositionIdsReasoningTemplate"
+    assert "ReasoningTemplate" in out.stdout.decode()
