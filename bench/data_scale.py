@@ -18,7 +18,8 @@ uniformly from [--min-points, --max-points], seeded), and each path runs in its 
 Peak RSS is the child's ru_maxrss (os.wait4; the parent imports only numpy, and the model is built in a child too,
 since a forked child's ru_maxrss starts from its parent's RSS); "heap" is the child's peak RssAnon (sampled every
 20 ms), i.e. without the file pages ru_maxrss also counts (the Arrow files `datasets` memory-maps, libraries). Seconds are the work alone, timed in the child after
-its imports (training: the trainer's train_runtime); records/s come from them. The datasets cache of each child is
+its imports (training: the trainer's train_runtime); records/s come from them. The ratios of two get_dataset paths
+are also given in CPU seconds of the child (all its threads), which other jobs on a shared CPU sway less. The datasets cache of each child is
 its own temp folder, removed after it.
 The slope of peak RSS against N (least squares over --sizes, MiB per 10k records) is printed per path: the
 streaming paths should stay flat (the in-memory ones hold Arrow tables, which `datasets` memory-maps).
@@ -47,6 +48,28 @@ RSS is the memory-mapped Arrow cache. Streamed Parquet before `tsplugin.llamafac
 own reader, pyarrow pre-buffering every row group read), same machine: 1269 / 1360 / 1494 MiB at 5k / 10k / 20k
 (+148 per 10k); after: 1178 / 1192 / 1192 (heap 786 / 800 / 800). `validate parquet` before: 159 / 224 MiB at
 5k / 20k; after 136 / 145.
+
+Measured (issue 19, `--paths "get_dataset,get_dataset text"`, 2 CPU cores shared with other jobs at load average
+8-11; "before" = 42b8da8, "after" = the id-level `<ts>` positions (tsplugin.llamafactory.position_ids), the
+Arrow-read drop report and float32 series kept as stored; before and after run back to back; ratio = records/s,
+series / text twin of equal token count, wall clock (CPU time)):
+
+| N | before: series / text | ratio | after: series / text | ratio |
+|---|---|---|---|---|
+| 1k, 3 runs each, CPU s | 1.38 / 0.47, 1.92 / 0.46, 1.80 / 0.49 | 0.31 (0.34), 0.24 (0.24), 0.26 (0.27) | 1.04 / 0.52, 0.91 / 0.52, 1.26 / 1.11 | 0.47 (0.50), 0.57 (0.57), 0.90 (0.88) |
+| 10k, rec/s (CPU s) | 442 / 938 (11.8 / 5.4) | 0.47x (0.46x) | 407 / 690 (10.5 / 5.9) | 0.59x (0.56x) |
+| 10k, `--child` on kept data, twice, rec/s | | | 576 / 894, 551 / 986 | 0.64x, 0.56x |
+
+(The 0.90x run is the twin's child meeting a busier CPU: 1.11 CPU s instead of ~0.5.) Medians: 1k 0.27x -> 0.57x
+(CPU), 10k 0.47x -> 0.56-0.64x.
+
+Single 1k runs swing by +-0.2 (the twin alone took 0.7 to 2.0 s wall between runs). Where the rest goes at 10k
+(cProfile, after; series vs text twin, seconds): `load_dataset` of the JSONL 8.8 vs 0.1 (pyarrow's JSON parse of
+164 MB of number text 5.6, writing the Arrow cache 3.1); the check pass 1.2 vs 0; the prefix (`sp_stats`, once per
+series) and placeholder checks in the plugin 2.0 vs 0.4; reading `audios` back as Python lists 1.9 vs 1.1; the
+tokenizer itself is now cheaper than the twin's (5.7 vs 6.7). Without the JSON load the ratio would be ~0.80x; a
+float32 Parquet file (4.7 KB per record instead of 16.4) reached 0.72x / 0.69x (640 / 685 records/s) in
+the same two `--child` runs.
 """
 
 from __future__ import annotations
@@ -189,13 +212,13 @@ def run_path(kind: str, work: Path, args: argparse.Namespace) -> dict:
         dataset = {"get_dataset": "ts", "get_dataset parquet": "tsp", "get_dataset text": "text",
                    "get_dataset stream": "ts", "stream parquet": "tsp"}[kind]
         streaming = kind in STREAMING
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ds, _ = tokenized(lf_args(work / "model", data, dataset, work / "o", work / f"cache_{os.getpid()}", streaming=streaming))
         records = tokens = 0
         for row in ds:  # in memory: read back from Arrow; streamed: the whole pipeline runs here
             records += 1
             tokens += len(row["input_ids"])
-        return {"records": records, "tokens": tokens, "work_s": time.perf_counter() - start}
+        return {"records": records, "tokens": tokens, "work_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
 
 
 def convert_records(work: Path, name: str, parquet: bool) -> int:
@@ -329,6 +352,8 @@ def report(sizes: list[int], paths: list[str], results: dict, facts: dict, args:
             if a in results and b in results:
                 ra, rb = results[a][n], results[b][n]
                 line += f"; {what} {(ra['records'] / ra['work_s']) / (rb['records'] / rb['work_s']):.2f}x"
+                if "cpu_s" in ra and "cpu_s" in rb:  # CPU seconds: less swayed than wall time by other jobs on the CPU
+                    line += f" (CPU time {(ra['records'] / ra['cpu_s']) / (rb['records'] / rb['cpu_s']):.2f}x)"
         if "get_dataset" in results and "get_dataset text" in results:
             line += f" (tokens {results['get_dataset'][n]['tokens']} vs {results['get_dataset text'][n]['tokens']})"
         print(line)

@@ -231,3 +231,42 @@ def test_reading_a_streams_column_names_leaves_no_file_open(tmp_path):
     stream = stream_parquet([str(path)]).map(lambda row: {"extra": 1})  # column names unknown after a map
     assert _first_columns(stream) == ["input", "output", "timeseries", "extra"]
     assert open_copies() == 0
+
+def test_ids_labels_and_series_equal_the_plain_path_for_jsonl_and_float32_parquet(tiny_qwen3ts, tmp_path, monkeypatch):
+    """The fast path (series in Arrow, float32 read as stored, `<ts>` runs spliced as ids) against the plain one
+    (series as Python lists through LLaMA-Factory's maps, the whole expanded text to the tokenizer): the same
+    input_ids, labels and series per record, from a JSONL file and from a float32 Parquet file of the same values."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import tsplugin.llamafactory.arrow_series as arrow_series
+    import tsplugin.llamafactory.data as lf_data
+    import tsplugin.llamafactory.position_ids as position_ids
+    from conftest import update_dataset_info
+
+    rng = np.random.default_rng(3)
+    shapes = [(), (1,), (17, 40), (9, 33, 250)]
+    records = [{"input": f"Look{k}:" + "".join(f"<ts><ts/>{'' if j % 2 else ' then '}" for j in range(len(n))) + "ok?",
+                "output": f"answer {k}",
+                "timeseries": [np.float32(rng.normal(size=m) * 40 + 1000).astype(np.float64).tolist() for m in n]}
+               for k, n in enumerate(shapes)]
+    data = write_dataset(tmp_path / "data", "j", records)
+    table = pa.table({"input": [r["input"] for r in records], "output": [r["output"] for r in records],
+                      "timeseries": pa.array([r["timeseries"] for r in records], pa.list_(pa.list_(pa.float32())))})
+    pq.write_table(table, data / "p.parquet")
+    update_dataset_info(data / "dataset_info.json", "p", {"file_name": "p.parquet", "columns": {
+        "prompt": "input", "response": "output", "timeseries": "timeseries"}})
+
+    def rows(name: str) -> list[tuple]:
+        dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, name)
+        return [(r["input_ids"], r["labels"], r["audios"] or []) for r in dataset]
+
+    fast = {name: rows(name) for name in ("j", "p")}
+    monkeypatch.setattr(position_ids, "splice_id", lambda tokenizer, token: None)  # the whole text to the tokenizer
+    monkeypatch.setattr(arrow_series, "has_numeric_series", lambda dataset, column: False)  # series as Python lists
+    monkeypatch.setattr(lf_data, "has_numeric_series", lambda dataset, column: False)
+    plain = rows("j")
+    assert [r[2] for r in plain] == [r["timeseries"] for r in records]
+    assert fast["j"] == plain
+    assert fast["p"] == plain

@@ -8,7 +8,7 @@ column the loader read as numbers (`list<list<int|float>>`):
 
 - `align_series`: the converter runs without the series column; the loaded column is then joined back, unchanged,
   as `_audios` (`concatenate_datasets(axis=1)`: no copy, the cache file stays memory-mapped).
-- `series_rows`: the check (`check_aligned`) reads each series as a float64 numpy view of the Arrow buffer; a
+- `series_rows`: the check (`check_aligned`) reads each series as a float numpy view of the Arrow buffer; a
   series holding a null is read as a Python list, so the message names the null as before.
 - `number_rows` / `SeriesStore` / `attach_series`: the tokeniser gets the dataset without `_audios` and with each
   record's row (`_ts_row`); TimeSeriesDatasetProcessor reads the series of its batch's rows from the store as numpy
@@ -75,7 +75,8 @@ def _rebased(offsets: Any) -> np.ndarray:
 
 
 def series_rows(dataset: Any, slot: str, batch_size: int = 1000) -> Iterator[list[Any] | None]:
-    """Per row of `dataset`, its series (column `slot`, `numeric_series_type`) as float64 arrays, None for a null
+    """Per row of `dataset`, its series (column `slot`, `numeric_series_type`) as float arrays (float32 or float64,
+    as stored; whole numbers as float64), None for a null
     row; a series with a null value comes as a Python list (None at the null)."""
     for table in dataset.select_columns([slot]).with_format("arrow").iter(batch_size=batch_size):
         for chunk in table.column(0).chunks:
@@ -89,12 +90,12 @@ def _chunk_rows(chunk: Any) -> Iterator[list[Any] | None]:
     inner = _rebased(inner_lists.offsets)
     inner_valid = np.asarray(inner_lists.is_valid())
     leaf = inner_lists.flatten()
-    if leaf.null_count:
-        nulls = np.asarray(leaf.is_null())
-        values = np.asarray(leaf.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64)
-    else:
-        nulls = None
-        values = np.asarray(leaf.to_numpy(zero_copy_only=False), dtype=np.float64)
+    nulls = np.asarray(leaf.is_null()) if leaf.null_count else None
+    values = (leaf.fill_null(0) if leaf.null_count else leaf).to_numpy(zero_copy_only=False)
+    if values.dtype.kind != "f":  # whole numbers: float64 (the checks read a float series without a Python pass)
+        values = values.astype(np.float64)
+    # float32 (a Parquet file) stays float32, a view of the Arrow buffer: each reader widens its series itself
+    # (sp_stats, series_problem), as exactly; widening the whole chunk here cost a fresh copy of every value.
     for row in range(len(chunk)):
         if not valid[row]:
             yield None

@@ -459,11 +459,11 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
             [SOURCE_COLUMN, DROP_COLUMN])
     if DROP_COLUMN not in after.column_names:
         return after
-    counts_in = Counter(before[SOURCE_COLUMN]) if SOURCE_COLUMN in (getattr(before, "column_names", None) or []) else Counter()
-    marks = after.select_columns([SOURCE_COLUMN, DROP_COLUMN])
+    counts_in = Counter(_column(before, SOURCE_COLUMN)) if SOURCE_COLUMN in (getattr(before, "column_names", None) or []) else Counter()
+    sources, reasons_of = _column(after, SOURCE_COLUMN), _column(after, DROP_COLUMN)
     kept: Counter = Counter()
     dropped: dict[str, Counter] = {}
-    for source, reason in zip(marks[SOURCE_COLUMN], marks[DROP_COLUMN]):
+    for source, reason in zip(sources, reasons_of):
         if reason:
             dropped.setdefault(source, Counter())[reason] += 1
         else:
@@ -476,9 +476,14 @@ def report_and_filter(before: Any, after: Any, cutoff_len: int, log: Callable[[s
         reasons = dropped.get(source, Counter())
         total = counts_in[source] if counts_in else kept[source] + sum(reasons.values())
         log(count_line(label, source, kept[source], total, reasons, cutoff_len))
-    if any(marks[DROP_COLUMN]):
+    if any(reasons_of):
         after = after.filter(lambda reason: not reason, input_columns=[DROP_COLUMN])
     return after.remove_columns([SOURCE_COLUMN, DROP_COLUMN])
+
+
+def _column(dataset: Any, name: str) -> list[Any]:
+    """One column of an in-memory dataset as a Python list, converted in Arrow (not row by row)."""
+    return dataset.with_format("arrow")[name].to_pylist()
 
 
 def _first_columns(dataset: Any) -> list[str]:

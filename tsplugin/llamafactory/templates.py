@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tsplugin.llamafactory.position_ids import position_template
 from tsplugin.registry import Registry
 
 CHATML_USER = "<|im_start|>user\n{{content}}<|im_end|>\n<|im_start|>assistant\n"
@@ -50,7 +51,8 @@ def register_all(template_module: Any, mm_plugin_module: Any) -> None:
     for name, (default_system, reasoning) in TEMPLATES.items():
         if name in template_module.TEMPLATES:
             continue  # already registered in this process
-        extra = {"template_class": template_module.ReasoningTemplate} if reasoning else {}
+        # runs of `<ts>` positions become ids without the tokenizer splitting them (tsplugin.llamafactory.position_ids)
+        template_class = template_module.ReasoningTemplate if reasoning else template_module.Template
         template_module.register_template(
             name=name,
             format_user=StringFormatter(slots=[CHATML_USER]),
@@ -63,5 +65,5 @@ def register_all(template_module: Any, mm_plugin_module: Any) -> None:
             stop_words=["<|im_end|>"],
             replace_eos=True,
             mm_plugin=mm_plugin_module.get_mm_plugin(name="timeseries"),
-            **extra,
+            template_class=position_template(template_class),
         )
