@@ -7,7 +7,7 @@ Each plot shows the series, the trend segments, the seasonal component and the l
 attributes and their confidences in the title; one line per series is printed. Real series have no
 known answer: these are for a person to judge.
 
-Notes (commit after 42b8da8, run with the defaults; plots of co2, the Nile and sunspots in docs/describe_real/):
+Notes (commit 3bdabc7, run with the defaults; plots of co2, the Nile and sunspots in docs/describe_real/):
 - co2 (526 months): rising trend, sine season of period 11.99, seasonal confidence 0.99 (was 0.52: the
   season's consistency test charged it with the curvature a straight trend line left; each part now has its
   own line first).
