@@ -287,6 +287,37 @@ def test_synth_records_once_wrong(seed, record, why):
     assert lab.seasonal == truth.seasonal, (why, lab)
 
 
+# synth records whose season describe used to get wrong (presence, and the period within 10%)
+SYNTH_SEASONS = [
+    (2, 10, "no season: an inc/dec/inc trend read as a square of period length/3 (the fit wanted a longer one)"),
+    (2, 104, "no season: a rise with a spike and a step read as a sine of period length/3"),
+    (0, 18, "a sine of period 18.8 read at 3 x 18.8 (its 3rd harmonic, the largest, was the cycle)"),
+]
+
+
+@pytest.mark.parametrize("seed,record,why", SYNTH_SEASONS, ids=[f"seed{s}-record{r}" for s, r, _ in SYNTH_SEASONS])
+def test_synth_seasons_once_wrong(seed, record, why):
+    from tsplugin.synth.attributes import AttributeMix, compose_record
+
+    _, (comp,) = compose_record(seed, record, 1, AttributeMix(min_length=64, max_length=512))
+    truth, lab = comp.labels, describe_series(comp.values).labels
+    assert lab.seasonal == truth.seasonal, (why, lab)
+    if truth.seasonal:
+        assert abs(lab.period - truth.period) <= 0.1 * truth.period, (why, lab)
+
+
+def test_quasi_periodic_cycle_is_a_season_of_its_mean_period():
+    """A sunspot-like cycle: 9.5 to 12.5 points per cycle and an amplitude between 0.5 and 1.5, so no fixed
+    phase fits all of it; it is reported as a season of about 11 points, with nothing else."""
+    n = 300
+    t = np.arange(n)
+    phase = np.cumsum(2 * np.pi / (11.0 + 1.5 * np.sin(2 * np.pi * t / 150)))
+    values = 5.0 + (1.0 + 0.5 * np.sin(2 * np.pi * t / 110 + 1)) * np.sin(phase) + _noise(16, 0.1, n)
+    lab = describe_series(values).labels
+    assert lab.seasonal and abs(lab.period - 11.0) <= 1.1 and lab.confidence["seasonal"] > 0.7, lab
+    assert lab.trend == "steady" and lab.local == [], lab
+
+
 def test_a_shift_of_few_noise_units_between_long_levels_is_a_step():
     """The Nile's shape: 100 points, a drop of 2.5 noise units at 28 between two flat levels. Below the
     per-point threshold (3.5 sigma) but 5.7 standard errors of the jump between the two fitted lines."""

@@ -33,6 +33,10 @@ HARMONICS = 5
 F_PRESENT = 12.0  # F statistic above which the harmonics explain more than noise searched over periods
 ACF_PRESENT = 0.1  # half the contrast acf(P) - acf(P/2)
 CONSISTENT = 0.05  # smallest share of variance the season must explain in every part of the series
+BEYOND_LONGEST = 0.05  # a period this much beyond the longest looked for (length / MIN_CYCLES) is no season
+QUASI_CYCLES = 4.0  # a quasi-periodic cycle's amplitude and phase may change once per this many cycles
+QUASI_HARMONICS = 3
+ACF_QUASI = 0.3  # the autocorrelation contrast a cycle without a fixed phase needs (its only evidence of repeating)
 SHAPE_FACTOR = {"sine": 1.0, "triangle": 8 / math.pi**2, "square": 4 / math.pi}  # fundamental / amplitude
 
 
@@ -48,6 +52,8 @@ class Season:
     strength: float  # STL seasonal strength in [0, 1] (set by with_strength)
     detrended: np.ndarray | None = None  # the series minus the non-seasonal fit
     exact: bool = False  # the component is the shape's exact wave (else a sum of harmonics)
+    params: int = 0  # fitted parameters of the component, the period included (what the BIC counts)
+    quasi: bool = False  # a cycle whose amplitude and phase drift (harmonics with slowly varying coefficients)
 
 
 def spline_basis(n: int, knots_every: float | None = None, knots: list[int] | None = None) -> np.ndarray:
@@ -127,13 +133,13 @@ def _shape(coef: np.ndarray) -> tuple[str, float, float]:
 def _acf_at(resid: np.ndarray, period: float) -> float:
     from statsmodels.tsa.stattools import acf
 
-    lag = int(round(period))
+    lag = round(period)
     if lag >= len(resid) - 2:
         return 0.0
     vals = acf(resid, nlags=lag + 1, fft=True)
 
     def at(p: float) -> float:
-        lo = int(math.floor(p))
+        lo = math.floor(p)
         frac = p - lo
         return float((1 - frac) * vals[lo] + frac * vals[min(lo + 1, len(vals) - 1)])
 
@@ -144,24 +150,24 @@ def _acf_at(resid: np.ndarray, period: float) -> float:
 
 def _consistency(r: np.ndarray, s: np.ndarray, period: float) -> float:
     """The smallest share of variance the seasonal component explains in any part of the series (parts of
-    at least 1.5 cycles): a real season repeats everywhere; the misfit of a level shift or a kink that a
+    at least 1.5 cycles, each less its own line): a real season repeats everywhere; the misfit of a level shift or a kink that a
     periodic fit picked up explains one part and hurts the others (a negative share)."""
     n = len(r)
     parts = int(max(2, min(4, n / period / 1.5)))
     worst = 1.0
     for chunk in np.array_split(np.arange(n), parts):
-        rc, sc = r[chunk], s[chunk]
-        total = float(np.sum((rc - rc.mean()) ** 2))
+        line = np.column_stack([np.ones(len(chunk)), chunk])  # each part's own level and slope: the variance
+        total = _rss(r[chunk], line)[0]  # a drift the non-seasonal fit left (a curved trend) is not the season's
         if total <= 0:
             return 0.0
-        worst = min(worst, 1.0 - float(np.sum((rc - sc) ** 2)) / total)
+        worst = min(worst, 1.0 - _rss(r[chunk] - s[chunk], line)[0] / total)
     return worst
 
 
 def _stl_strength(y: np.ndarray, period: float) -> float:
     from statsmodels.tsa.seasonal import STL
 
-    p = int(round(period))
+    p = round(period)
     if p < 2 or len(y) < 2 * p + 1:
         return 0.0
     res = STL(y, period=p, robust=True).fit()
@@ -197,16 +203,19 @@ def _smooth_template(shape: str, n: int, period: float, phase: float) -> np.ndar
     return (integral(mid + step / 2) - integral(mid - step / 2)) / step
 
 
-def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, hcoef: np.ndarray,
-                    harmonic: np.ndarray) -> tuple[np.ndarray, float | None, float]:
-    """(component, amplitude or None, period): the shape's exact wave, its period and phase refined
-    together (Nelder-Mead from the fundamental's phase; the scale by least squares), when it fits better
-    than the harmonics; else the harmonics (a real seasonal profile need not be one of the three shapes)."""
+def _best_component(y: np.ndarray, base: np.ndarray, period: float, hcoef: np.ndarray, harmonic: np.ndarray,
+                    q: int) -> tuple[np.ndarray, str | None, float | None, float]:
+    """(component, shape or None, amplitude or None, period). Each shape's exact wave is fitted, its period
+    and phase refined together (Nelder-Mead from the fundamental's phase; the scale by least squares); the
+    shapes have the same parameters (period, phase, scale), so the lowest residual picks the shape: a square
+    wins only where the data has flat halves and sharp edges, not from a large 3rd harmonic alone. The best
+    wave is kept when its BIC beats the ``q`` harmonic coefficients' (a real seasonal profile need not be one
+    of the three shapes: then the harmonics, and no shape from here)."""
     from scipy.optimize import minimize
 
     n = len(y)
 
-    def rss_of(wave):  # the residual of base + scale * wave(period, phase), as a function of (period, phase)
+    def rss_of(wave, shape):  # the residual of base + scale * wave(period, phase), as a function of (period, phase)
         def rss(params: np.ndarray) -> float:
             p, ph = params
             if not MIN_PERIOD <= p <= n:
@@ -218,21 +227,34 @@ def _best_component(y: np.ndarray, base: np.ndarray, period: float, shape: str, 
         return minimize(f, np.array(x0), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-9, "initial_simplex": np.array(
             [x0, (x0[0] * 1.004, x0[1]), (x0[0], x0[1] + 0.05)])})
 
-    sampled = rss_of(template)
     phase0 = math.atan2(hcoef[0], hcoef[1])  # a cos + b sin = A sin(angle + phase)
-    start = min(((period, phase0 + d) for d in np.linspace(-0.3, 0.3, 7)), key=lambda x: sampled(np.array(x)))
-    res = search(sampled, start)
-    if shape == "square":  # the sampled square's residual is flat between edge moves: search the averaged one first
-        alt = search(sampled, tuple(search(rss_of(_smooth_template), start).x))
-        res = alt if alt.fun < res.fun else res
-    p, ph = (float(v) for v in res.x)
+    fits = []  # (rss, shape, period, phase)
+    for shape in SHAPE_FACTOR:
+        sampled = rss_of(template, shape)
+        start = min(((period, phase0 + d) for d in np.linspace(-0.3, 0.3, 7)), key=lambda x: sampled(np.array(x)))
+        res = search(sampled, start)
+        if shape == "square":  # the sampled square's residual is flat between edge moves: search the averaged one first
+            alt = search(sampled, tuple(search(rss_of(_smooth_template, shape), start).x))
+            res = alt if alt.fun < res.fun else res
+        p, ph = (float(v) for v in res.x)
+        if abs(p - period) <= 0.05 * period:
+            fits.append((float(res.fun), shape, p, ph))
     harmonic_rss = _rss(y, np.hstack([base, harmonic[:, None]]))[0]
-    if res.fun < harmonic_rss and abs(p - period) <= 0.05 * period:
-        w = template(shape, n, p, ph)
-        _, coef = _rss(y, np.hstack([base, w[:, None]]))
-        if coef[-1] > 0:
-            return coef[-1] * w, float(coef[-1]), p
-    return harmonic, None, period
+    if fits:
+        rss, shape, p, ph = min(fits)
+        if _bic_gain(n, harmonic_rss, 1 + q, rss, 3) > 0:
+            w = template(shape, n, p, ph)
+            _, coef = _rss(y, np.hstack([base, w[:, None]]))
+            if coef[-1] > 0:
+                return coef[-1] * w, shape, float(coef[-1]), p
+    return harmonic, None, None, period
+
+
+def _bic_gain(n: int, rss0: float, k0: int, rss1: float, k1: int) -> float:
+    """How much lower model 1's Gaussian BIC is than model 0's (positive: model 1 is preferred)."""
+    def bic(rss: float, k: int) -> float:
+        return n * math.log(max(rss, 1e-300) / n) + k * math.log(n)
+    return bic(rss0, k0) - bic(rss1, k1)
 
 
 def absent(n: int, confidence: float = 0.0) -> Season:
@@ -240,10 +262,9 @@ def absent(n: int, confidence: float = 0.0) -> Season:
 
 
 def n_params(s: Season) -> int:
-    """Parameters of the seasonal component: period, phase and scale of an exact wave, or the harmonics."""
-    if not s.present:
-        return 0
-    return 3 if s.exact else 1 + 2 * HARMONICS
+    """Parameters of the seasonal component: period, phase and scale of an exact wave, or the period and
+    every harmonic coefficient (one set per knot for a quasi-periodic cycle)."""
+    return s.params if s.present else 0
 
 
 def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
@@ -269,8 +290,11 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
         return none
     f, period = best
     # prefer the shortest sub-multiple that fits nearly as well, or that repeats where the period found
-    # does not (a cycle at P also fits at 2P, whose harmonics then pick up other structure too)
+    # does not, or whose fundamental is the largest harmonic at P (a cycle at P also fits at 2P, whose
+    # harmonics then pick up other structure too; a cycle's own fundamental is its largest harmonic)
     contrast = _acf_at(resid0, period)
+    amps = _fit(y, base, period, 4)[1]
+    dominant = int(np.argmax(np.hypot(amps[0::2], amps[1::2]))) + 1
     for div in (4, 3, 2):
         sub = period / div
         if sub < lo:
@@ -278,9 +302,18 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
         sub = _refine(y, base, sub, lo, hi, 3)
         rss_s, _, q = _fit(y, base, sub, 3)
         f_sub = _f_stat(rss0, rss_s, q, n - base.shape[1] - q)
-        if f_sub >= 0.8 * f or (f_sub >= F_PRESENT and contrast < ACF_PRESENT <= _acf_at(resid0, sub)):
+        if f_sub >= 0.8 * f or (f_sub >= F_PRESENT and (div == dominant
+                                                        or contrast < ACF_PRESENT <= _acf_at(resid0, sub))):
             f, period = f_sub, sub
             break
+    if period > 0.9 * hi:
+        # near the longest period looked for: where the fit would rather go on to a period longer than the
+        # longest by more than a period estimate's error over three cycles (BEYOND_LONGEST), the structure
+        # repeats fewer than MIN_CYCLES times in the series (a trend's turns, not a season)
+        longer = _refine(y, base, period, lo, n / 2, 3)
+        if longer > hi * (1 + BEYOND_LONGEST):
+            none.confidence = logistic(math.log(longer / hi) - math.log1p(BEYOND_LONGEST), 40.0)
+            return none
     k = max(1, min(HARMONICS, int(period // 2)))
     rss1, hcoef, q = _fit(y, base, period, k)
     shape, h1, _ = _shape(hcoef)
@@ -297,16 +330,79 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     present = p_present >= 0.5
     conf = p_present if present else 1.0 - p_present
     if not present:
-        none.confidence = conf
+        p_quasi, quasi = _quasi(y, base, period, rss0, lo, hi)
+        if quasi is not None:
+            return quasi
+        none.confidence = min(conf, 1.0 - p_quasi)
         return none
     amplitude = h1 / SHAPE_FACTOR[shape]
-    component, fitted_amp, period = _best_component(y, base, period, shape, hcoef, harmonics(n, period, k) @ hcoef)
-    amplitude = fitted_amp or amplitude
+    component, exact_shape, fitted_amp, period = _best_component(y, base, period, hcoef,
+                                                                 harmonics(n, period, k) @ hcoef, q)
+    shape, amplitude = exact_shape or shape, fitted_amp or amplitude
     # period confidence: cycles seen and how far the seasonal rises above the noise (STL strength joins in
     # `with_strength`, once, on the final fit: STL is the slow part)
     cycles = n / period
     p_conf = min(1.0, cycles / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
-    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal, fitted_amp is not None)
+    params = 3 if fitted_amp is not None else 1 + q
+    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal,
+                  fitted_amp is not None, params)
+
+
+def _knots_of(n: int, period: float) -> np.ndarray | None:
+    """Hat functions on knots QUASI_CYCLES cycles or more apart (None when fewer than two such spans fit)."""
+    spans = int(n / period // QUASI_CYCLES)
+    if spans < 2:
+        return None
+    t = np.arange(n) / (n - 1)
+    return np.column_stack([np.clip(1.0 - np.abs(t - c) * spans, 0.0, None) for c in np.linspace(0, 1, spans + 1)])
+
+
+def _varying(n: int, period: float, hats: np.ndarray) -> np.ndarray:
+    """Harmonics of ``period`` whose coefficients vary linearly between the knots of ``hats``: a cycle whose
+    amplitude and phase drift (two cycles of a 10-year sunspot cycle and a 12-year one are apart by a
+    quarter phase after 30 years)."""
+    H = harmonics(n, period, max(1, min(QUASI_HARMONICS, int(period // 2))))
+    return np.column_stack([H[:, i] * hats[:, j] for i in range(H.shape[1]) for j in range(hats.shape[1])])
+
+
+def _quasi(y: np.ndarray, base: np.ndarray, period: float, rss0: float, lo: float,
+           hi: float) -> tuple[float, Season | None]:
+    """The season as a quasi-periodic cycle (amplitude and phase drift slowly), tried where a fixed-phase
+    season is rejected: its F statistic over the non-seasonal fit counts every varying coefficient, and
+    without a fixed phase its evidence of repeating is the autocorrelation, so that bar is higher
+    (ACF_QUASI). (probability-like margin of presence, the season when present); (0, None) when the
+    series is too short for the coefficients to vary slowly."""
+    n = len(y)
+    hats = _knots_of(n, period)
+    if hats is None:
+        return 0.0, None
+
+    def rss_at(p: float) -> float:
+        return _rss(y, np.hstack([base, _varying(n, p, hats)]))[0]
+
+    grid = [p for p in np.linspace(period * 0.9, period * 1.1, 21) if lo <= p <= hi]
+    period = float(min(grid, key=rss_at)) if grid else period
+    V = _varying(n, period, hats)
+    rss1, coef = _rss(y, np.hstack([base, V]))
+    q = V.shape[1]
+    f = _f_stat(rss0, rss1, q, n - base.shape[1] - q)
+    non_seasonal = base @ coef[: base.shape[1]]
+    component = V @ coef[base.shape[1]:]
+    acf_p = _acf_at(y - non_seasonal, period)
+    consistency = _consistency(y - non_seasonal, component, period)
+    p_present = min(logistic(math.log(max(f, 1e-9)) - math.log(F_PRESENT), 3.0),
+                    logistic(acf_p - ACF_QUASI, 12.0), logistic(consistency - CONSISTENT, 15.0))
+    if p_present < 0.5:
+        return p_present, None
+    # each harmonic's size: the root mean square of its drifting coefficients
+    per_h = coef[base.shape[1]:].reshape(-1, hats.shape[1]) @ hats.T  # (2 x harmonics, n)
+    rms = np.sqrt(np.mean(per_h[0::2] ** 2 + per_h[1::2] ** 2, axis=1))
+    shape, h1, _ = _shape(np.column_stack([rms, np.zeros_like(rms)]).ravel())
+    amplitude = h1 / SHAPE_FACTOR[shape]
+    sigma = mad_sigma(y - non_seasonal - component)
+    p_conf = min(1.0, n / period / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
+    return p_present, Season(True, period, shape, amplitude, component, p_present, p_conf, 0.0, y - non_seasonal,
+                             False, 1 + q, True)
 
 
 def with_strength(s: Season) -> Season:
