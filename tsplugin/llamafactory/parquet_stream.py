@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+from converters.errors import InputError
+from converters.filetypes import read_parquet_records, read_parquet_schema
+from tsplugin.llamafactory.data import TimeSeriesDataError
+
 
 def stream_parquet(paths: list[str]) -> Any:
     """An IterableDataset of the records of local Parquet `paths`, in order, one shard per file."""
     from datasets import Features, IterableDataset
-
-    from converters.errors import InputError
-    from converters.filetypes import read_parquet_schema
-    from tsplugin.llamafactory.data import TimeSeriesDataError
 
     try:
         features = Features.from_arrow_schema(read_parquet_schema(paths[0]))
@@ -33,10 +33,6 @@ def stream_parquet(paths: list[str]) -> Any:
 
 def parquet_records(paths: list[str]) -> Iterator[dict[str, Any]]:
     """The records of `paths` as dicts, file after file (a generator: `IterableDataset.from_generator` shards it)."""
-    from converters.errors import InputError
-    from converters.filetypes import read_parquet_records
-    from tsplugin.llamafactory.data import TimeSeriesDataError
-
     for path in paths:
         try:
             with closing(read_parquet_records(path)) as lines:  # closed with this generator: the file too
