@@ -62,7 +62,7 @@ def _one_pass(y: np.ndarray, s: season.Season, final: bool = False) -> _Pass:
         structure = season.spline_basis(n, knots=tr.knots())
         if s.present:
             structure = np.hstack([structure, s.component[:, None]])
-        kept = local.prune(y, structure, changes, *local.thresholds(d, sigma))
+        kept = local.prune(y, structure, changes, *local.thresholds(d, sigma), sigma)
         if len(kept) < len(changes):
             for c in changes:
                 if all(c is not k for k in kept) and c.type.endswith("spike"):
