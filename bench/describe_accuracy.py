@@ -14,7 +14,31 @@ attribute mix, one series per record); describe sees only the values. Per attrib
 "Kept" rows count only attributes whose confidence reaches --min-confidence (what describe's Q&A keeps)
 and give the share kept. Ratios, not timings: the numbers do not depend on the machine.
 
-Measured (300 series each, default mix, lengths 64..512, commit 3bdabc7), accuracy / kept accuracy (kept
+Measured on main with both the seasonality and the trend/local-change changes below (300 series each, default
+mix, lengths 64..512), accuracy / kept accuracy (kept share: the share of series whose attribute is sure enough to
+be asked about; the rest is left out of the Q&A). Seeds 5-7 were held out while either set of changes was tuned:
+    seed 0: trend 0.950/0.955 (97%), seasonal 0.977/0.979 (97%), period 0.945/0.949 (94%),
+            local exact 0.917/0.923 (99%), noise 0.900/0.957 (54%); local recall 0.925, precision 0.883
+    seed 1: trend 0.970/0.976 (98%), seasonal 0.990/1.000 (95%), period 0.974/0.986 (95%),
+            local exact 0.940/0.949 (99%), noise 0.907/0.970 (55%); local recall 0.935, precision 0.895
+    seed 2: trend 0.963/0.966 (98%), seasonal 0.967/0.972 (97%), period 0.959/0.965 (98%),
+            local exact 0.920/0.939 (98%), noise 0.900/0.952 (56%); local recall 0.908, precision 0.901
+    seed 3: trend 0.973/0.973 (99%), seasonal 0.980/0.979 (96%), period 0.958/0.964 (97%),
+            local exact 0.937/0.952 (98%), noise 0.903/0.971 (57%); local recall 0.930, precision 0.900
+    seed 4: trend 0.953/0.956 (98%), seasonal 0.973/0.975 (95%), period 0.950/0.955 (94%),
+            local exact 0.940/0.953 (99%), noise 0.910/0.971 (58%); local recall 0.932, precision 0.901
+    seed 5: trend 0.953/0.956 (98%), seasonal 0.967/0.972 (95%), period 0.974/0.980 (94%),
+            local exact 0.930/0.933 (99%), noise 0.877/0.968 (51%); local recall 0.918, precision 0.935
+    seed 6: trend 0.960/0.963 (98%), seasonal 0.987/0.986 (97%), period 0.974/0.972 (96%),
+            local exact 0.923/0.926 (99%), noise 0.913/1.000 (57%); local recall 0.923, precision 0.891
+    seed 7: trend 0.960/0.959 (97%), seasonal 0.977/0.986 (93%), period 0.934/0.965 (95%),
+            local exact 0.900/0.915 (98%), noise 0.877/0.964 (56%); local recall 0.870, precision 0.805
+Every goal is met on seeds 0-7 (trend >= 0.95, seasonality >= 0.95, period and local change >= 0.9), two of them
+at the edge: trend 0.950 on seed 0, local exact 0.900 on seed 7. With 300 series one accuracy has a standard
+error of about 0.012, so a fresh seed can land a point under a goal. Each set of changes alone missed a goal:
+
+The seasonality changes alone (300 series each, default mix, lengths 64..512, commit 3bdabc7, without the trend
+and local-change changes below), accuracy / kept accuracy (kept
 share: the share of series whose attribute is sure enough to be asked about; the rest is left out of the Q&A):
     seed 0: trend 0.947/0.955 (97%), seasonal 0.977/0.983 (97%), period 0.938/0.955 (91%),
             local exact 0.920/0.926 (99%), noise 0.893/0.969 (54%); local recall 0.929, precision 0.903
@@ -40,7 +64,38 @@ docstring had them, 4-7 measured alongside), seed 0..7: trend
 period 0.932/0.974/0.946/0.958/0.950/0.962/0.960/0.947, local exact 0.910/0.910/0.870/0.903/0.943/0.907/
 0.913/0.883, noise 0.883/0.893/0.867/0.883/0.900/0.857/0.870/0.863. Speed: 333-355 ms CPU/series after,
 286-298 before (records 0-59 of seed 0, process time, two runs each, interleaved, on a loaded 2-core box).
-Earlier methods were tuned looking at seeds 0 and 1; the square season's search was found on seed 2's
+
+The trend and local-change changes alone (without the seasonality changes above), accuracy / kept accuracy, with
+the continuous segmented trend, the kink candidate and the standard-error confidence (commits b9bc6c9,
+db54724), on a 2-core box shared with four other jobs:
+    seed 0: trend 0.947/0.949 (98%), seasonal 0.970/0.969 (97%), period 0.938/0.941 (93%),
+            local exact 0.907/0.919 (98%), noise 0.887/0.981 (51%); local recall 0.913, precision 0.906
+    seed 1: trend 0.960/0.976 (97%), seasonal 0.973/0.979 (96%), period 0.980/0.986 (97%),
+            local exact 0.920/0.926 (99%), noise 0.883/0.969 (54%); local recall 0.905, precision 0.824
+    seed 2: trend 0.970/0.973 (97%), seasonal 0.950/0.951 (95%), period 0.946/0.958 (97%),
+            local exact 0.887/0.905 (98%), noise 0.880/0.951 (54%); local recall 0.880, precision 0.853
+    seed 3: trend 0.970/0.973 (99%), seasonal 0.973/0.976 (96%), period 0.951/0.964 (97%),
+            local exact 0.903/0.918 (97%), noise 0.887/0.940 (56%); local recall 0.887, precision 0.867
+    seed 4: trend 0.950/0.956 (98%), seasonal 0.967/0.969 (95%), period 0.957/0.963 (95%),
+            local exact 0.933/0.943 (99%), noise 0.900/0.965 (57%); local recall 0.937, precision 0.889
+    seed 5: trend 0.950/0.949 (98%), seasonal 0.963/0.969 (97%), period 0.962/0.973 (95%),
+            local exact 0.903/0.912 (99%), noise 0.860/0.949 (53%); local recall 0.886, precision 0.859
+    seed 6: trend 0.953/0.959 (98%), seasonal 0.977/0.976 (97%), period 0.947/0.958 (95%),
+            local exact 0.913/0.916 (99%), noise 0.887/0.970 (56%); local recall 0.905, precision 0.862
+    seed 7: trend 0.950/0.952 (97%), seasonal 0.970/0.975 (94%), period 0.934/0.959 (97%),
+            local exact 0.900/0.912 (98%), noise 0.867/0.971 (58%); local recall 0.865, precision 0.839
+Goals missed: trend on seed 0 (0.947: a borderline net/total near the 0.3 of the rule, and series whose
+local change or season was misread), local exact on seed 2 (0.887). Speed: 303 ms CPU per series against
+294 before (same 40 seed-9 series, both runs side by side, process time).
+These were tuned looking at seeds 0-3 only; seeds 5-7 were run (before and after) only once the code was
+committed, and no one looked at them before.
+Before them (commit 42b8da8), seeds 0-7, accuracy only:
+    trend    0.947 0.967 0.960 0.943 | 0.947 0.927 0.937 0.947
+    seasonal 0.970 0.977 0.953 0.967 | 0.970 0.960 0.980 0.970
+    period   0.932 0.974 0.946 0.958 | 0.950 0.962 0.960 0.947
+    local    0.910 0.910 0.870 0.903 | 0.943 0.907 0.913 0.883
+    noise    0.883 0.893 0.867 0.883 | 0.900 0.857 0.870 0.863
+Earlier still, methods were tuned looking at seeds 0 and 1; the square season's search was found on seed 2's
 errors and checked on seeds 0 and 1, then on seed 3, which no one had looked at.
 Before the square season's search on the sample-averaged square (commit 049a73f), seed 0 / 1 / 2 / 3: trend
 0.950/0.963/0.960/0.940, seasonal 0.973/0.977/0.953/0.967, period 0.938/0.974/0.946/0.958, local exact

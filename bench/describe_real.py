@@ -7,23 +7,27 @@ Each plot shows the series, the trend segments, the seasonal component and the l
 attributes and their confidences in the title; one line per series is printed. Real series have no
 known answer: these are for a person to judge.
 
-Notes (commit 3bdabc7, run with the defaults; plots of co2, the Nile and sunspots in docs/describe_real/):
+Notes (main with the seasonality changes of 3bdabc7 and the trend/local-change changes of the dtrend branch, run
+with the defaults; plots of co2, the Nile and sunspots in docs/describe_real/):
 - co2 (526 months): rising trend, sine season of period 11.99, seasonal confidence 0.99 (was 0.52: the
   season's consistency test charged it with the curvature a straight trend line left; each part now has its
   own line first).
-- sunspots (309 years): season of period 10.89, seasonal confidence 0.78, period confidence 0.99 (was "no
-  season", confidence 0.84). The cycle is quasi-periodic: 9 to 14 years a cycle and peaks from about 45 to
-  190, so no fixed-phase harmonic fit explains every part of the series (its share of one part's
-  variance is -0.06 at period 11) though the autocorrelation contrast at lag 11 is 0.57. Describe now tries,
-  where the fixed-phase season is rejected, harmonics whose coefficients vary linearly between knots 4 cycles
-  apart (F over the non-seasonal fit counting all 48 coefficients, and an autocorrelation contrast of at
-  least 0.3); the forecasting bench's season 11 agrees. Its shape ("triangle") only says the cycle is not a
-  sine: the real cycle rises faster than it falls. It also reports a sudden decrease at 89 and a spike at
-  269 (local confidence 0.62, under the 0.7 cut): what the slowly varying amplitude leaves of single cycles.
-- El Nino SST (600 months): sine season of period 12.00, confidence 1.0; trend steady.
-- Nile (100 years): no season (0.99), the 1899 step down at 28 (local confidence 0.65).
-- US unemployment (203 quarters): a square season of period 38.3 (confidence 0.99) and six trend segments:
-  the business cycle is not periodic; this one is wrong.
+- sunspots (309 years): season of period 10.89, seasonal confidence 0.74, period confidence 1.0 (was "no
+  season"). The cycle is quasi-periodic: 9 to 14 years a cycle and peaks from about 45 to 190, so no
+  fixed-phase harmonic fit explains every part of the series (its share of one part's variance is -0.06 at
+  period 11) though the autocorrelation contrast at lag 11 is 0.57. Describe now tries, where the fixed-phase
+  season is rejected, harmonics whose coefficients vary linearly between knots 4 cycles apart (F over the
+  non-seasonal fit counting all 48 coefficients, and an autocorrelation contrast of at least 0.3); the
+  forecasting bench's season 11 agrees. Its shape ("triangle") only says the cycle is not a sine: the real
+  cycle rises faster than it falls. It also reports a sudden decrease at 89 and a downward spike at 269, now
+  with local confidence 0.99 (so asked about): what the slowly varying amplitude leaves of single cycles,
+  read as changes. Wrong, and left: the amplitude's drift is not modelled.
+- El Nino SST (600 months): sine season of period 12, confidence 1.0; trend increase then steady (0.73).
+- Nile (100 years): no season (0.99), the 1899 step down at 28, local confidence 0.74 (0.65 before the
+  standard-error confidence: the drop is 6.9 standard errors of its size; now above the 0.7 cut, so asked).
+- US unemployment (203 quarters): no season (0.74), a decreasing trend, and sudden increases at quarters 42,
+  60, 82, 123 and 166 (1969Q3, 1974Q1, 1979Q3, 1989Q4, 2000Q3: the onsets of five recessions). With the
+  seasonality changes alone it read a square season of period 38; the two together do not.
 """
 
 from __future__ import annotations

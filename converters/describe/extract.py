@@ -62,7 +62,7 @@ def _one_pass(y: np.ndarray, s: season.Season, final: bool = False) -> _Pass:
         structure = season.spline_basis(n, knots=tr.knots())
         if s.present:
             structure = np.hstack([structure, s.component[:, None]])
-        kept = local.prune(y, structure, changes, *local.thresholds(d, sigma))
+        kept = local.prune(y, structure, changes, *local.thresholds(d, sigma), sigma)
         if len(kept) < len(changes):
             for c in changes:
                 if all(c is not k for k in kept) and c.type.endswith("spike"):
@@ -76,7 +76,13 @@ def _trend_of(cleaned: np.ndarray, changes: list[local.Change], sigma: float) ->
     n = len(cleaned)
     shift_sum = np.sum([c.component(n) for c in changes], axis=0) if changes else np.zeros(n)
     rest = cleaned - shift_sum
-    return rest, trend.find_trend(rest, sigma, _range(cleaned))
+    cols = _shift_columns(n, changes)
+    return rest, trend.find_trend(rest, sigma, _range(cleaned), np.column_stack(cols) if cols else None)
+
+
+def _shift_columns(n: int, changes: list[local.Change]) -> list[np.ndarray]:
+    """The level shifts (steps, sudden changes) as columns of unit size."""
+    return [c.component(n) / c.amplitude for c in changes if not c.type.endswith("spike") and c.amplitude > 0]
 
 
 def _bic(p: _Pass) -> float:
@@ -92,7 +98,7 @@ def _structure_basis(n: int, p: _Pass, shifts: bool = True) -> np.ndarray:
     base = season.spline_basis(n, knots=p.trend.knots())
     if not shifts:
         return base
-    cols = [c.component(n) / c.amplitude for c in p.changes if not c.type.endswith("spike") and c.amplitude > 0]
+    cols = _shift_columns(n, p.changes)
     return np.hstack([base, np.column_stack(cols)]) if cols else base
 
 

@@ -18,7 +18,9 @@ Thresholds: a number of noise units (robust sigma of first differences, MAD-base
 series' structural range, whichever is larger (a low-noise series must not report the misfit of its
 season). A shift is measured between two fitted lines, so its threshold (SHIFT_Z) is below a spike's.
 Positions: the first point of the new level (step), of the ramp (sudden change), the peak (spike).
-Confidence: how far the size exceeds the threshold.
+Confidence (what describe reports, set by prune from the final pass's joint fit): the probability that
+the change's true size clears its threshold, given the estimate and its standard error; the provisional
+one of earlier passes (_conf, the size over the threshold) is never reported.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Change:
     end: int = 0  # first point after a spike
     start: int = 0  # first point of a spike's cluster
     threshold: float = 0.0  # the size it had to exceed
+    se: float = 0.0  # standard error of the size (the final joint fit's)
 
     def component(self, n: int) -> np.ndarray:
         """The change as an additive component (zero for spikes: they are replaced, not subtracted)."""
@@ -63,12 +66,13 @@ class Change:
 
 
 def _conf(size: float, threshold: float) -> float:
+    """Provisional confidence of a pass's change (prune replaces it with ``confidence``)."""
     return logistic(size / threshold - 1.0, 6.0)
 
 
 @dataclass
 class _Shape:
-    kind: str  # "step", "sudden" or "spike"
+    kind: str  # "step", "sudden", "spike" or "kink"
     position: int  # first point of the new level, start of the ramp, or the peak
     width: int  # ramp width (sudden), else 0
     size: float  # signed: the shift, or the spike's height
@@ -77,38 +81,48 @@ class _Shape:
 def _shape(d: np.ndarray, lo: int, hi: int, first: int, last: int, sigma: float) -> _Shape:
     """What a change near [first, last] is, from the window d[lo:hi) that holds one line and the change:
     the candidate column that, added to the line, fits the window best by least squares. Candidates:
-    ramps clip((t - p) / w, 0, 1) with w up to RAMP_MAX of the length (w = 1: a step at p + 1) and
-    triangular spikes at p (half-width up to 1% of the length + 1, synth's and most outliers'). A ramp
-    is a sudden change only when it beats the best step by more than one parameter's BIC
-    (sigma^2 log m); a spike when it beats every shift (an excursion that comes back)."""
+    ramps clip((t - p) / w, 0, 1) with w up to RAMP_MAX of the length (w = 1: a step at p + 1),
+    triangular spikes at p (half-width up to 1% of the length + 1, synth's and most outliers') and hinges
+    max(t - p, 0), a trend kink. A ramp is a sudden change only when it beats the best step by more than
+    one parameter's BIC (sigma^2 log m); a spike when it beats every shift (an excursion that comes
+    back); a kink that beats every shift leaves nothing (the two lines meet where the trend turns: the
+    trend's, not a local change)."""
     n, m = len(d), hi - lo
     t = np.arange(lo, hi, dtype=float)
     w_max = max(2, round(RAMP_MAX * n))
     ramps = [(p, w) for w in range(1, w_max + 1) for p in range(max(lo, first - w), min(hi - 2, last + 1) + 1)]
     spikes = [(p, h) for h in range(1, max(1, n // 100) + 2) for p in range(max(lo + 1, first - 1), min(hi - 1, last + 2))]
+    kinks = list(range(max(lo + 1, first - 1), min(hi - 2, last + 1) + 1))
     G = np.array([np.clip((t - p) / w, 0.0, 1.0) for p, w in ramps]
-                 + [np.clip(1.0 - np.abs(t - p) / (h + 1), 0.0, None) for p, h in spikes])  # (candidates, m)
+                 + [np.clip(1.0 - np.abs(t - p) / (h + 1), 0.0, None) for p, h in spikes]
+                 + [np.maximum(t - p, 0.0) for p in kinks])  # (candidates, m)
     q, _ = np.linalg.qr(np.column_stack([np.ones(m), t - lo]))  # the line, projected out of both sides
     y = d[lo:hi] - q @ (q.T @ d[lo:hi])
     G = G - (G @ q) @ q.T
     gg = np.maximum(np.einsum("ij,ij->i", G, G), 1e-12)
     gy = G @ y
     gain = gy ** 2 / gg  # RSS drop of each candidate
-    kind = np.array([0 if w == 1 else 1 for _, w in ramps] + [2] * len(spikes))  # step, ramp, spike
-    best = {k: int(np.argmax(np.where(kind == k, gain, -1.0))) for k in (0, 1, 2) if np.any(kind == k)}
+    kind = np.array([0 if w == 1 else 1 for _, w in ramps] + [2] * len(spikes) + [3] * len(kinks))
+    best = {k: int(np.argmax(np.where(kind == k, gain, -1.0))) for k in (0, 1, 2, 3) if np.any(kind == k)}
     shift = best[0]
     if 1 in best and gain[best[1]] - gain[best[0]] > sigma * sigma * math.log(max(m, 2)):
         shift = best[1]
     if 2 in best and gain[best[2]] > gain[shift]:
         k = best[2]
         return _Shape("spike", spikes[k - len(ramps)][0], 0, float(gy[k] / gg[k]))
+    if 3 in best and gain[best[3]] > gain[shift]:
+        k = best[3]
+        return _Shape("kink", kinks[k - len(ramps) - len(spikes)], 0, float(gy[k] / gg[k]))
     p, w = ramps[shift]
     size = float(gy[shift] / gg[shift])
     return _Shape("step", p + 1, 0, size) if w == 1 else _Shape("sudden", p, w, size)
 
 
 def _change(shape: _Shape, shift: float, shift_min: float, spike_min: float, start: int, end: int) -> Change | None:
-    """The change a shape read says, sized by the lines' shift (a level shift) or the fit (a spike)."""
+    """The change a shape read says, sized by the lines' shift (a level shift) or the fit (a spike); none
+    for a kink."""
+    if shape.kind == "kink":
+        return None
     if shape.kind == "spike":
         size = abs(shape.size)
         if size <= spike_min:
@@ -232,30 +246,45 @@ def _column(c: Change, n: int) -> np.ndarray:
     return c.component(n) / max(c.amplitude, 1e-300)
 
 
-def joint_sizes(y: np.ndarray, structure: np.ndarray, changes: list[Change]) -> np.ndarray:
+def joint_sizes(y: np.ndarray, structure: np.ndarray, changes: list[Change],
+                sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Each change's size (signed along its type's direction) when all of them are fitted by least squares
-    together with ``structure`` (trend spline and seasonal component as columns)."""
+    together with ``structure`` (trend spline and seasonal component as columns), and its standard error
+    (sigma sqrt of the diagonal of (X'X)^-1, ``sigma`` the noise level)."""
     if not changes:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0)
     X = np.hstack([structure, np.column_stack([_column(c, len(y)) for c in changes])])
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    return coef[structure.shape[1]:]
+    k = structure.shape[1]
+    se = sigma * np.sqrt(np.maximum(np.diag(np.linalg.pinv(X.T @ X))[k:], 0.0))
+    return coef[k:], se
+
+
+def confidence(size: float, threshold: float, se: float) -> float:
+    """How sure a change is: the probability that its true size clears the threshold it was reported
+    against, given its estimate and standard error (normal sampling error): Phi((size - threshold) / se)."""
+    if se <= 0:
+        return 1.0 if size > threshold else 0.0
+    return 0.5 * math.erfc(-(size - threshold) / (se * math.sqrt(2.0)))
 
 
 def prune(y: np.ndarray, structure: np.ndarray, changes: list[Change], shift_min: float,
-          spike_min: float) -> list[Change]:
+          spike_min: float, sigma: float) -> list[Change]:
     """Backward elimination of changes that do not survive a joint fit: refit every change with the trend
     and season (``structure``) and drop the one furthest below its threshold (or of the wrong sign) until
     all pass. A change read from one pass's misfit (an edge of a season whose amplitude absorbed a real
-    step, a kink the trend missed) shrinks when the real cause is in the model beside it."""
+    step, a kink the trend missed) shrinks when the real cause is in the model beside it. The changes
+    kept get their joint size and its confidence (``confidence``; ``sigma`` the noise level)."""
     kept = list(changes)
     while kept:
-        sizes = joint_sizes(y, structure, kept)
+        sizes, ses = joint_sizes(y, structure, kept, sigma)
         mins = np.array([c.threshold or (spike_min if c.type.endswith("spike") else shift_min) for c in kept])
         k = int(np.argmin(sizes / mins))
         if sizes[k] >= mins[k]:
-            for c, size, m in zip(kept, sizes, mins):  # the joint sizes are the better estimates
-                c.amplitude, c.confidence = float(size), _conf(float(size), float(m))
+            for c, size, m, se in zip(kept, sizes, mins, ses):  # the joint sizes are the better estimates
+                c.amplitude, c.se = float(size), float(se)
+                c.confidence = confidence(float(size), float(m), float(se))
+                c.threshold = float(m)
             break
         kept.pop(k)
     return kept

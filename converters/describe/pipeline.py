@@ -46,9 +46,9 @@ from .qa_policy import KIND_ATTRIBUTES, MIN_CONFIDENCE, uncertain_attributes
 
 MIN_POINTS = 16  # fewer points cannot show a trend segment, a cycle and a local change apart
 METHODS = {
-    "trend": "PELT change points (ruptures, least-squares line cost) + Theil-Sen slope per segment",
+    "trend": "PELT change points (ruptures, least-squares line cost) as the start of a continuous segmented regression (breakpoints moved to the least-squares optimum, Huber IRLS fit, level shifts refitted beside it); each segment's rise from the fit, the overall direction by the labels schema's rule",
     "seasonality": "harmonic regression over periodogram candidates, ACF contrast at the period, STL strength",
-    "local": "clusters of short segments between PELT change points on the deseasonalised series; each read by a least-squares fit of step, ramp (start, width) and spike candidates on the window around it, then refitted jointly with trend and season and dropped below the MAD-noise/range threshold",
+    "local": "clusters of short segments between PELT change points on the deseasonalised series; each read by a least-squares fit of step, ramp (start, width), spike and trend-kink candidates on the window around it (a kink that fits best is left to the trend), then refitted jointly with trend and season and dropped below the MAD-noise/range threshold; confidence: the probability that the size clears that threshold given its standard error in the joint fit",
     "noise": "MAD of the remainder against the signal scale of the components found",
 }
 
