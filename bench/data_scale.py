@@ -70,6 +70,12 @@ series) and placeholder checks in the plugin 2.0 vs 0.4; reading `audios` back a
 tokenizer itself is now cheaper than the twin's (5.7 vs 6.7). Without the JSON load the ratio would be ~0.80x; a
 float32 Parquet file (4.7 KB per record instead of 16.4) reached 0.72x / 0.69x (640 / 685 records/s) in
 the same two `--child` runs.
+
+The same comparison on a quiet machine (load average < 1, nothing else running, 2026-12-07; 1k: 42b8da8 and
+main alternating, two runs each; 10k: main once): series / text twin records/s at 1k before 0.35x, 0.40x; after
+0.41x, 0.45x (series path 1.0-1.1 s against 1.2-1.4 s before, the twin 0.5 s both); at 10k after 0.48x (10.5 s
+against 5.0 s). The loaded runs above overstate the gain: under load the tokenizer's splitting of the `<ts>`
+runs cost more than it does on a quiet CPU, where the ratio is still well short of 0.8x.
 """
 
 from __future__ import annotations
