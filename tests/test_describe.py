@@ -15,7 +15,7 @@ import pytest
 from converters.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 from converters.describe.extract import describe_series
 from converters.describe.qa_policy import KIND_ATTRIBUTES, MIN_CONFIDENCE
-from tsplugin.synth.attributes import local_component, season
+from tsplugin.synth.attributes import AttributeMix, compose_record, local_component, season
 from tsplugin.synth.labels import read_labels, validate_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,12 +275,15 @@ SYNTH_FIXED = [
 ]
 
 
+def _synth_and_described(seed: int, record: int):
+    """(synth's labels, describe's labels) of one synth record of the bench's mix (bench/describe_accuracy.py)."""
+    _, (comp,) = compose_record(seed, record, 1, AttributeMix(min_length=64, max_length=512))
+    return comp.labels, describe_series(comp.values).labels
+
+
 @pytest.mark.parametrize("seed,record,why", SYNTH_FIXED, ids=[f"seed{s}-record{r}" for s, r, _ in SYNTH_FIXED])
 def test_synth_records_once_wrong(seed, record, why):
-    from tsplugin.synth.attributes import AttributeMix, compose_record
-
-    _, (comp,) = compose_record(seed, record, 1, AttributeMix(min_length=64, max_length=512))
-    truth, lab = comp.labels, describe_series(comp.values).labels
+    truth, lab = _synth_and_described(seed, record)
     assert len(lab.local) == len(truth.local), (why, lab.local, truth.local)
     for t, p in zip(truth.local, lab.local):
         assert p.type == t.type and abs(p.position - t.position) <= 0.02 * truth.length, (why, lab.local, truth.local)
@@ -297,10 +300,7 @@ SYNTH_SEASONS = [
 
 @pytest.mark.parametrize("seed,record,why", SYNTH_SEASONS, ids=[f"seed{s}-record{r}" for s, r, _ in SYNTH_SEASONS])
 def test_synth_seasons_once_wrong(seed, record, why):
-    from tsplugin.synth.attributes import AttributeMix, compose_record
-
-    _, (comp,) = compose_record(seed, record, 1, AttributeMix(min_length=64, max_length=512))
-    truth, lab = comp.labels, describe_series(comp.values).labels
+    truth, lab = _synth_and_described(seed, record)
     assert lab.seasonal == truth.seasonal, (why, lab)
     if truth.seasonal:
         assert abs(lab.period - truth.period) <= 0.1 * truth.period, (why, lab)
@@ -318,10 +318,7 @@ TREND_FIXED = [
 
 @pytest.mark.parametrize("seed,record,why", TREND_FIXED, ids=[f"seed{s}-record{r}" for s, r, _ in TREND_FIXED])
 def test_synth_overall_trend_once_wrong(seed, record, why):
-    from tsplugin.synth.attributes import AttributeMix, compose_record
-
-    _, (comp,) = compose_record(seed, record, 1, AttributeMix(min_length=64, max_length=512))
-    truth, lab = comp.labels, describe_series(comp.values).labels
+    truth, lab = _synth_and_described(seed, record)
     assert [s.trend for s in lab.segments] == [s.trend for s in truth.segments], (why, lab.segments, truth.segments)
     assert lab.trend == truth.trend, (why, lab.trend, truth.trend)
 
