@@ -23,7 +23,7 @@ import numpy as np
 from tsplugin.synth.labels import LocalChange, Segment, SeriesLabels
 
 from . import local, noise, season, trend
-from .robust import diff_sigma, mad_sigma
+from .robust import diff_sigma, gaussian_bic, mad_sigma
 
 PASSES = 3
 
@@ -91,7 +91,7 @@ def _bic(p: _Pass) -> float:
     n = len(p.rest)
     rss = float(np.sum((p.rest - p.trend.fitted) ** 2))
     k = 2 * len(p.trend.segments) + 3 * len(p.changes) + season.n_params(p.season)
-    return n * float(np.log(max(rss, 1e-300) / n)) + k * float(np.log(n))
+    return gaussian_bic(n, rss, k)
 
 
 def _structure_basis(n: int, p: _Pass, shifts: bool = True) -> np.ndarray:

@@ -30,3 +30,9 @@ def logistic(z: float, gain: float = 1.0) -> float:
         return 1.0 / (1.0 + math.exp(-min(v, 700.0)))
     e = math.exp(max(v, -700.0))
     return e / (1.0 + e)
+
+
+def gaussian_bic(n: int, rss: float, k: int) -> float:
+    """Bayesian information criterion of a least-squares fit of ``n`` points with ``k`` parameters and residual
+    sum of squares ``rss`` (Gaussian errors, variance estimated)."""
+    return n * math.log(max(rss, 1e-300) / n) + k * math.log(n)

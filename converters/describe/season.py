@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.signal import periodogram
 
-from .robust import logistic, mad_sigma
+from .robust import gaussian_bic, logistic, mad_sigma
 
 MIN_PERIOD = 4.0
 MIN_CYCLES = 3.0  # a period longer than length / MIN_CYCLES is not looked for (fewer cycles: a trend can mimic them)
@@ -51,9 +51,7 @@ class Season:
     period_confidence: float
     strength: float  # STL seasonal strength in [0, 1] (set by with_strength)
     detrended: np.ndarray | None = None  # the series minus the non-seasonal fit
-    exact: bool = False  # the component is the shape's exact wave (else a sum of harmonics)
     params: int = 0  # fitted parameters of the component, the period included (what the BIC counts)
-    quasi: bool = False  # a cycle whose amplitude and phase drift (harmonics with slowly varying coefficients)
 
 
 def spline_basis(n: int, knots_every: float | None = None, knots: list[int] | None = None) -> np.ndarray:
@@ -252,9 +250,7 @@ def _best_component(y: np.ndarray, base: np.ndarray, period: float, hcoef: np.nd
 
 def _bic_gain(n: int, rss0: float, k0: int, rss1: float, k1: int) -> float:
     """How much lower model 1's Gaussian BIC is than model 0's (positive: model 1 is preferred)."""
-    def bic(rss: float, k: int) -> float:
-        return n * math.log(max(rss, 1e-300) / n) + k * math.log(n)
-    return bic(rss0, k0) - bic(rss1, k1)
+    return gaussian_bic(n, rss0, k0) - gaussian_bic(n, rss1, k1)
 
 
 def absent(n: int, confidence: float = 0.0) -> Season:
@@ -341,11 +337,15 @@ def find_season(y: np.ndarray, base: np.ndarray | None = None) -> Season:
     shape, amplitude = exact_shape or shape, fitted_amp or amplitude
     # period confidence: cycles seen and how far the seasonal rises above the noise (STL strength joins in
     # `with_strength`, once, on the final fit: STL is the slow part)
-    cycles = n / period
-    p_conf = min(1.0, cycles / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
-    params = 3 if fitted_amp is not None else 1 + q
-    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal,
-                  fitted_amp is not None, params)
+    p_conf = _period_confidence(n, period, amplitude, sigma)
+    params = 3 if fitted_amp is not None else 1 + q  # an exact wave: period, phase, scale
+    return Season(True, period, shape, amplitude, component, conf, p_conf, 0.0, y - non_seasonal, params)
+
+
+def _period_confidence(n: int, period: float, amplitude: float, sigma: float) -> float:
+    """How sure the period is: the cycles seen (four or more: sure) and how far the seasonal amplitude rises
+    above the noise ``sigma`` (STL strength joins in `with_strength`)."""
+    return min(1.0, n / period / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
 
 
 def _knots_of(n: int, period: float) -> np.ndarray | None:
@@ -399,10 +399,9 @@ def _quasi(y: np.ndarray, base: np.ndarray, period: float, rss0: float, lo: floa
     rms = np.sqrt(np.mean(per_h[0::2] ** 2 + per_h[1::2] ** 2, axis=1))
     shape, h1, _ = _shape(np.column_stack([rms, np.zeros_like(rms)]).ravel())
     amplitude = h1 / SHAPE_FACTOR[shape]
-    sigma = mad_sigma(y - non_seasonal - component)
-    p_conf = min(1.0, n / period / 4) * logistic(amplitude / max(sigma, 1e-12) - 1.0, 2.0)
+    p_conf = _period_confidence(n, period, amplitude, mad_sigma(y - non_seasonal - component))
     return p_present, Season(True, period, shape, amplitude, component, p_present, p_conf, 0.0, y - non_seasonal,
-                             False, 1 + q, True)
+                             1 + q)
 
 
 def with_strength(s: Season) -> Season:
