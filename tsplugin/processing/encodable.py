@@ -44,11 +44,19 @@ def canonical_dtype(name: str) -> str:
     return key
 
 
+def safe_magnitude(dtype: str = DEFAULT_DTYPE) -> float:
+    """Finite values with |x| <= this can form no series `check_encodable` refuses: |x - mean| <= 2 max|x| stays
+    half the dtype's range away from its largest value (room for any rounding of the mean)."""
+    return DTYPE_MAX[canonical_dtype(dtype)] / 4
+
+
 def check_encodable(values: np.ndarray | list[float], dtype: str = DEFAULT_DTYPE) -> EncodingProblem | None:
     """None when the series encodes safely for a model computing in ``dtype``, else the first problem."""
     limit = DTYPE_MAX[canonical_dtype(dtype)]
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
+        return None
+    if float(np.abs(x).max()) <= safe_magnitude(dtype):  # a NaN or inf fails this test and is named below
         return None
     bad = ~np.isfinite(x)
     if bad.any():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -143,15 +144,18 @@ def sp_stats(values: Iterable[float] | np.ndarray) -> tuple[np.ndarray, float, f
         raise ValueError(f"a time series must be 1-D, got shape {tuple(x.shape)}")
     if x.size == 0:
         raise ValueError("a time series has length 0; every <ts><ts/> placeholder needs at least one value")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"time series has {int(bad.sum())} non-finite value(s) (first at index {first}: {x[first]}); "
-            "remove or interpolate NaN/inf before encoding (tsconvert does this when converting)"
-        )
-    mean = float(x.mean())
-    peak = float(np.abs(x - mean).max())
+    mean = float(np.add.reduce(x)) / x.size  # np.mean's own sum and division, without its Python wrapper
+    if not math.isfinite(mean):  # a NaN or inf among the values (a finite mean rules both out), or a sum beyond float64
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"time series has {int(bad.sum())} non-finite value(s) (first at index {first}: {x[first]}); "
+                "remove or interpolate NaN/inf before encoding (tsconvert does this when converting)"
+            )
+    # max |x - mean| without the array x - mean: rounding is monotonic, so the largest rounded difference is the
+    # rounded difference of the extremes, bit for bit the same float
+    peak = max(float(x.max()) - mean, mean - float(x.min()))
     scale = peak / 3.0 if peak >= 3.0 else 1.0
     return x, -mean, scale
 
