@@ -1,0 +1,184 @@
+"""Local JSON Lines time-series files are read by tsplugin.llamafactory.jsonl_load (pyarrow's JSON reader with the
+series column typed, in chunks) into the same table `datasets`' JSON builder writes, or left to `datasets`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+
+from conftest import lf_args, write_dataset
+
+from tsplugin.llamafactory import jsonl_load
+
+
+def _datasets_table(files, cache):
+    from datasets import load_dataset
+
+    return load_dataset("json", data_files=[str(f) for f in files], split="train", cache_dir=str(cache))
+
+
+def _write(path, lines):
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def _records(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        lengths = [int(m) for m in rng.integers(1, 60, size=int(rng.integers(0, 3)))]
+        record = {"input": f"r{k} " + " ".join("<ts><ts/>" for _ in lengths), "output": f"a{k}",
+                  "timeseries": [(rng.standard_normal(m) * 10.0 ** int(rng.integers(-5, 6))).tolist() for m in lengths]}
+        if k % 3 == 0:
+            record["system"] = "s"
+        if k % 4 == 0:
+            record["meta"] = {"id": k, "tags": ["x", "y"][: k % 3], "score": 0.5 * k}
+        out.append(record)
+    return out
+
+
+def test_same_table_as_datasets_json_builder_across_chunks(tmp_path):
+    records = _records(60)
+    records[5]["timeseries"] = [[1, 2, 3]]  # whole numbers: float64, as the data path reads them
+    records[7]["timeseries"] = None
+    path = _write(tmp_path / "d.jsonl", records)
+    want = _datasets_table([path], tmp_path / "c1")
+    for chunk in (1 << 20, 700):  # one chunk; many (a chunk ends at a line's end, whatever its size)
+        got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / f"c{chunk}"), chunk_bytes=chunk)
+        assert got is not None
+        assert got.column_names == want.column_names
+        assert {k: v for k, v in got.features.items() if k != "timeseries"} == \
+               {k: v for k, v in want.features.items() if k != "timeseries"}
+        assert str(got.features["timeseries"]) == "List(List(Value('float64')))"
+        assert got.to_list() == want.to_list()  # 1 == 1.0: the whole numbers compare equal
+        assert got.cache_files and got.cache_files[0]["filename"].endswith("train.arrow")  # memory-mapped
+
+
+def test_floats_are_bit_identical_to_pythons(tmp_path):
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal(20000) * 10.0 ** rng.integers(-300, 300, 20000)
+    values[:4] = [5e-324, -0.0, 1.7976931348623157e308, 0.1]
+    path = _write(tmp_path / "f.jsonl", [{"input": "<ts><ts/>", "timeseries": [values.tolist()]}])
+    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    parsed = np.asarray(got.with_format("arrow")["timeseries"].combine_chunks().flatten().flatten())
+    assert parsed.view(np.int64).tolist() == values.view(np.int64).tolist()
+
+
+def test_a_line_longer_than_the_chunk_and_the_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonl_load, "BLOCK_BYTES", 1024)
+    long = {"input": "<ts><ts/>", "timeseries": [[float(i) for i in range(5000)]]}
+    path = _write(tmp_path / "l.jsonl", [{"input": "x", "timeseries": [[1.5]]}, long, {"input": "y", "timeseries": [[2.5]]}])
+    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=64)
+    assert got["timeseries"] == [[[1.5]], long["timeseries"], [[2.5]]]
+
+
+def test_several_files_are_one_table_in_order(tmp_path):
+    a = _write(tmp_path / "a.jsonl", [{"input": "a", "timeseries": [[1.0]]}])
+    b = _write(tmp_path / "b.jsonl", [{"input": "b", "timeseries": [[2.0, 3.0]]}])
+    got = jsonl_load.load_jsonl([str(a), str(b)], "timeseries", str(tmp_path / "c"))
+    assert got.to_list() == _datasets_table([a, b], tmp_path / "c2").to_list()
+
+
+@pytest.mark.parametrize("lines, why", [
+    ([{"input": "x", "timeseries": [["1.5", 2]]}], "refused it"),  # a string among the numbers
+    ([{"input": "x", "timeseries": [[True, 2]]}], "refused it"),
+    ([{"input": "x", "timeseries": [1, 2]}], "refused it"),  # one flat list
+    ([{"input": 1, "timeseries": [[1]]}, {"input": "s", "timeseries": [[2]]}], "refused it"),  # a text column's type changes
+    (['{"input": "x", "timeseries": [[1, 2]]'], "refused it"),  # not JSON
+    (['{"input": "x", "timeseries": [[1e400]]}'], "refused it"),  # beyond float64
+])
+def test_what_it_cannot_promise_is_left_to_datasets(tmp_path, caplog, lines, why):
+    path = _write(tmp_path / "bad.jsonl", lines)
+    with caplog.at_level(logging.INFO, logger="tsplugin"):
+        assert jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c")) is None
+    assert f"datasets' JSON reader used for {path}" in caplog.text and why in caplog.text
+    assert not list((tmp_path / "c").rglob("*.arrow")) and not list((tmp_path / "c").rglob("*.partial"))
+
+
+def test_columns_that_widen_between_chunks_are_widened_as_one_read_would(tmp_path):
+    # chunk by chunk: `late` first seen in the last chunk, `system` null until then, `x` int64 until a double
+    lines = [{"input": "a", "system": None, "x": 1, "timeseries": [[1.0]]}] * 20
+    lines += [{"input": "b", "late": {"k": 1}, "system": "s", "x": 2.5, "timeseries": [[2.0]]}]
+    path = _write(tmp_path / "late.jsonl", lines)
+    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=100)
+    want = _datasets_table([path], tmp_path / "c2")  # one read: pyarrow widens within it
+    assert got.column_names == want.column_names and got.to_list() == want.to_list()
+    assert got.features == want.features
+
+
+def test_a_type_conflict_between_chunks_is_left_to_datasets(tmp_path, caplog):
+    path = _write(tmp_path / "c.jsonl", [{"input": "a", "x": 1, "timeseries": [[1.0]]}] * 20
+                  + [{"input": "b", "x": "one", "timeseries": [[2.0]]}])
+    with caplog.at_level(logging.INFO, logger="tsplugin"):
+        assert jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=40) is None
+    assert "type differs between chunks" in caplog.text
+    assert not list((tmp_path / "c").rglob("*.arrow*")) and not list((tmp_path / "c").rglob("*.partial*"))
+
+
+def test_json_array_files_and_the_switch_are_left_to_datasets(tmp_path, monkeypatch):
+    array = tmp_path / "a.json"
+    array.write_text(json.dumps([{"input": "x", "timeseries": [[1.0]]}]))
+    assert jsonl_load.load_jsonl([str(array)], "timeseries", str(tmp_path / "c")) is None
+    lines = _write(tmp_path / "l.json", [{"input": "x", "timeseries": [[1.0]]}])  # JSON Lines named .json: read
+    assert jsonl_load.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c")) is not None
+    monkeypatch.setenv(jsonl_load.ENV, "datasets")
+    assert jsonl_load.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c2")) is None
+
+
+def test_the_cache_is_reused_until_the_file_changes(tmp_path, monkeypatch):
+    path = _write(tmp_path / "d.jsonl", [{"input": "x", "timeseries": [[1.0, 2.0]]}])
+    first = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    calls = []
+    real = jsonl_load.parse_chunk
+    monkeypatch.setattr(jsonl_load, "parse_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    assert calls == [] and again.to_list() == first.to_list()
+    _write(path, [{"input": "x", "timeseries": [[1.0, 2.0, 3.0]]}])
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    changed = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    assert calls == [1] and changed["timeseries"] == [[[1.0, 2.0, 3.0]]]
+
+
+def _tokenised(model, tmp_path, data, dataset, cache):
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), cache_dir=str(cache))
+    model_args, data_args, training_args, _, _ = get_train_args(args)
+    module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+    return get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
+
+
+def test_llamafactory_gets_the_same_tokenised_dataset_either_way(tiny_qwen3ts, tmp_path, monkeypatch):
+    records = [r for r in _records(30, seed=2) if r["timeseries"] is not None]
+    for r in records:
+        r.pop("meta", None)
+    data = write_dataset(tmp_path / "data", "d", records)
+    fast = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_fast")
+    assert list((tmp_path / "cache_fast" / "tsplugin_jsonl").rglob("train.arrow"))  # the fast path ran
+    monkeypatch.setenv(jsonl_load.ENV, "datasets")
+    slow = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_slow")
+    assert not (tmp_path / "cache_slow" / "tsplugin_jsonl").exists()
+    assert fast.column_names == slow.column_names
+    for column in ("input_ids", "labels", "attention_mask"):
+        assert fast[column] == slow[column]
+    assert [[list(map(float, s)) for s in row or []] for row in fast["audios"]] == \
+           [[list(map(float, s)) for s in row or []] for row in slow["audios"]]
+
+
+def test_bad_records_are_still_named_through_llamafactory(tiny_qwen3ts, tmp_path):
+    from tsplugin.llamafactory.data import TimeSeriesDataError
+
+    good = {"input": "a <ts><ts/>", "output": "b", "timeseries": [[1.0, 2.0, 3.0]]}
+    for bad, named in (({"timeseries": [[1.0, "2.5", 3.0]]}, "record 1"),  # datasets reads it: loader_error names it
+                       ({"timeseries": [[1.0, math.nan, 3.0]]}, "record 1: series 0")):
+        data = write_dataset(tmp_path / f"data{len(named)}", "d", [good, {**good, **bad}])
+        with pytest.raises(TimeSeriesDataError, match=named):
+            _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / f"cache{len(named)}")
