@@ -50,6 +50,37 @@ def test_in_memory_rows_get_their_own_series_back_after_drops_and_across_dataset
     assert "_ts_row" not in dataset.column_names
 
 
+@pytest.mark.parametrize("series, safe", [
+    ([[[1.0, -2.5]], None, [[3.0], [4.0, 5.0]]], True),
+    ([[[1.0, float("nan")]]], False),
+    ([[[1.0, float("inf")]]], False),
+    ([[[1.0, None]]], False),
+    ([[[1.0], None]], False),  # a null series inside a record
+    ([[[]]], False),  # an empty series
+    ([[[1.0, 20000.0]]], False),  # beyond fp16's safe magnitude (65504 / 4)
+])
+def test_all_values_safe_is_a_sufficient_test_for_the_per_series_checks(series, safe):
+    from datasets import Dataset
+
+    from tsplugin.llamafactory.arrow_series import all_values_safe
+    from tsplugin.processing.encodable import safe_magnitude
+    from tsplugin.processing.series_values import series_problem
+
+    dataset = Dataset.from_dict({"_audios": series})
+    assert all_values_safe(dataset, "_audios", safe_magnitude("fp16")) is safe
+    if safe:  # what it passes, the per-series check passes too
+        assert all(series_problem(s, "fp16") is None for row in series for s in row or [])
+
+
+def test_a_stray_placeholder_in_a_text_only_dataset_merged_with_series_is_still_refused(tiny_qwen3ts, tmp_path):
+    # the tokeniser skips the second placeholder check only for records with series (check_aligned checked those);
+    # a text-only dataset beside them was not checked by check_aligned
+    data = write_dataset(tmp_path / "data", "a", [_record(0, (40,))])
+    write_dataset(data, "t", [{"input": "plain <ts><ts/> text", "output": "x"}], columns={"prompt": "input", "response": "output"})
+    with pytest.raises(ValueError, match="placeholder"):
+        _tokenised(tiny_qwen3ts, tmp_path, data, "a,t")
+
+
 def test_a_null_in_an_arrow_series_is_named_as_before():
     from datasets import Dataset
 

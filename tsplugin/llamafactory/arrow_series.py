@@ -113,6 +113,23 @@ def _chunk_rows(chunk: Any) -> Iterator[list[Any] | None]:
         yield series
 
 
+def all_values_safe(dataset: Any, slot: str, bound: float) -> bool:
+    """Every series in column `slot` (`numeric_series_type`) is non-empty, without nulls, and its values are finite
+    with |x| <= `bound`, checked over the whole column in two numpy passes; False says only that the per-record
+    checks must look (they name the record). With a `select` view the whole table is looked at: a sufficient test."""
+    for chunk in dataset.data.column(slot).chunks:
+        series = chunk.flatten()  # one entry per series (a null record has none)
+        if series.null_count or (len(series) and int(np.asarray(series.value_lengths()).min()) == 0):
+            return False
+        leaf = series.flatten()
+        if leaf.null_count:
+            return False
+        values = leaf.to_numpy(zero_copy_only=False)
+        if values.size and not float(np.abs(values).max()) <= bound:  # NaN and inf fail the comparison
+            return False
+    return True
+
+
 def number_rows(dataset: Any) -> Any:
     """`dataset` (flattened) with `_ts_row` = 0..N-1."""
     dataset = flat(dataset)

@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 from tsplugin.jsonl import FileEncodingError, read_any
-from tsplugin.llamafactory.arrow_series import ROW_COLUMN, has_numeric_series, series_rows
+from tsplugin.llamafactory.arrow_series import ROW_COLUMN, all_values_safe, has_numeric_series, series_rows
+from tsplugin.processing.encodable import safe_magnitude
 from tsplugin.processing.placeholders import SYSTEM, count_placeholders, placeholder_problem
 from tsplugin.processing.series_values import TRAINING_CHECK_DTYPE, series_problem, show_value
 from tsplugin.userfiles import UserFileError, check_regular
@@ -209,8 +210,9 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: s
         texts = [n for n in names if n != SERIES_SLOT]
         rows = (dict(zip(texts, values)) for batch in dataset.select_columns(texts).iter(batch_size=1000)
                 for values in zip(*(batch[n] for n in texts)))
+        values_safe = all_values_safe(dataset, SERIES_SLOT, safe_magnitude(dtype))  # then no series' values can fail
         for index, (row, series) in enumerate(zip(rows, series_rows(dataset, SERIES_SLOT))):
-            check_row({**row, SERIES_SLOT: series}, index, dataset_name, column, target_column, dtype)
+            check_row({**row, SERIES_SLOT: series}, index, dataset_name, column, target_column, dtype, values_safe)
         return dataset
     for index, row in enumerate(dataset.select_columns(names)):
         check_row(row, index, dataset_name, column, target_column, dtype)
@@ -232,8 +234,9 @@ class AlignedCheck:
 
 
 def check_row(row: dict[str, Any], index: int, dataset_name: str, column: str, target_column: str | None = None,
-              dtype: str = TRAINING_CHECK_DTYPE) -> None:
-    """Raise TimeSeriesDataError naming the dataset and record `index` unless the aligned row can train."""
+              dtype: str = TRAINING_CHECK_DTYPE, values_safe: bool = False) -> None:
+    """Raise TimeSeriesDataError naming the dataset and record `index` unless the aligned row can train
+    (`values_safe`: the series' values are known good, `arrow_series.all_values_safe`; the rest is still checked)."""
     series = row.get(SERIES_SLOT) or []
     for k, values in enumerate(series):
         if not isinstance(values, (list, tuple, np.ndarray)):
@@ -248,7 +251,7 @@ def check_row(row: dict[str, Any], index: int, dataset_name: str, column: str, t
         raise TimeSeriesDataError(
             f"{dataset_name}: record {index}: {problem.message} (`tsconvert validate FILE` lists every such record)."
         )
-    for k, values in enumerate(series):
+    for k, values in enumerate(series if not values_safe else ()):
         check_series(values, f"{dataset_name}: record {index}: series {k}", dtype)
     if target_column is not None:
         targets = row.get(TARGET_SLOT) or []

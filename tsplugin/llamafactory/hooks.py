@@ -330,13 +330,17 @@ def hook_data_loader(module: ModuleType) -> None:
                       and SOURCE_COLUMN in dataset.column_names)
             numbered = number_rows(dataset) if by_row else dataset
             if by_row:  # the tokeniser reads the series from a SeriesStore (`_get_dataset_processor` below)
+                from tsplugin.llamafactory.mm_plugin import RECORDS_CHECKED
+
                 dataset = numbered.remove_columns([SERIES_SLOT])
                 token = _SERIES_STORE.set(SeriesStore(numbered, SERIES_SLOT))
+                checked = RECORDS_CHECKED.set(True)  # align_dataset's check_aligned ran on every record
             try:
                 result = original(dataset, data_args, training_args, *args, **kwargs)
             finally:
                 if by_row:
                     _SERIES_STORE.reset(token)
+                    RECORDS_CHECKED.reset(checked)
             log = lf_logging.get_logger("llamafactory.tsplugin").info_rank0
             label = "eval dataset" if kwargs.get("is_eval", args[4] if len(args) > 4 else False) else "dataset"
             result = report_and_filter(dataset, result, data_args.cutoff_len, log, label)

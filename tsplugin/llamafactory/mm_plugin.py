@@ -16,6 +16,7 @@ each one itself, RevIN), `timeseries_rows`, and `forecast_target` / `forecast_se
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -25,10 +26,14 @@ from llamafactory.data.mm_plugin import BasePlugin
 
 from tsplugin.llamafactory.data import decode_target
 from tsplugin.processing import batch_series, encode_series, expand_text
-from tsplugin.processing.placeholders import check_messages, count_placeholders
+from tsplugin.processing.placeholders import TS_END_TOKEN, TS_TOKEN, check_messages, count_placeholders
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
+
+# True while LLaMA-Factory tokenises an in-memory dataset whose every time-series record `data.check_aligned` has
+# checked (the `_get_preprocessed_dataset` hook sets it): their placeholders need no second check here.
+RECORDS_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("tsplugin_records_checked", default=False)
 
 
 def ts_processor_of(processor: Any) -> Any:
@@ -73,8 +78,12 @@ class TimeSeriesPlugin(BasePlugin):
     ) -> list[dict[str, str]]:
         self._validate_input(processor, images, videos, audios)
         series = list(audios)
+        # a record with series came from a time-series dataset, which check_aligned checked (a text-only dataset
+        # merged beside it was not: its records are checked here)
+        checked = bool(series) and RECORDS_CHECKED.get() and (self.ts_token, self.ts_end_token) == (TS_TOKEN, TS_END_TOKEN)
         try:  # placeholders only in user turns, none stray, one per series (tsplugin.processing.placeholders)
-            check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
+            if not checked:
+                check_messages(messages, len(series), ts_token=self.ts_token, ts_end_token=self.ts_end_token)
         except ValueError as err:
             raise ValueError(f"{err}. In a record: {str(messages)[:300]}") from None
         if not series or not self.expand_mm_tokens:
