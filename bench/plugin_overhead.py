@@ -110,8 +110,9 @@ def lf_args(model: Path, data_dir: Path, dataset: str, out: Path, template: str,
     return args
 
 
-def tokenized(args: dict) -> tuple[Any, float]:
-    """LLaMA-Factory's dataset pipeline (`get_dataset`) as training runs it; returns (dataset, seconds)."""
+def tokenized(args: dict) -> tuple[Any, float, float]:
+    """LLaMA-Factory's dataset pipeline (`get_dataset`) as training runs it; returns (dataset, seconds, CPU seconds
+    of this process) of `get_dataset` alone."""
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
@@ -119,9 +120,9 @@ def tokenized(args: dict) -> tuple[Any, float]:
     model_args, data_args, training_args, _, _ = get_train_args(args)
     module = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     dataset = get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
-    return dataset, time.perf_counter() - start
+    return dataset, time.perf_counter() - start, time.process_time() - cpu
 
 
 def step_timer() -> Any:
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             for side, name in (("ts", "ts_b"), ("text", "text_b")):
                 cache = work / f"cache_{side}_{rep}"
-                _, seconds = tokenized(lf_args(model, data, name, work / "o", template, cache_dir=str(cache)))
+                _, seconds, _ = tokenized(lf_args(model, data, name, work / "o", template, cache_dir=str(cache)))
                 shutil.rmtree(cache, ignore_errors=True)
                 prep[side].append(seconds)
                 say(f"(b) repeat {rep} {side:>4}: {n_b} records in {seconds:.2f} s = {n_b / seconds:.1f} records/s")
