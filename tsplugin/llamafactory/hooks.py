@@ -291,8 +291,8 @@ def hook_data_loader(module: ModuleType) -> None:
     and counted as they are read, and time-series batches are collated whole (`keep_batches_whole`). In memory the
     series stay in Arrow (`tsplugin.llamafactory.arrow_series`): the tokeniser writes each record's row, and
     `_get_preprocessed_dataset` joins the series back by row. `load_dataset`, while `_load_single_dataset` loads a
-    local time-series dataset: JSON Lines files are read by `tsplugin.llamafactory.jsonl_load` (pyarrow's reader in big
-    blocks, the series column typed), the table `datasets`' JSON builder writes; anything else goes to `datasets`."""
+    local time-series dataset: JSON Lines and Parquet files are read by `tsplugin.llamafactory.file_cache` into the
+    table `datasets`' builders write, faster; anything it cannot promise goes to `datasets`."""
     _require(module, "_get_dataset_processor", "_get_merged_dataset", "_get_preprocessed_dataset", "merge_dataset",
              "get_dataset_list", "_load_single_dataset", "align_dataset", "FILEEXT2TYPE", "load_dataset")
 
@@ -372,7 +372,7 @@ def hook_data_loader(module: ModuleType) -> None:
                 # before LLaMA-Factory opens them: a FIFO would hang the loader, /dev/zero fill memory
                 paths = check_dataset_files(os.path.join(data_args.dataset_dir, dataset_attr.dataset_name))
             column = getattr(dataset_attr, "timeseries", None)
-            token = _JSONL_SERIES.set(column if paths and column is not None else None)
+            token = _LOCAL_SERIES.set(column if paths and column is not None else None)
             try:
                 if data_args.streaming and paths:
                     return stream_local_files(module, paths, dataset_attr, model_args, data_args, training_args)
@@ -385,20 +385,21 @@ def hook_data_loader(module: ModuleType) -> None:
                     raise
                 raise named from None
             finally:
-                _JSONL_SERIES.reset(token)
+                _LOCAL_SERIES.reset(token)
 
         return _load_single_dataset
 
     def make_load_dataset(original):
         def load_dataset(*args, **kwargs):
-            # A local JSON Lines file with a series column: tsplugin.llamafactory.jsonl_load writes the Arrow cache
-            # `datasets`' JSON builder would, ~3x faster; None: it cannot promise the same table.
-            column = _JSONL_SERIES.get()
-            if (column is not None and not args and kwargs.get("path") == "json" and kwargs.get("split") == "train"
-                    and not kwargs.get("streaming") and kwargs.get("name") is None and kwargs.get("data_dir") is None):
-                from tsplugin.llamafactory.jsonl_load import load_jsonl
+            # A local JSON Lines or Parquet file with a series column: tsplugin.llamafactory.file_cache writes the Arrow
+            # cache `datasets`' builder would, faster; None: it cannot promise the same table.
+            column = _LOCAL_SERIES.get()
+            if (column is not None and not args and kwargs.get("path") in ("json", "parquet")
+                    and kwargs.get("split") == "train" and not kwargs.get("streaming") and kwargs.get("name") is None
+                    and kwargs.get("data_dir") is None):
+                from tsplugin.llamafactory.file_cache import load_files
 
-                dataset = load_jsonl(list(kwargs.get("data_files") or []), column, kwargs.get("cache_dir"))
+                dataset = load_files(kwargs["path"], list(kwargs.get("data_files") or []), column, kwargs.get("cache_dir"))
                 if dataset is not None:
                     return dataset
             return original(*args, **kwargs)
@@ -411,7 +412,7 @@ def hook_data_loader(module: ModuleType) -> None:
 
 
 # The series column of the local time-series dataset `_load_single_dataset` is loading (None: any other dataset).
-_JSONL_SERIES: contextvars.ContextVar[str | None] = contextvars.ContextVar("tsplugin_jsonl_series", default=None)
+_LOCAL_SERIES: contextvars.ContextVar[str | None] = contextvars.ContextVar("tsplugin_local_series", default=None)
 
 # The series of the in-memory dataset `_get_preprocessed_dataset` is tokenising, for the processor it creates.
 _SERIES_STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("tsplugin_series_store", default=None)

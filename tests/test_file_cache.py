@@ -1,4 +1,4 @@
-"""Local JSON Lines time-series files are read by tsplugin.llamafactory.jsonl_load (pyarrow's JSON reader with the
+"""Local JSON Lines time-series files are read by tsplugin.llamafactory.file_cache (pyarrow's JSON reader with the
 series column typed, in chunks) into the same table `datasets`' JSON builder writes, or left to `datasets`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from conftest import lf_args, write_dataset
 
-from tsplugin.llamafactory import jsonl_load
+from tsplugin.llamafactory import file_cache
 
 
 def _datasets_table(files, cache):
@@ -49,7 +49,7 @@ def test_same_table_as_datasets_json_builder_across_chunks(tmp_path):
     path = _write(tmp_path / "d.jsonl", records)
     want = _datasets_table([path], tmp_path / "c1")
     for chunk in (1 << 20, 700):  # one chunk; many (a chunk ends at a line's end, whatever its size)
-        got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / f"c{chunk}"), chunk_bytes=chunk)
+        got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / f"c{chunk}"), chunk_bytes=chunk)
         assert got is not None
         assert got.column_names == want.column_names
         assert {k: v for k, v in got.features.items() if k != "timeseries"} == \
@@ -64,23 +64,23 @@ def test_floats_are_bit_identical_to_pythons(tmp_path):
     values = rng.standard_normal(20000) * 10.0 ** rng.integers(-300, 300, 20000)
     values[:4] = [5e-324, -0.0, 1.7976931348623157e308, 0.1]
     path = _write(tmp_path / "f.jsonl", [{"input": "<ts><ts/>", "timeseries": [values.tolist()]}])
-    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
     parsed = np.asarray(got.with_format("arrow")["timeseries"].combine_chunks().flatten().flatten())
     assert parsed.view(np.int64).tolist() == values.view(np.int64).tolist()
 
 
 def test_a_line_longer_than_the_chunk_and_the_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(jsonl_load, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(file_cache, "BLOCK_BYTES", 1024)
     long = {"input": "<ts><ts/>", "timeseries": [[float(i) for i in range(5000)]]}
     path = _write(tmp_path / "l.jsonl", [{"input": "x", "timeseries": [[1.5]]}, long, {"input": "y", "timeseries": [[2.5]]}])
-    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=64)
+    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=64)
     assert got["timeseries"] == [[[1.5]], long["timeseries"], [[2.5]]]
 
 
 def test_several_files_are_one_table_in_order(tmp_path):
     a = _write(tmp_path / "a.jsonl", [{"input": "a", "timeseries": [[1.0]]}])
     b = _write(tmp_path / "b.jsonl", [{"input": "b", "timeseries": [[2.0, 3.0]]}])
-    got = jsonl_load.load_jsonl([str(a), str(b)], "timeseries", str(tmp_path / "c"))
+    got = file_cache.load_jsonl([str(a), str(b)], "timeseries", str(tmp_path / "c"))
     assert got.to_list() == _datasets_table([a, b], tmp_path / "c2").to_list()
 
 
@@ -95,7 +95,7 @@ def test_several_files_are_one_table_in_order(tmp_path):
 def test_what_it_cannot_promise_is_left_to_datasets(tmp_path, caplog, lines, why):
     path = _write(tmp_path / "bad.jsonl", lines)
     with caplog.at_level(logging.INFO, logger="tsplugin"):
-        assert jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c")) is None
+        assert file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c")) is None
     assert f"datasets' JSON reader used for {path}" in caplog.text and why in caplog.text
     assert not list((tmp_path / "c").rglob("*.arrow")) and not list((tmp_path / "c").rglob("*.partial"))
 
@@ -105,7 +105,7 @@ def test_columns_that_widen_between_chunks_are_widened_as_one_read_would(tmp_pat
     lines = [{"input": "a", "system": None, "x": 1, "timeseries": [[1.0]]}] * 20
     lines += [{"input": "b", "late": {"k": 1}, "system": "s", "x": 2.5, "timeseries": [[2.0]]}]
     path = _write(tmp_path / "late.jsonl", lines)
-    got = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=100)
+    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=100)
     want = _datasets_table([path], tmp_path / "c2")  # one read: pyarrow widens within it
     assert got.column_names == want.column_names and got.to_list() == want.to_list()
     assert got.features == want.features
@@ -115,7 +115,7 @@ def test_a_type_conflict_between_chunks_is_left_to_datasets(tmp_path, caplog):
     path = _write(tmp_path / "c.jsonl", [{"input": "a", "x": 1, "timeseries": [[1.0]]}] * 20
                   + [{"input": "b", "x": "one", "timeseries": [[2.0]]}])
     with caplog.at_level(logging.INFO, logger="tsplugin"):
-        assert jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=40) is None
+        assert file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=40) is None
     assert "type differs between chunks" in caplog.text
     assert not list((tmp_path / "c").rglob("*.arrow*")) and not list((tmp_path / "c").rglob("*.partial*"))
 
@@ -123,33 +123,33 @@ def test_a_type_conflict_between_chunks_is_left_to_datasets(tmp_path, caplog):
 def test_json_array_files_and_the_switch_are_left_to_datasets(tmp_path, monkeypatch):
     array = tmp_path / "a.json"
     array.write_text(json.dumps([{"input": "x", "timeseries": [[1.0]]}]))
-    assert jsonl_load.load_jsonl([str(array)], "timeseries", str(tmp_path / "c")) is None
+    assert file_cache.load_jsonl([str(array)], "timeseries", str(tmp_path / "c")) is None
     lines = _write(tmp_path / "l.json", [{"input": "x", "timeseries": [[1.0]]}])  # JSON Lines named .json: read
-    assert jsonl_load.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c")) is not None
-    monkeypatch.setenv(jsonl_load.ENV, "datasets")
-    assert jsonl_load.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c2")) is None
+    assert file_cache.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c")) is not None
+    monkeypatch.setenv(file_cache.ENV, "datasets")
+    assert file_cache.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c2")) is None
 
 
 def test_the_cache_is_reused_until_the_file_changes(tmp_path, monkeypatch):
     path = _write(tmp_path / "d.jsonl", [{"input": "x", "timeseries": [[1.0, 2.0]]}])
-    first = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    first = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
     calls = []
-    real = jsonl_load.parse_chunk
-    monkeypatch.setattr(jsonl_load, "parse_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    real = file_cache.parse_chunk
+    monkeypatch.setattr(file_cache, "parse_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
     assert calls == [] and again.to_list() == first.to_list()
     _write(path, [{"input": "x", "timeseries": [[1.0, 2.0, 3.0]]}])
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
-    changed = jsonl_load.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    changed = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
     assert calls == [1] and changed["timeseries"] == [[[1.0, 2.0, 3.0]]]
 
 
-def _tokenised(model, tmp_path, data, dataset, cache):
+def _tokenised(model, tmp_path, data, dataset, cache, **overrides):
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), cache_dir=str(cache))
+    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), cache_dir=str(cache), **overrides)
     model_args, data_args, training_args, _, _ = get_train_args(args)
     module = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
@@ -162,15 +162,27 @@ def test_llamafactory_gets_the_same_tokenised_dataset_either_way(tiny_qwen3ts, t
         r.pop("meta", None)
     data = write_dataset(tmp_path / "data", "d", records)
     fast = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_fast")
-    assert list((tmp_path / "cache_fast" / "tsplugin_jsonl").rglob("train.arrow"))  # the fast path ran
-    monkeypatch.setenv(jsonl_load.ENV, "datasets")
+    assert list((tmp_path / "cache_fast" / "tsplugin_files").rglob("train.arrow"))  # the fast path ran
+    monkeypatch.setenv(file_cache.ENV, "datasets")
     slow = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_slow")
-    assert not (tmp_path / "cache_slow" / "tsplugin_jsonl").exists()
+    assert not (tmp_path / "cache_slow" / "tsplugin_files").exists()
     assert fast.column_names == slow.column_names
     for column in ("input_ids", "labels", "attention_mask"):
         assert fast[column] == slow[column]
     assert [[list(map(float, s)) for s in row or []] for row in fast["audios"]] == \
            [[list(map(float, s)) for s in row or []] for row in slow["audios"]]
+
+
+def test_worker_processes_and_max_samples_read_the_mapped_cache(tiny_qwen3ts, tmp_path):
+    records = [r for r in _records(40, seed=3) if r["timeseries"]]
+    for r in records:
+        r.pop("meta", None)
+    data = write_dataset(tmp_path / "data", "d", records)
+    one = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "c1", max_samples=20)
+    two = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "c2", max_samples=20, preprocessing_num_workers=2)
+    assert len(one) == 20 and one["input_ids"] == two["input_ids"]
+    assert [[list(s) for s in row] for row in one["audios"]] == [[list(s) for s in row] for row in two["audios"]]
+    assert one["audios"] == [r["timeseries"] for r in records[:20]]
 
 
 def test_bad_records_are_still_named_through_llamafactory(tiny_qwen3ts, tmp_path):
@@ -182,3 +194,53 @@ def test_bad_records_are_still_named_through_llamafactory(tiny_qwen3ts, tmp_path
         data = write_dataset(tmp_path / f"data{len(named)}", "d", [good, {**good, **bad}])
         with pytest.raises(TimeSeriesDataError, match=named):
             _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / f"cache{len(named)}")
+
+
+def _parquet(path, records, row_group_size=7):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("input", pa.string()), ("output", pa.string()), ("system", pa.string()),
+                        ("timeseries", pa.list_(pa.list_(pa.float32())))])  # as tsconvert --file-type parquet writes
+    rows = [{"input": r["input"], "output": r["output"], "system": r.get("system"), "timeseries": r["timeseries"]}
+            for r in records]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
+    return path
+
+
+def test_parquet_same_table_as_datasets_parquet_builder(tmp_path):
+    from datasets import load_dataset
+
+    records = _records(40, seed=4)
+    a = _parquet(tmp_path / "a.parquet", records[:25])
+    b = _parquet(tmp_path / "b.parquet", records[25:], row_group_size=4)
+    files = [str(a), str(b)]
+    want = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "c1"))
+    got = file_cache.load_files("parquet", files, "timeseries", str(tmp_path / "c2"))
+    assert got is not None and got.features == want.features and got.column_names == want.column_names
+    assert got.data.table.equals(want.data.table)  # float32 series kept as stored, bit for bit
+    assert got.cache_files and got.cache_files[0]["filename"].endswith("train.arrow")
+
+
+def test_an_unreadable_parquet_file_is_left_to_datasets(tmp_path, caplog):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really parquet PAR1")
+    with caplog.at_level(logging.INFO, logger="tsplugin"):
+        assert file_cache.load_files("parquet", [str(bad)], "timeseries", str(tmp_path / "c")) is None
+    assert "datasets' Parquet reader used for" in caplog.text and str(bad) in caplog.text
+
+
+def test_llamafactory_gets_the_same_tokenised_parquet_dataset_either_way(tiny_qwen3ts, tmp_path, monkeypatch):
+    records = [r for r in _records(30, seed=5) if r["timeseries"]]
+    data = tmp_path / "data"
+    data.mkdir()
+    _parquet(data / "p.parquet", records)
+    (data / "dataset_info.json").write_text(json.dumps({"p": {"file_name": "p.parquet", "columns": {
+        "prompt": "input", "response": "output", "system": "system", "timeseries": "timeseries"}}}))
+    fast = _tokenised(tiny_qwen3ts, tmp_path, data, "p", tmp_path / "cache_fast")
+    assert list((tmp_path / "cache_fast" / "tsplugin_files").rglob("train.arrow"))
+    monkeypatch.setenv(file_cache.ENV, "datasets")
+    slow = _tokenised(tiny_qwen3ts, tmp_path, data, "p", tmp_path / "cache_slow")
+    assert not (tmp_path / "cache_slow" / "tsplugin_files").exists()
+    for column in ("input_ids", "labels", "attention_mask", "audios"):
+        assert fast[column] == slow[column]

@@ -1,16 +1,19 @@
-"""Local JSON Lines files with a series column, read into the Arrow cache in big blocks with the series typed.
+"""Local JSON Lines and Parquet files of a time-series dataset, written into the Arrow cache faster than `datasets`.
 
 Why: `load_dataset("json")` hands pyarrow's JSON reader blocks of ~320 KB (`chunksize // 32`) and lets it infer
 every type; on ChatTS-style records (~90% series digits) that is slow: at 10k records (164 MB) the load took
 2.6-3.7 s, against ~5 s for the whole get_dataset of the text-only twin (bench/data_scale.py). The same reader
 with 1 MiB blocks, the series column declared `list<list<float64>>` and the system allocator reads the file in
 ~1.0 s on two cores. The numbers are pyarrow's own (correctly rounded: tests compare them bit for bit with
-Python's `float`), so nothing about the values changes.
+Python's `float`), so nothing about the values changes. `load_dataset("parquet")` reads record batches with
+pyarrow's default allocator (mimalloc), which on fresh memory took twice as long as the system allocator (10k
+records, 47 MB: 0.9-1.3 s against 0.45 s); here the same batches are read with the system allocator and cast as
+`datasets` casts them (`datasets.table.table_cast` to the features of the first file's schema).
 
-`load_jsonl(files, column, cache_dir)` gives what `load_dataset("json", data_files=files, split="train")` gives, a
+`load_files(kind, files, column, cache_dir)` gives what `load_dataset(kind, data_files=files, split="train")` gives, a
 `datasets.Dataset` memory-mapped from an Arrow file in the datasets cache (reused while the files' size and mtime
 are unchanged, as `datasets` does), or None when it cannot promise that table; LLaMA-Factory's own call then runs,
-with its own errors (and tsplugin's named record, `data.loader_error`). What is kept and what differs:
+with its own errors (and tsplugin's named record, `data.loader_error`). For JSON Lines, what is kept and what differs:
 
 - every column but the series is inferred by the same reader `datasets` uses, in the file's field order;
 - the series column is `list<list<float64>>`: a string, a bool, a flat list or a number beyond float64 in it is
@@ -21,23 +24,24 @@ with its own errors (and tsplugin's named record, `data.loader_error`). What is 
   whole numbers, what was written is re-cast to the wider columns, as one read of the whole file would infer them;
   a real conflict (a number in one chunk, a string in another) sends the file to `datasets`.
 
-Only JSON Lines (the first non-blank byte is `{`); a JSON array file, other file types, `split` slices and streaming
-keep LLaMA-Factory's path. `TSFACTORY_JSONL_READER=datasets` turns this off.
+JSON Lines only (the first non-blank byte is `{`): a JSON array file keeps `datasets`' builder, as do other file
+types, `split` slices and streaming. `TSFACTORY_FILE_READER=datasets` turns this off.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 CHUNK_BYTES = 8 << 20  # text per parse (best and steadiest of 4-64 MiB: a big chunk's first-touch memory costs more)
 BLOCK_BYTES = 1 << 20  # pyarrow's block per thread (measured best of 1/4 MiB); grown to hold a longer line
 VERSION = 1  # part of the cache key: bump when the table written for the same files changes
-ENV = "TSFACTORY_JSONL_READER"
+ENV = "TSFACTORY_FILE_READER"
 
 
 def series_type() -> Any:
@@ -70,22 +74,21 @@ def is_json_lines(path: str) -> bool:
                 return stripped[:1] == b"{"
 
 
-def cache_path(files: list[str], column: str, cache_dir: str | None) -> str:
-    """`<datasets cache>/tsplugin_jsonl/<key>/train.arrow`, the key from the files' paths, sizes and mtimes, the
-    series column and the reader's versions."""
+def cache_path(kind: str, files: list[str], column: str, cache_dir: str | None) -> str:
+    """`<datasets cache>/tsplugin_files/<key>/train.arrow`, the key from the reader, the files' paths, sizes and mtimes,
+    the series column and the versions of pyarrow and datasets."""
+    import datasets
     import pyarrow
 
     if cache_dir is None:
-        from datasets import config
-
-        cache_dir = str(config.HF_DATASETS_CACHE)
+        cache_dir = str(datasets.config.HF_DATASETS_CACHE)
     key = hashlib.sha256()
-    for part in (f"v{VERSION}", pyarrow.__version__, column):
+    for part in (f"v{VERSION}", kind, pyarrow.__version__, datasets.__version__, column):
         key.update(part.encode() + b"\0")
     for path in files:
         stat = os.stat(path)
         key.update(f"{os.path.realpath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-    return os.path.join(os.path.expanduser(cache_dir), "tsplugin_jsonl", key.hexdigest()[:24], "train.arrow")
+    return os.path.join(os.path.expanduser(cache_dir), "tsplugin_files", key.hexdigest()[:24], "train.arrow")
 
 
 def chunks(path: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -209,21 +212,20 @@ class _Stream:
             self.writer = None
 
 
-def write_cache(files: list[str], column: str, target: str, chunk_bytes: int = CHUNK_BYTES) -> int:
-    """Parse `files` chunk by chunk into the Arrow stream file `target` (written beside it, then renamed);
-    the number of records."""
+def write_cache(pieces: Iterable[tuple[str, Callable[[list[str] | None], Any]]], target: str) -> int:
+    """Each piece's table (`make(order)`: `order` the column names so far, None for the first) into the Arrow stream
+    file `target` (written beside it, then renamed); the number of records. NotHandled names the piece."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
     stream = _Stream(f"{target}.{os.getpid()}.partial")
     try:
-        for path in files:
-            for number, piece in enumerate(chunks(path, chunk_bytes)):
-                try:
-                    stream.write(parse_chunk(piece, column, None if stream.schema is None else stream.schema.names))
-                except NotHandled as why:
-                    raise NotHandled(f"{path} (chunk {number + 1}): {why}") from None
+        for label, make in pieces:
+            try:
+                stream.write(make(None if stream.schema is None else stream.schema.names))
+            except NotHandled as why:
+                raise NotHandled(f"{label}: {why}") from None
         stream.close()
         if stream.schema is None:
-            raise NotHandled(f"{files[0]}: no records")
+            raise NotHandled(f"{target}: no records")
         os.replace(stream.path, target)
     finally:
         stream.close()
@@ -232,24 +234,71 @@ def write_cache(files: list[str], column: str, target: str, chunk_bytes: int = C
     return stream.rows
 
 
-def load_jsonl(files: list[str], column: str, cache_dir: str | None, chunk_bytes: int = CHUNK_BYTES) -> Any:
-    """`datasets.Dataset` of `files` (JSON Lines with series column `column`), memory-mapped from the cache; None
-    when `datasets` should read them (the reason logged)."""
-    if not enabled() or not files:
-        return None
+def jsonl_pieces(files: list[str], column: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[str, Callable]]:
+    for path in files:
+        for number, piece in enumerate(chunks(path, chunk_bytes)):
+            yield f"{path} (chunk {number + 1})", functools.partial(parse_chunk, piece, column)
+
+
+def parquet_pieces(files: list[str]) -> Iterator[tuple[str, Callable]]:
+    """The files' record batches cast as `datasets`' Parquet builder casts them (`table_cast` to the features of the
+    first file's schema), read with the system allocator (pyarrow's default took twice as long, 10k records)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    from datasets import Features
+    from datasets.table import table_cast
+
     try:
-        if not all(is_json_lines(path) for path in files):
-            return None  # a JSON array file: `datasets`' builder reads it whole anyway
-    except OSError as err:
-        logger.info("tsplugin: datasets' JSON reader used for %s: %s", files[0], err)
+        schema = Features.from_arrow_schema(pq.read_schema(files[0])).arrow_schema
+    except Exception as err:  # a file pyarrow cannot read: `datasets` says why
+        raise NotHandled(f"{files[0]}: pyarrow could not read its schema ({type(err).__name__}: {str(err)[:200]})") from None
+
+    def cast(table: Any, order: list[str] | None) -> Any:
+        try:
+            return table_cast(table, schema)
+        except Exception as err:  # datasets raises CastError / ValueError / ArrowInvalid by case
+            raise NotHandled(f"its columns do not cast to the first file's ({type(err).__name__}: {str(err)[:200]})") from None
+
+    for path in files:
+        try:
+            with open(path, "rb") as handle:
+                fragment = ds.ParquetFileFormat().make_fragment(handle)
+                batches = fragment.to_batches(batch_readahead=0, fragment_readahead=0, memory_pool=pa.system_memory_pool())
+                for number, batch in enumerate(batches):
+                    yield f"{path} (row batch {number + 1})", functools.partial(cast, pa.Table.from_batches([batch]))
+        except (pa.ArrowException, OSError) as err:
+            raise NotHandled(f"{path}: pyarrow could not read it ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+READERS = {"json": "JSON", "parquet": "Parquet"}
+
+
+def load_files(kind: str, files: list[str], column: str, cache_dir: str | None, chunk_bytes: int = CHUNK_BYTES) -> Any:
+    """`datasets.Dataset` of local `files` of `kind` ("json": JSON Lines; "parquet") with series column `column`,
+    memory-mapped from the cache; None when `datasets` should read them (the reason logged)."""
+    if not enabled() or not files or kind not in READERS:
         return None
+    if kind == "json":
+        try:
+            if not all(is_json_lines(path) for path in files):
+                return None  # a JSON array file: `datasets`' builder reads it whole anyway
+        except OSError as err:
+            logger.info("tsplugin: datasets' JSON reader used for %s: %s", files[0], err)
+            return None
     from datasets import Dataset, NamedSplit
 
-    target = cache_path(files, column, cache_dir)
+    target = cache_path(kind, files, column, cache_dir)
     if not os.path.exists(target):
+        pieces = jsonl_pieces(files, column, chunk_bytes) if kind == "json" else parquet_pieces(files)
         try:
-            write_cache(files, column, target, chunk_bytes)
+            write_cache(pieces, target)
         except NotHandled as why:
-            logger.info("tsplugin: datasets' JSON reader used for %s", why)
+            logger.info("tsplugin: datasets' %s reader used for %s", READERS[kind], why)
             return None
     return Dataset.from_file(target, split=NamedSplit("train"))
+
+
+def load_jsonl(files: list[str], column: str, cache_dir: str | None, chunk_bytes: int = CHUNK_BYTES) -> Any:
+    """`load_files("json", ...)`."""
+    return load_files("json", files, column, cache_dir, chunk_bytes)
