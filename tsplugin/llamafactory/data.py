@@ -348,7 +348,9 @@ class TimeSeriesDatasetProcessor:
         return outputs
 
     def _positions_ok(self, out: dict[str, list[Any]], row: int) -> bool:
-        ts_id = self.inner.tokenizer.convert_tokens_to_ids(self.plugin.ts_token)
+        ts_id = self.__dict__.get("_ts_id")
+        if ts_id is None:  # once per processor (the tokenizer's lookup cost a few µs per record)
+            ts_id = self.__dict__["_ts_id"] = self.inner.tokenizer.convert_tokens_to_ids(self.plugin.ts_token)
         need = self.plugin.expected_positions(out["audios"][row] or [], self.inner.processor)
         return all(out[key][row].count(ts_id) == need for key in out if key.endswith("input_ids"))
 

@@ -96,6 +96,8 @@ class TimeSeriesPlugin(BasePlugin):
         start = 0
         for message in messages:
             count = count_placeholders(message["content"], self.ts_token, self.ts_end_token)
+            if not count:
+                continue
             # The text only: the features are encoded once, when the collator calls get_mm_inputs.
             message["content"] = expand_text(
                 message["content"], series[start : start + count], ts_processor.num_patches, self.ts_token,
