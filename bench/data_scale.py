@@ -80,6 +80,24 @@ Quiet machine, 10k, cProfile of each child (`python -m cProfile bench/data_scale
 DIR/n10000 ...` on data kept with --keep): get_dataset 9.7 s (series) against 5.1 s (twin); `load_dataset` 3.2 s
 against 0.3 s; the check pass 0.5 s; `expand_text` 0.6 s; `sp_stats` 0.4 s; the template's tokenisation 2.7 s
 against 2.8 s. Float32 Parquet of the same records: 6.8 s, 0.66x the twin (JSONL 9.2 s, 0.48x; same run).
+
+After tsplugin.llamafactory.file_cache (local JSON Lines and Parquet written into the Arrow cache by pyarrow in 1 MiB
+blocks, the series typed, the system allocator), the vectorised check pass and the single placeholder check; from here
+on `work_s` of the in-memory paths is `get_dataset` alone (the rows read back afterwards are `read_s`). Quiet machine,
+2026-12-07, each path a fresh child after os.sync(), 5 rounds alternating series / twin / Parquet on data kept with
+--keep; seconds per round, then ratio of records/s against the twin per round:
+
+| N | series JSONL s | twin s | Parquet s | JSONL / twin | Parquet / twin |
+|---|---|---|---|---|---|
+| 1k | 0.96 0.78 0.92 0.92 0.61 | 0.56 0.84 0.73 0.60 0.77 | 0.74 0.89 0.89 0.74 0.93 | 0.58 1.07 0.79 0.65 1.28 (median 0.79) | 0.76 0.95 0.82 0.81 0.83 (0.82) |
+| 10k | 6.27 6.97 6.91 7.77 7.20 | 5.44 5.18 5.19 5.45 5.69 | 5.97 6.28 6.54 6.64 6.74 | 0.87 0.74 0.75 0.70 0.79 (0.78) | 0.91 0.82 0.79 0.82 0.84 (0.83) |
+| 10k, again (+2 small cuts) | 6.48 7.23 7.38 7.55 6.86 | 4.87 5.74 5.54 5.67 4.89 | 5.15 6.17 6.60 6.27 6.07 | 0.75 0.79 0.75 0.75 0.71 (0.77) | 0.94 0.93 0.84 0.90 0.81 (0.90) |
+
+At 100k (the 10k files ten times over, 1.7 GB JSONL; get_dataset in one process, twin / series alternating): 43.7 /
+57.4 s and 42.7 / 53.2 s (0.76x, 0.80x); heap 660 MiB against 635 at 10k and 602 at 1k. One child run of the series
+path at 100k took 78-99 s while the write-back of the just generated GBs was running (hence the os.sync()). The load
+at 10k is now ~1.0 s (pyarrow's parse of the numbers, 2 threads) plus ~0.1 s writing the cache, against 2.6-3.7 s in
+`datasets`' builder; the parse is most of what separates the series path from the twin.
 """
 
 from __future__ import annotations
