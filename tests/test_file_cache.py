@@ -49,7 +49,7 @@ def test_same_table_as_datasets_json_builder_across_chunks(tmp_path):
     path = _write(tmp_path / "d.jsonl", records)
     want = _datasets_table([path], tmp_path / "c1")
     for chunk in (1 << 20, 700):  # one chunk; many (a chunk ends at a line's end, whatever its size)
-        got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / f"c{chunk}"), chunk_bytes=chunk)
+        got = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / f"c{chunk}"), chunk_bytes=chunk)
         assert got is not None
         assert got.column_names == want.column_names
         assert {k: v for k, v in got.features.items() if k != "timeseries"} == \
@@ -64,7 +64,7 @@ def test_floats_are_bit_identical_to_pythons(tmp_path):
     values = rng.standard_normal(20000) * 10.0 ** rng.integers(-300, 300, 20000)
     values[:4] = [5e-324, -0.0, 1.7976931348623157e308, 0.1]
     path = _write(tmp_path / "f.jsonl", [{"input": "<ts><ts/>", "timeseries": [values.tolist()]}])
-    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    got = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     parsed = np.asarray(got.with_format("arrow")["timeseries"].combine_chunks().flatten().flatten())
     assert parsed.view(np.int64).tolist() == values.view(np.int64).tolist()
 
@@ -73,14 +73,14 @@ def test_a_line_longer_than_the_chunk_and_the_block(tmp_path, monkeypatch):
     monkeypatch.setattr(file_cache, "BLOCK_BYTES", 1024)
     long = {"input": "<ts><ts/>", "timeseries": [[float(i) for i in range(5000)]]}
     path = _write(tmp_path / "l.jsonl", [{"input": "x", "timeseries": [[1.5]]}, long, {"input": "y", "timeseries": [[2.5]]}])
-    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=64)
+    got = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=64)
     assert got["timeseries"] == [[[1.5]], long["timeseries"], [[2.5]]]
 
 
 def test_several_files_are_one_table_in_order(tmp_path):
     a = _write(tmp_path / "a.jsonl", [{"input": "a", "timeseries": [[1.0]]}])
     b = _write(tmp_path / "b.jsonl", [{"input": "b", "timeseries": [[2.0, 3.0]]}])
-    got = file_cache.load_jsonl([str(a), str(b)], "timeseries", str(tmp_path / "c"))
+    got = file_cache.load_files("json", [str(a), str(b)], "timeseries", str(tmp_path / "c"))
     assert got.to_list() == _datasets_table([a, b], tmp_path / "c2").to_list()
 
 
@@ -95,7 +95,7 @@ def test_several_files_are_one_table_in_order(tmp_path):
 def test_what_it_cannot_promise_is_left_to_datasets(tmp_path, caplog, lines, why):
     path = _write(tmp_path / "bad.jsonl", lines)
     with caplog.at_level(logging.INFO, logger="tsplugin"):
-        assert file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c")) is None
+        assert file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c")) is None
     assert f"datasets' JSON reader used for {path}" in caplog.text and why in caplog.text
     assert not list((tmp_path / "c").rglob("*.arrow")) and not list((tmp_path / "c").rglob("*.partial"))
 
@@ -105,17 +105,24 @@ def test_columns_that_widen_between_chunks_are_widened_as_one_read_would(tmp_pat
     lines = [{"input": "a", "system": None, "x": 1, "timeseries": [[1.0]]}] * 20
     lines += [{"input": "b", "late": {"k": 1}, "system": "s", "x": 2.5, "timeseries": [[2.0]]}]
     path = _write(tmp_path / "late.jsonl", lines)
-    got = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=100)
+    got = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=100)
     want = _datasets_table([path], tmp_path / "c2")  # one read: pyarrow widens within it
     assert got.column_names == want.column_names and got.to_list() == want.to_list()
     assert got.features == want.features
+
+
+def test_columns_that_keep_changing_are_left_to_datasets(tmp_path, caplog):
+    path = _write(tmp_path / "many.jsonl", [{"input": "a", f"f{k}": k, "timeseries": [[1.0]]} for k in range(8)])
+    with caplog.at_level(logging.INFO, logger="tsplugin"):
+        assert file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=10) is None
+    assert "changed more than 4 times" in caplog.text
 
 
 def test_a_type_conflict_between_chunks_is_left_to_datasets(tmp_path, caplog):
     path = _write(tmp_path / "c.jsonl", [{"input": "a", "x": 1, "timeseries": [[1.0]]}] * 20
                   + [{"input": "b", "x": "one", "timeseries": [[2.0]]}])
     with caplog.at_level(logging.INFO, logger="tsplugin"):
-        assert file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=40) is None
+        assert file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"), chunk_bytes=40) is None
     assert "type differs between chunks" in caplog.text
     assert not list((tmp_path / "c").rglob("*.arrow*")) and not list((tmp_path / "c").rglob("*.partial*"))
 
@@ -123,24 +130,24 @@ def test_a_type_conflict_between_chunks_is_left_to_datasets(tmp_path, caplog):
 def test_json_array_files_and_the_switch_are_left_to_datasets(tmp_path, monkeypatch):
     array = tmp_path / "a.json"
     array.write_text(json.dumps([{"input": "x", "timeseries": [[1.0]]}]))
-    assert file_cache.load_jsonl([str(array)], "timeseries", str(tmp_path / "c")) is None
+    assert file_cache.load_files("json", [str(array)], "timeseries", str(tmp_path / "c")) is None
     lines = _write(tmp_path / "l.json", [{"input": "x", "timeseries": [[1.0]]}])  # JSON Lines named .json: read
-    assert file_cache.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c")) is not None
+    assert file_cache.load_files("json", [str(lines)], "timeseries", str(tmp_path / "c")) is not None
     monkeypatch.setenv(file_cache.ENV, "datasets")
-    assert file_cache.load_jsonl([str(lines)], "timeseries", str(tmp_path / "c2")) is None
+    assert file_cache.load_files("json", [str(lines)], "timeseries", str(tmp_path / "c2")) is None
 
 
 def test_the_cache_is_reused_until_the_file_changes(tmp_path, monkeypatch):
     path = _write(tmp_path / "d.jsonl", [{"input": "x", "timeseries": [[1.0, 2.0]]}])
-    first = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    first = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     calls = []
     real = file_cache.parse_chunk
     monkeypatch.setattr(file_cache, "parse_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    again = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     assert calls == [] and again.to_list() == first.to_list()
     _write(path, [{"input": "x", "timeseries": [[1.0, 2.0, 3.0]]}])
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
-    changed = file_cache.load_jsonl([str(path)], "timeseries", str(tmp_path / "c"))
+    changed = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     assert calls == [1] and changed["timeseries"] == [[[1.0, 2.0, 3.0]]]
 
 

@@ -173,8 +173,10 @@ def widened(schema: Any, table: Any) -> Any:
 class _Stream:
     """The Arrow stream file being written; `rewrite` re-casts what is written so far when the schema widens."""
 
+    MAX_REWRITES = 4  # a file whose columns keep changing is `datasets`' to read (each rewrite copies what was written)
+
     def __init__(self, path: str) -> None:
-        self.path, self.schema, self.sink, self.writer, self.rows = path, None, None, None, 0
+        self.path, self.schema, self.sink, self.writer, self.rows, self.rewrites = path, None, None, None, 0, 0
 
     def write(self, table: Any) -> None:
         import pyarrow as pa
@@ -193,6 +195,9 @@ class _Stream:
     def rewrite(self, schema: Any) -> None:
         import pyarrow as pa
 
+        self.rewrites += 1
+        if self.rewrites > self.MAX_REWRITES:
+            raise NotHandled(f"its columns changed more than {self.MAX_REWRITES} times between chunks")
         self.close()
         old = f"{self.path}.old"
         os.replace(self.path, old)
@@ -297,8 +302,3 @@ def load_files(kind: str, files: list[str], column: str, cache_dir: str | None, 
             logger.info("tsplugin: datasets' %s reader used for %s", READERS[kind], why)
             return None
     return Dataset.from_file(target, split=NamedSplit("train"))
-
-
-def load_jsonl(files: list[str], column: str, cache_dir: str | None, chunk_bytes: int = CHUNK_BYTES) -> Any:
-    """`load_files("json", ...)`."""
-    return load_files("json", files, column, cache_dir, chunk_bytes)
