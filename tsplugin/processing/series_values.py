@@ -85,7 +85,7 @@ def series_problem(values: Any, dtype: str = TRAINING_CHECK_DTYPE) -> SeriesProb
     """The first reason `values` cannot be one training series, or None (`dtype`: see check_encodable)."""
     if isinstance(values, np.ndarray) and values.ndim == 1:
         if values.dtype.kind == "f" and values.size:  # numbers: no Python pass unless check_encodable finds a problem
-            if check_encodable(values.astype(np.float64, copy=False), dtype) is None:  # (a NaN or inf is one)
+            if check_encodable(values, dtype) is None:  # (a NaN or inf is one)
                 return None
         values = values.tolist()  # the list path names the point
     if not isinstance(values, (list, tuple)):
