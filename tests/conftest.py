@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,6 +181,20 @@ def lf_args(model: Path, output_dir: Path, **overrides) -> dict:
     )
     args.update(overrides)
     return {k: v for k, v in args.items() if v is not None}
+
+
+def tokenised(model: Path, tmp_path: Path, data: Path, dataset: str, **overrides) -> tuple[Any, dict]:
+    """(train dataset, tokenizer module) from LLaMA-Factory's `get_dataset` as training runs it, in-process (a short
+    SFT run's arguments, `lf_args`, on `dataset` in `data`)."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), **overrides)
+    model_args, data_args, training_args, _, _ = get_train_args(args)
+    module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+    return get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"], module
 
 
 def run_lf(**args) -> None:

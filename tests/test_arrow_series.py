@@ -7,25 +7,12 @@ import json
 
 import pytest
 
-from conftest import lf_args, write_dataset
+from conftest import tokenised, write_dataset
 
 
 def _record(k: int, lengths: tuple[int, ...]) -> dict:
     return {"input": f"Record {k}: " + " ".join("<ts><ts/>" for _ in lengths) + " Rising?", "output": f"answer {k}",
             "timeseries": [[round(0.25 * i + k, 2) for i in range(n)] for n in lengths]}
-
-
-def _tokenised(model, tmp_path, data, dataset: str, **overrides):
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), **overrides)
-    model_args, data_args, training_args, _, _ = get_train_args(args)
-    module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
-    dataset = get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
-    return dataset, module
 
 
 def _ts_positions(module, ids: list[int]) -> int:
@@ -40,7 +27,7 @@ def test_in_memory_rows_get_their_own_series_back_after_drops_and_across_dataset
     b = [_record(5, (25,)), _record(6, (9,))]
     data = write_dataset(tmp_path / "data", "a", a)
     write_dataset(data, "b", b)
-    dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, "a,b", cutoff_len=256)
+    dataset, module = tokenised(tiny_qwen3ts, tmp_path, data, "a,b", cutoff_len=256)
     kept = [r for r in a + b if 2400 not in [len(s) for s in r["timeseries"]]]
     assert len(dataset) == len(kept)
     assert [row or [] for row in dataset["audios"]] == [r["timeseries"] for r in kept]  # exact values, in order
@@ -78,7 +65,7 @@ def test_a_stray_placeholder_in_a_text_only_dataset_merged_with_series_is_still_
     data = write_dataset(tmp_path / "data", "a", [_record(0, (40,))])
     write_dataset(data, "t", [{"input": "plain <ts><ts/> text", "output": "x"}], columns={"prompt": "input", "response": "output"})
     with pytest.raises(ValueError, match="placeholder"):
-        _tokenised(tiny_qwen3ts, tmp_path, data, "a,t")
+        tokenised(tiny_qwen3ts, tmp_path, data, "a,t")
 
 
 def test_a_null_in_an_arrow_series_is_named_as_before():
@@ -105,7 +92,7 @@ def test_streamed_local_file_is_read_in_file_order_without_the_arrow_cache(tiny_
     records = [_record(k, (20 + 8 * k,)) for k in range(5)]
     data = write_dataset(tmp_path / "data", "s", records)
     cache = tmp_path / "cache"
-    dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, "s", streaming=True, buffer_size=1, max_steps=2,
+    dataset, module = tokenised(tiny_qwen3ts, tmp_path, data, "s", streaming=True, buffer_size=1, max_steps=2,
                                  cache_dir=str(cache))
     rows = list(dataset)
     assert [row["audios"] for row in rows] == [r["timeseries"] for r in records]
@@ -120,7 +107,7 @@ def test_a_streamed_file_that_datasets_cannot_read_names_the_record(tiny_qwen3ts
     bad["timeseries"][0][3] = "x"
     data = write_dataset(tmp_path / "data", "bad", [_record(0, (30,)), bad])
     with pytest.raises(TimeSeriesDataError, match=r"bad.jsonl: record 1 .*series 0: value 3 is 'x'"):
-        dataset, _ = _tokenised(tiny_qwen3ts, tmp_path, data, "bad", streaming=True, buffer_size=1, max_steps=2)
+        dataset, _ = tokenised(tiny_qwen3ts, tmp_path, data, "bad", streaming=True, buffer_size=1, max_steps=2)
         list(dataset)
 
 
@@ -140,7 +127,7 @@ def test_a_float32_parquet_file_and_a_jsonl_file_of_whole_numbers_train_together
     pq.write_table(table, data / "p.parquet")
     update_dataset_info(data / "dataset_info.json", "p", {"file_name": "p.parquet", "columns": {
         "prompt": "input", "response": "output", "timeseries": "timeseries"}})
-    dataset, _ = _tokenised(tiny_qwen3ts, tmp_path, data, "j,p")
+    dataset, _ = tokenised(tiny_qwen3ts, tmp_path, data, "j,p")
     expected = [r["timeseries"] for r in ints] + [[[float(v) for v in pa.array(s, pa.float32()).to_pylist()]
                                                    for s in r["timeseries"]] for r in floats]
     assert dataset["audios"] == expected
@@ -168,9 +155,9 @@ def test_a_streamed_parquet_folder_gives_the_in_memory_records_file_by_file_in_r
     update_dataset_info(tmp_path / "data" / "dataset_info.json", "p", {"file_name": "p", "columns": {
         "prompt": "input", "response": "output", "timeseries": "timeseries"}})
     cache = tmp_path / "cache"
-    streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", streaming=True, buffer_size=1,
+    streamed, _ = tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", streaming=True, buffer_size=1,
                              max_steps=2, cache_dir=str(cache))
-    in_memory, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", disable_shuffling=True)
+    in_memory, _ = tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "p", disable_shuffling=True)
     rows = list(streamed)
     by_file = [r["timeseries"] for r in records]
     assert [row["audios"] for row in rows] in (by_file, by_file[7:] + by_file[:7])  # exact values, row order
@@ -193,14 +180,14 @@ def test_a_streamed_jsonl_folder_gives_each_record_once_and_names_the_bad_files_
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in part))
     update_dataset_info(tmp_path / "data" / "dataset_info.json", "j", {"file_name": "j", "columns": {
         "prompt": "input", "response": "output", "timeseries": "timeseries"}})
-    streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
+    streamed, _ = tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
     got = [row["audios"] for row in streamed]
     by_file = [r["timeseries"] for r in records]
     assert got in (by_file, by_file[4:] + by_file[:4])
     bad = dict(records[5], timeseries=[[1.0, "x", 2.0]])
     (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (records[4], bad)))
     with pytest.raises(TimeSeriesDataError, match=r"b.jsonl: record 1 .*series 0: value 1 is 'x'"):
-        streamed, _ = _tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
+        streamed, _ = tokenised(tiny_qwen3ts, tmp_path, tmp_path / "data", "j", streaming=True, buffer_size=1, max_steps=2)
         list(streamed)
 
 
@@ -290,7 +277,7 @@ def test_ids_labels_and_series_equal_the_plain_path_for_jsonl_and_float32_parque
         "prompt": "input", "response": "output", "timeseries": "timeseries"}})
 
     def rows(name: str) -> list[tuple]:
-        dataset, module = _tokenised(tiny_qwen3ts, tmp_path, data, name)
+        dataset, module = tokenised(tiny_qwen3ts, tmp_path, data, name)
         return [(r["input_ids"], r["labels"], r["audios"] or []) for r in dataset]
 
     fast = {name: rows(name) for name in ("j", "p")}

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import lf_args, write_dataset
+from conftest import tokenised, write_dataset
 
 from tsplugin.llamafactory import file_cache
 
@@ -151,27 +151,15 @@ def test_the_cache_is_reused_until_the_file_changes(tmp_path, monkeypatch):
     assert calls == [1] and changed["timeseries"] == [[[1.0, 2.0, 3.0]]]
 
 
-def _tokenised(model, tmp_path, data, dataset, cache, **overrides):
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
-    args = lf_args(model, tmp_path / "out", dataset=dataset, dataset_dir=str(data), cache_dir=str(cache), **overrides)
-    model_args, data_args, training_args, _, _ = get_train_args(args)
-    module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
-    return get_dataset(template, model_args, data_args, training_args, "sft", **module)["train_dataset"]
-
-
 def test_llamafactory_gets_the_same_tokenised_dataset_either_way(tiny_qwen3ts, tmp_path, monkeypatch):
     records = [r for r in _records(30, seed=2) if r["timeseries"] is not None]
     for r in records:
         r.pop("meta", None)
     data = write_dataset(tmp_path / "data", "d", records)
-    fast = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_fast")
+    fast = tokenised(tiny_qwen3ts, tmp_path, data, "d", cache_dir=str(tmp_path / "cache_fast"))[0]
     assert list((tmp_path / "cache_fast" / "tsplugin_files").rglob("train.arrow"))  # the fast path ran
     monkeypatch.setenv(file_cache.ENV, "datasets")
-    slow = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "cache_slow")
+    slow = tokenised(tiny_qwen3ts, tmp_path, data, "d", cache_dir=str(tmp_path / "cache_slow"))[0]
     assert not (tmp_path / "cache_slow" / "tsplugin_files").exists()
     assert fast.column_names == slow.column_names
     for column in ("input_ids", "labels", "attention_mask"):
@@ -185,8 +173,9 @@ def test_worker_processes_and_max_samples_read_the_mapped_cache(tiny_qwen3ts, tm
     for r in records:
         r.pop("meta", None)
     data = write_dataset(tmp_path / "data", "d", records)
-    one = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "c1", max_samples=20)
-    two = _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / "c2", max_samples=20, preprocessing_num_workers=2)
+    one = tokenised(tiny_qwen3ts, tmp_path, data, "d", cache_dir=str(tmp_path / "c1"), max_samples=20)[0]
+    two = tokenised(tiny_qwen3ts, tmp_path, data, "d", cache_dir=str(tmp_path / "c2"), max_samples=20,
+                    preprocessing_num_workers=2)[0]
     assert len(one) == 20 and one["input_ids"] == two["input_ids"]
     assert [[list(s) for s in row] for row in one["audios"]] == [[list(s) for s in row] for row in two["audios"]]
     assert one["audios"] == [r["timeseries"] for r in records[:20]]
@@ -200,7 +189,7 @@ def test_bad_records_are_still_named_through_llamafactory(tiny_qwen3ts, tmp_path
                        ({"timeseries": [[1.0, math.nan, 3.0]]}, "record 1: series 0")):
         data = write_dataset(tmp_path / f"data{len(named)}", "d", [good, {**good, **bad}])
         with pytest.raises(TimeSeriesDataError, match=named):
-            _tokenised(tiny_qwen3ts, tmp_path, data, "d", tmp_path / f"cache{len(named)}")
+            tokenised(tiny_qwen3ts, tmp_path, data, "d", cache_dir=str(tmp_path / f"cache{len(named)}"))
 
 
 def _parquet(path, records, row_group_size=7):
@@ -244,10 +233,10 @@ def test_llamafactory_gets_the_same_tokenised_parquet_dataset_either_way(tiny_qw
     _parquet(data / "p.parquet", records)
     (data / "dataset_info.json").write_text(json.dumps({"p": {"file_name": "p.parquet", "columns": {
         "prompt": "input", "response": "output", "system": "system", "timeseries": "timeseries"}}}))
-    fast = _tokenised(tiny_qwen3ts, tmp_path, data, "p", tmp_path / "cache_fast")
+    fast = tokenised(tiny_qwen3ts, tmp_path, data, "p", cache_dir=str(tmp_path / "cache_fast"))[0]
     assert list((tmp_path / "cache_fast" / "tsplugin_files").rglob("train.arrow"))
     monkeypatch.setenv(file_cache.ENV, "datasets")
-    slow = _tokenised(tiny_qwen3ts, tmp_path, data, "p", tmp_path / "cache_slow")
+    slow = tokenised(tiny_qwen3ts, tmp_path, data, "p", cache_dir=str(tmp_path / "cache_slow"))[0]
     assert not (tmp_path / "cache_slow" / "tsplugin_files").exists()
     for column in ("input_ids", "labels", "attention_mask", "audios"):
         assert fast[column] == slow[column]
