@@ -133,6 +133,11 @@ def test_json_array_files_and_the_switch_are_left_to_datasets(tmp_path, monkeypa
     assert file_cache.load_files("json", [str(array)], "timeseries", str(tmp_path / "c")) is None
     lines = _write(tmp_path / "l.json", [{"input": "x", "timeseries": [[1.0]]}])  # JSON Lines named .json: read
     assert file_cache.load_files("json", [str(lines)], "timeseries", str(tmp_path / "c")) is not None
+    bom = tmp_path / "bom.jsonl"  # a UTF-8 BOM first (Windows editors write one): read, the same table
+    bom.write_bytes(b"\xef\xbb\xbf" + lines.read_bytes())
+    got = file_cache.load_files("json", [str(bom)], "timeseries", str(tmp_path / "c3"))
+    assert got is not None and got.to_list() == _datasets_table([bom], tmp_path / "c4").to_list()
+    assert got.column_names == ["input", "timeseries"]
     monkeypatch.setenv(file_cache.ENV, "datasets")
     assert file_cache.load_files("json", [str(lines)], "timeseries", str(tmp_path / "c2")) is None
 

@@ -236,15 +236,19 @@ def read_json_array(path: str | Path) -> Iterator[Line]:
         yield Line(index, 0, item)
 
 
+def leading_byte(path: str | Path) -> bytes:
+    """The first byte of a file after a UTF-8 BOM and blanks, within its first 4 KiB (b"" if none): `[` starts a JSON
+    array, `{` JSON Lines of objects."""
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip(codecs.BOM_UTF8 + b" \t\r\n")[:1]
+
+
 def read_any(path: str | Path) -> Iterator[Line]:
     """JSONL by line; a `.json` file whose first character is `[` as one array."""
     path = Path(path)
-    if path.suffix == ".json":
-        with open(path, "rb") as f:
-            head = f.read(4096).lstrip(codecs.BOM_UTF8 + b" \t\r\n")
-        if head.startswith(b"["):
-            return read_json_array(path)
+    if path.suffix == ".json" and leading_byte(path) == b"[":
+        return read_json_array(path)
     return read_records(path)
 
 
-__all__ = ["DEFAULT_MAX_RECORD_BYTES", "FileEncodingError", "Line", "iter_lines", "not_text", "parse_line", "read_any", "read_json_array", "read_records", "too_large", "wide_encoding"]
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "FileEncodingError", "Line", "iter_lines", "leading_byte", "not_text", "parse_line", "read_any", "read_json_array", "read_records", "too_large", "wide_encoding"]

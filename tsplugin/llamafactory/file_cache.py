@@ -24,8 +24,9 @@ with its own errors (and tsplugin's named record, `data.loader_error`). For JSON
   whole numbers, what was written is re-cast to the wider columns, as one read of the whole file would infer them;
   a real conflict (a number in one chunk, a string in another) sends the file to `datasets`.
 
-JSON Lines only (the first non-blank byte is `{`): a JSON array file keeps `datasets`' builder, as do other file
-types, `split` slices and streaming. `TSFACTORY_FILE_READER=datasets` turns this off.
+JSON Lines only (the first byte after a BOM and blanks is `{`, `tsplugin.jsonl.leading_byte`): a JSON array file
+keeps `datasets`' builder, as do other file types, `split` slices and streaming. `TSFACTORY_FILE_READER=datasets`
+turns this off.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import json
 import logging
 import os
 from typing import Any, Callable, Iterable, Iterator
+
+from tsplugin.jsonl import leading_byte
 
 CHUNK_BYTES = 8 << 20  # text per parse (best and steadiest of 4-64 MiB: a big chunk's first-touch memory costs more)
 BLOCK_BYTES = 1 << 20  # pyarrow's block per thread (measured best of 1/4 MiB); grown to hold a longer line
@@ -60,18 +63,6 @@ class NotHandled(Exception):
 
 def enabled() -> bool:
     return os.environ.get(ENV, "pyarrow").strip().lower() != "datasets"
-
-
-def is_json_lines(path: str) -> bool:
-    """The first non-blank byte of the file is `{` (JSON Lines; a JSON array starts with `[`)."""
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(4096)
-            if not block:
-                return False
-            stripped = block.lstrip()
-            if stripped:
-                return stripped[:1] == b"{"
 
 
 def cache_path(kind: str, files: list[str], column: str, cache_dir: str | None) -> str:
@@ -286,7 +277,7 @@ def load_files(kind: str, files: list[str], column: str, cache_dir: str | None, 
         return None
     if kind == "json":
         try:
-            if not all(is_json_lines(path) for path in files):
+            if not all(leading_byte(path) == b"{" for path in files):
                 return None  # a JSON array file: `datasets`' builder reads it whole anyway
         except OSError as err:
             logger.info("tsplugin: datasets' JSON reader used for %s: %s", files[0], err)
