@@ -77,6 +77,20 @@ def test_a_line_longer_than_the_chunk_and_the_block(tmp_path, monkeypatch):
     assert got["timeseries"] == [[[1.5]], long["timeseries"], [[2.5]]]
 
 
+def test_chunks_are_whole_lines_of_the_file_and_the_first_record_is_found_past_a_long_line(tmp_path):
+    lines = [b"", b"   ", b'{"z": 1, "a": "' + b"x" * 200_000 + b'"}', b'{"b": 2}', b"", b'{"c": 3}']
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"\n".join(lines))  # no newline at the end of the file
+    for size in (1, 7, 100, 1 << 20):
+        pieces = [bytes(piece) for piece in file_cache.chunks(str(path), size)]
+        assert b"".join(pieces) == path.read_bytes()
+        assert all(piece.endswith(b"\n") for piece in pieces[:-1])  # each piece ends at a line's end
+        assert len(pieces) == {1: 6, 7: 3, 100: 2, 1 << 20: 1}[size]  # size 1: every line alone, the long one whole
+    assert file_cache.first_keys(path.read_bytes()) == ["z", "a"]  # past blank lines, a line longer than the window
+    (tmp_path / "e.jsonl").write_bytes(b"")
+    assert list(file_cache.chunks(str(tmp_path / "e.jsonl"), 10)) == []  # an empty file: no piece (and no map)
+
+
 def test_several_files_are_one_table_in_order(tmp_path):
     a = _write(tmp_path / "a.jsonl", [{"input": "a", "timeseries": [[1.0]]}])
     b = _write(tmp_path / "b.jsonl", [{"input": "b", "timeseries": [[2.0, 3.0]]}])
