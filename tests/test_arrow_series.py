@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import tokenised, write_dataset
 
@@ -288,3 +290,41 @@ def test_ids_labels_and_series_equal_the_plain_path_for_jsonl_and_float32_parque
     assert [r[2] for r in plain] == [r["timeseries"] for r in records]
     assert fast["j"] == plain
     assert fast["p"] == plain
+
+
+_TEXT = st.lists(st.sampled_from(["<ts><ts/>", "<ts></ts>", "<ts>", "<ts/>", "</ts>", "<t", "s>", "s/>", "<", "x", " "]),
+                 max_size=5).map("".join)
+_MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "user", "assistant", "function"]), "content": _TEXT})
+_ROW = st.fixed_dictionaries({"_prompt": st.lists(_MESSAGE, min_size=1, max_size=3),
+                              "_response": st.lists(_MESSAGE.map(lambda m: {**m, "role": "assistant"}), max_size=1),
+                              "_system": st.one_of(st.just(""), _TEXT), "n": st.integers(0, 3)})
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ROW, min_size=1, max_size=6))
+def test_placeholders_fit_says_yes_exactly_when_no_record_has_a_placeholder_problem(rows):
+    # the Arrow column test lets check_aligned skip the per-record loop: what it passes, every record passes
+    from datasets import Dataset
+
+    from tsplugin.llamafactory.arrow_series import placeholders_fit
+    from tsplugin.llamafactory.data import _turns
+    from tsplugin.processing.placeholders import placeholder_problem
+
+    records = [{**{k: v for k, v in row.items() if k != "n"}, "_audios": [[1.0]] * row["n"]} for row in rows]
+    dataset = Dataset.from_list(records)
+    every_record_fits = all(placeholder_problem(_turns(r), len(r["_audios"])) is None for r in records)
+    assert placeholders_fit(dataset, "_audios") is every_record_fits
+
+
+def test_placeholders_fit_leaves_what_it_cannot_read_to_the_per_record_checks():
+    from datasets import Dataset
+
+    from tsplugin.llamafactory.arrow_series import placeholders_fit
+
+    good = {"_prompt": [{"role": "user", "content": "<ts><ts/>"}], "_response": [{"role": "assistant", "content": "ok"}],
+            "_system": "", "_audios": [[1.0]]}
+    assert placeholders_fit(Dataset.from_list([good]), "_audios")
+    assert placeholders_fit(Dataset.from_list([good, good]).select([1]), "_audios")  # a select view: the whole table
+    assert not placeholders_fit(Dataset.from_list([{**good, "_system": 5}]), "_audios")  # not a string column
+    assert not placeholders_fit(Dataset.from_list([{**good, "_prompt": [{"role": None, "content": "<ts><ts/>"}]}]), "_audios")
+    assert not placeholders_fit(Dataset.from_list([good]).remove_columns(["_response"]), "_audios")

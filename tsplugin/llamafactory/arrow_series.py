@@ -8,8 +8,11 @@ column the loader read as numbers (`list<list<int|float>>`):
 
 - `align_series`: the converter runs without the series column; the loaded column is then joined back, unchanged,
   as `_audios` (`concatenate_datasets(axis=1)`: no copy, the cache file stays memory-mapped).
-- `series_rows`: the check (`check_aligned`) reads each series as a float numpy view of the Arrow buffer; a
-  series holding a null is read as a Python list, so the message names the null as before.
+- `all_values_safe` / `placeholders_fit`: the check (`check_aligned`) first tests whole columns in Arrow (every value
+  finite and in range; every record's placeholders in user turns, none stray, one per series); only when a test
+  fails does it go record by record, to name the first bad one.
+- `series_rows`: that per-record check reads each series as a float numpy view of the Arrow buffer; a series
+  holding a null is read as a Python list, so the message names the null as before.
 - `number_rows` / `SeriesStore` / `attach_series`: the tokeniser gets the dataset without `_audios` and with each
   record's row (`_ts_row`); TimeSeriesDatasetProcessor reads the series of its batch's rows from the store as numpy
   (the plugin writes each series' prefix from its values) and writes the row instead of the series; afterwards the
@@ -25,6 +28,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from tsplugin.processing.placeholders import TS, TS_END_TOKEN, TS_TOKEN, USER
 
 ROW_COLUMN = "_ts_row"  # the row of the dataset being tokenised that an output row came from
 
@@ -128,6 +133,69 @@ def all_values_safe(dataset: Any, slot: str, bound: float) -> bool:
         if values.size and not float(np.abs(values).max()) <= bound:  # NaN and inf fail the comparison
             return False
     return True
+
+
+def placeholders_fit(dataset: Any, slot: str, turn_columns: tuple[str, ...] = ("_prompt", "_response"),
+                     system_column: str = "_system") -> bool:
+    """No row can fail `placeholders.placeholder_problem` (no stray `<ts>` / `<ts/>`, placeholders in user turns only,
+    one per series in column `slot`), checked over whole columns in Arrow; False says only that the per-record checks
+    must look (they name the record). The turns are those `data._turns` reads: the system prompt (a string column), then
+    the string contents of the messages (`list<struct<role, content>>` columns); a column of another type, a null
+    message or a null role is left to the per-record checks. With a `select` view every row of the table is looked at."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = dataset.data
+    names = set(table.column_names)
+    if slot not in names or any(c not in names for c in turn_columns):
+        return False
+    pattern = TS.pattern.pattern
+
+    def counts(texts: Any) -> np.ndarray | None:
+        """Placeholders per text (0 for a null); None when any text holds a `<ts>` or `<ts/>` outside one."""
+        rest = pc.replace_substring_regex(texts, pattern, "")
+        if pc.any(pc.or_(pc.match_substring(rest, TS_TOKEN), pc.match_substring(rest, TS_END_TOKEN))).as_py():
+            return None
+        return np.asarray(pc.count_substring_regex(texts, pattern).fill_null(0), dtype=np.int64)
+
+    rows = len(table)
+    found = np.zeros(rows, dtype=np.int64)
+    if system_column in names:
+        system = table.column(system_column)
+        if system.type != pa.string():
+            return False
+        in_system = counts(system)
+        if in_system is None or in_system.any():  # a placeholder in the system prompt is misplaced
+            return False
+    for name in turn_columns:
+        column = table.column(name)
+        kind = column.type
+        message = kind.value_type if pa.types.is_list(kind) else None
+        if message is not None and pa.types.is_null(message) and not any(len(chunk.flatten()) for chunk in column.chunks):
+            continue  # no row has a message here (the loader typed the empty lists as list<null>)
+        if not (message is not None and pa.types.is_struct(message)
+                and all(message.get_field_index(f) >= 0 and message.field(f).type == pa.string() for f in ("role", "content"))):
+            return False
+        start = 0
+        for chunk in column.chunks:
+            messages = chunk.flatten()  # the messages of the chunk's rows (a null row has none)
+            if messages.null_count:
+                return False
+            role, content = messages.field("role"), messages.field("content")
+            if role.null_count:
+                return False
+            per_message = counts(content)
+            if per_message is None:
+                return False
+            user = np.asarray(pc.equal(role, USER), dtype=bool)
+            if (per_message[~user] > 0).any():  # a placeholder in an answer (or any other non-user turn)
+                return False
+            parents = np.asarray(pc.list_parent_indices(chunk), dtype=np.int64)
+            np.add.at(found, start + parents, per_message)
+            start += len(chunk)
+    series = table.column(slot)
+    n_series = np.asarray(pc.list_value_length(series).fill_null(0), dtype=np.int64)
+    return bool(np.array_equal(found, n_series))
 
 
 def number_rows(dataset: Any) -> Any:
