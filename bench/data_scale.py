@@ -121,6 +121,7 @@ TEMPLATE = "chatts8b_nothink"
 PATHS = ("tsconvert", "tsconvert parquet", "validate jsonl", "validate parquet", "get_dataset", "get_dataset parquet",
          "get_dataset text", "get_dataset stream", "stream parquet", "train stream")
 STREAMING = ("get_dataset stream", "stream parquet", "train stream")
+TORCH_PATHS = ("train stream", "prepare")  # the children that run a model (and torch's thread pool)
 
 
 # ----------------------------------------------------------------------------- data
@@ -264,7 +265,12 @@ def measure(kind: str, work: Path, args: argparse.Namespace) -> dict:
     """One path in a fresh child; wall seconds and ru_maxrss (MiB) of that child."""
     cmd = [sys.executable, __file__, "--child", kind, "--work", str(work), "--steps", str(args.steps),
            "--batch", str(args.batch), "--paths", args.paths] + (["--verbose"] if args.verbose else [])
-    env = {**os.environ, "HF_DATASETS_CACHE": str(work / "hf_cache"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "HF_DATASETS_CACHE": str(work / "hf_cache")}
+    if kind in TORCH_PATHS:  # torch's intra-op threads on a shared CPU: one, unless the caller says otherwise
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    # The data paths run in the caller's environment, as a single-GPU `llamafactory-cli train` does: pyarrow sizes
+    # its thread pool from OMP_NUM_THREADS (torchrun sets it to 1 for several GPUs; run the bench under
+    # OMP_NUM_THREADS=1 to see that case).
     # Each child starts without the previous step's dirty pages: the write-back of GBs of generated data (or of the
     # last child's Arrow cache) otherwise throttles this child's cache writes (seen: 99 s against 65-79 s at 100k).
     os.sync()

@@ -208,12 +208,12 @@ def check_aligned(dataset: Any, dataset_name: str, column: str, target_column: s
     names = [c for c in ("_prompt", "_response", "_system", SERIES_SLOT) if c in dataset.column_names]
     names += [TARGET_SLOT] if target_column else []
     if has_numeric_series(dataset, SERIES_SLOT):  # the series as numpy views of the Arrow buffers, not Python floats
-        texts = [n for n in names if n != SERIES_SLOT]
-        rows = (dict(zip(texts, values)) for batch in dataset.select_columns(texts).iter(batch_size=1000)
-                for values in zip(*(batch[n] for n in texts)))
         values_safe = all_values_safe(dataset, SERIES_SLOT, safe_magnitude(dtype))  # then no series' values can fail
         if values_safe and target_column is None and placeholders_fit(dataset, SERIES_SLOT):
             return dataset  # nothing check_row looks at can fail (the series are lists of numbers: the column's type)
+        texts = [n for n in names if n != SERIES_SLOT]
+        rows = (dict(zip(texts, values)) for batch in dataset.select_columns(texts).iter(batch_size=1000)
+                for values in zip(*(batch[n] for n in texts)))
         for index, (row, series) in enumerate(zip(rows, series_rows(dataset, SERIES_SLOT))):
             check_row({**row, SERIES_SLOT: series}, index, dataset_name, column, target_column, dtype, values_safe)
         return dataset
