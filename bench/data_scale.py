@@ -98,6 +98,26 @@ At 100k (the 10k files ten times over, 1.7 GB JSONL; get_dataset in one process,
 path at 100k took 78-99 s while the write-back of the just generated GBs was running (hence the os.sync()). The load
 at 10k is now ~1.0 s (pyarrow's parse of the numbers, 2 threads) plus ~0.1 s writing the cache, against 2.6-3.7 s in
 `datasets`' builder; the parse is most of what separates the series path from the twin.
+
+Correction (later on 2026-12-07): every child above ran with OMP_NUM_THREADS=1, which this bench then forced on all of
+them; pyarrow sizes its thread pool from it, so the JSON parse ran on one thread (1.3 s at 10k, 0.75 s on two). A
+single-GPU `llamafactory-cli train` leaves it unset (torchrun sets it to 1 for several GPUs), so the data paths now
+run in the caller's environment; both settings are below. Changes since the table above: JSON Lines pieces are views
+of a memory map (the parse 0.80 -> 0.70 s in one process), check_aligned tests the placeholders over whole columns
+(the per-record loop, ~0.1 s at 10k, runs only when a test fails), Parquet batches are read on the calling thread
+(with pyarrow's pool the load took 0.8 s instead of 0.3-0.6). 10k records, 5 rounds alternating, fresh children
+(`work_s` of get_dataset; ratio of records/s against the twin per round, median):
+
+| OMP_NUM_THREADS | series JSONL s | twin s | Parquet s | JSONL / twin | Parquet / twin |
+|---|---|---|---|---|---|
+| unset (1 GPU) | 4.59 4.50 4.34 4.35 4.42 | 3.70 3.72 3.66 3.48 3.91 | 4.48 4.92 4.37 4.85 5.05 | 0.81 0.83 0.84 0.80 0.88 (0.83) | 0.83 0.76 0.84 0.72 0.77 (0.77) |
+| 1 (torchrun) | 5.04 6.17 5.89 6.34 7.07 | 3.64 4.33 3.97 4.71 4.52 | 4.17 4.71 4.94 5.08 5.32 | 0.72 0.70 0.67 0.74 0.64 (0.70) | 0.87 0.92 0.80 0.93 0.85 (0.87) |
+
+Before the Parquet change, 7 rounds each: unset JSONL 0.82 (0.71-0.86), Parquet 0.77 (0.66-0.89); OMP 1 JSONL 0.73
+(0.66-0.78), Parquet 0.81. At 1k (7 rounds, same code): unset JSONL 1.01, Parquet 0.77; OMP 1 JSONL 0.88, Parquet
+0.91. The twin got faster during the session (5.1 -> 3.7 s at 10k: this VM's page faults and write-back vary), so
+compare within a row only. Unexplained: with the pool unset, Parquet's tokenising pass took 4.3-4.8 s against
+JSONL's 3.6 in single children (phases timed in-process); not found before the session ended.
 """
 
 from __future__ import annotations
