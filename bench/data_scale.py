@@ -116,8 +116,14 @@ of a memory map (the parse 0.80 -> 0.70 s in one process), check_aligned tests t
 Before the Parquet change, 7 rounds each: unset JSONL 0.82 (0.71-0.86), Parquet 0.77 (0.66-0.89); OMP 1 JSONL 0.73
 (0.66-0.78), Parquet 0.81. At 1k (7 rounds, same code): unset JSONL 1.01, Parquet 0.77; OMP 1 JSONL 0.88, Parquet
 0.91. The twin got faster during the session (5.1 -> 3.7 s at 10k: this VM's page faults and write-back vary), so
-compare within a row only. Unexplained: with the pool unset, Parquet's tokenising pass took 4.3-4.8 s against
-JSONL's 3.6 in single children (phases timed in-process); not found before the session ended.
+compare within a row only. Single children differ mostly in how long this VM takes to write the cache: the same 83 MB
+of Parquet batches written as an Arrow stream took 0.02 s or 0.9 s in fresh processes run back to back (no memory
+pressure, 18 GB free), which is why Parquet, with less to parse, can come out behind JSONL in a round.
+At 100k (the 10k files ten times over, 1.7 GB JSONL; OMP_NUM_THREADS unset; fresh children, twin then series, twice):
+51.4 / 39.4 s and 50.2 / 38.2 s, 0.77x and 0.76x; heap 656 / 652 MiB (twin 642 / 644). Where the 100k gap goes
+(one child each, phases timed in-process; series 52.4 s, twin 41.7 s): the load 7.5 s (pyarrow's parse 6.9) against
+0.9; conversion and checks 3.2 against 2.4 (the column tests 0.4 s: first touch of the 1.7 GB mapped cache); the
+tokenising pass 41.3 against 38.3, where at 10k the two were even (not found why).
 """
 
 from __future__ import annotations
