@@ -91,6 +91,29 @@ def test_chunks_are_whole_lines_of_the_file_and_the_first_record_is_found_past_a
     assert list(file_cache.chunks(str(tmp_path / "e.jsonl"), 10)) == []  # an empty file: no piece (and no map)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_chunks_parsed_on_a_pool_are_written_in_file_order(tmp_path, threads):
+    records = _records(80, seed=3)
+    path = _write(tmp_path / "d.jsonl", records)
+    target = tmp_path / f"t{threads}" / "train.arrow"
+    rows = file_cache.write_cache(file_cache.jsonl_pieces([str(path), str(path)], "timeseries", 900, threads=threads), str(target))
+    from datasets import Dataset
+
+    got = Dataset.from_file(str(target))
+    want = _datasets_table([path, path], tmp_path / "c")
+    assert rows == 160 and got.column_names == want.column_names and got.to_list() == want.to_list()
+
+
+def test_a_refused_chunk_on_the_pool_names_its_chunk_and_leaves_no_file(tmp_path):
+    records = _records(40, seed=4)
+    records[31]["timeseries"] = [["1.5"]]  # a string among the numbers, well past the first chunks
+    path = _write(tmp_path / "d.jsonl", records)
+    target = tmp_path / "t" / "train.arrow"
+    with pytest.raises(file_cache.NotHandled, match=r"d\.jsonl \(chunk \d+\): pyarrow's JSON reader refused it"):
+        file_cache.write_cache(file_cache.jsonl_pieces([str(path)], "timeseries", 300, threads=3), str(target))
+    assert not list((tmp_path / "t").iterdir())
+
+
 def test_several_files_are_one_table_in_order(tmp_path):
     a = _write(tmp_path / "a.jsonl", [{"input": "a", "timeseries": [[1.0]]}])
     b = _write(tmp_path / "b.jsonl", [{"input": "b", "timeseries": [[2.0, 3.0]]}])
@@ -160,8 +183,8 @@ def test_the_cache_is_reused_until_the_file_changes(tmp_path, monkeypatch):
     path = _write(tmp_path / "d.jsonl", [{"input": "x", "timeseries": [[1.0, 2.0]]}])
     first = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     calls = []
-    real = file_cache.parse_chunk
-    monkeypatch.setattr(file_cache, "parse_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = file_cache.parse_raw
+    monkeypatch.setattr(file_cache, "parse_raw", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = file_cache.load_files("json", [str(path)], "timeseries", str(tmp_path / "c"))
     assert calls == [] and again.to_list() == first.to_list()
     _write(path, [{"input": "x", "timeseries": [[1.0, 2.0, 3.0]]}])
