@@ -124,6 +124,20 @@ At 100k (the 10k files ten times over, 1.7 GB JSONL; OMP_NUM_THREADS unset; fres
 (one child each, phases timed in-process; series 52.4 s, twin 41.7 s): the load 7.5 s (pyarrow's parse 6.9) against
 0.9; conversion and checks 3.2 against 2.4 (the column tests 0.4 s: first touch of the 1.7 GB mapped cache); the
 tokenising pass 41.3 against 38.3, where at 10k the two were even (not found why).
+
+Then JSON Lines chunks parsed on a pool as wide as the CPUs (file_cache.parse_threads; pyarrow's own pool shrinks to
+one thread under OMP_NUM_THREADS=1): write_cache of the 10k file 1.45 -> 0.70 s at OMP_NUM_THREADS=1, 0.76-0.80 ->
+0.74 s unset (in one process, medians of 3). 10k records, 5 rounds alternating, fresh children:
+
+| OMP_NUM_THREADS | series JSONL s | twin s | Parquet s | JSONL / twin | Parquet / twin |
+|---|---|---|---|---|---|
+| unset | 5.50 4.66 4.43 5.18 4.57 | 4.58 4.16 3.66 3.58 3.76 | 4.50 5.64 4.64 5.59 4.30 | 0.83 0.89 0.83 0.69 0.82 (0.83) | 1.02 0.74 0.79 0.64 0.87 (0.79) |
+| 1 | 4.88 4.74 4.76 4.90 5.40 | 3.90 4.05 4.54 4.52 4.32 | 5.23 5.49 4.65 5.10 5.41 | 0.80 0.85 0.95 0.92 0.80 (0.85) | 0.75 0.74 0.98 0.89 0.80 (0.80) |
+
+Parquet's tokenising pass took 4.43 / 4.49 s against JSONL's 3.91 / 3.73 in alternating single children (phases
+timed in-process), though the map gets the same input columns and chunks in both, and reading every series from the
+store plus its prefix statistics takes the same ~0.12 s on float32 and float64 (measured in one process); the cause
+was not found, so Parquet sits at 0.79-0.80x where JSONL now sits at 0.83-0.85x.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Why: `load_dataset("json")` hands pyarrow's JSON reader blocks of ~320 KB (`chunksize // 32`) and lets it infer
 every type; on ChatTS-style records (~90% series digits) that is slow: at 10k records (164 MB) the load took
 2.6-3.7 s, against ~5 s for the whole get_dataset of the text-only twin (bench/data_scale.py). The same reader
-with 1 MiB blocks, the series column declared `list<list<float64>>` and the system allocator reads the file in
-~1.0 s on two cores. The numbers are pyarrow's own (correctly rounded: tests compare them bit for bit with
+with 1 MiB blocks, the series column declared `list<list<float64>>` and the system allocator, one 8 MiB chunk per
+thread of a pool as wide as the CPUs this process may use (`parse_threads`; pyarrow's own pool follows
+OMP_NUM_THREADS, which torchrun sets to 1), reads the file in ~0.7 s on two cores. The numbers are pyarrow's own (correctly rounded: tests compare them bit for bit with
 Python's `float`), so nothing about the values changes. `load_dataset("parquet")` reads record batches with
 pyarrow's default allocator (mimalloc), which on fresh memory took twice as long as the system allocator (10k
 records, 47 MB: 0.9-1.3 s against 0.45 s); here the same batches are read with the system allocator and cast as
@@ -20,9 +21,9 @@ with its own errors (and tsplugin's named record, `data.loader_error`). For JSON
   refused here and `datasets` reads the file (its error names the record); whole numbers are stored as float64,
   as the data path reads them anyway (`arrow_series`);
 - the file is read in chunks of whole lines (`CHUNK_BYTES`) of a read-only memory map, each chunk's pages given back
-  after it is parsed, so memory stays flat in the file's size (a file truncated by another program while it is read
-  ends the process with SIGBUS, as a truncated `datasets` cache file, which is memory-mapped too, does); when a later
-  chunk brings a new field, a type for a column that was all null, or a double where the first chunks had only
+  once it is written (one chunk per parsing thread and the one being written are held), so memory stays flat in the
+  file's size (a file truncated by another program while it is read ends the process with SIGBUS, as a truncated
+  `datasets` cache file, memory-mapped too, does); when a later chunk brings a new field, a type for a column that was all null, or a double where the first chunks had only
   whole numbers, what was written is re-cast to the wider columns, as one read of the whole file would infer them;
   a real conflict (a number in one chunk, a string in another) sends the file to `datasets`.
 
