@@ -104,6 +104,13 @@ def test_chunks_parsed_on_a_pool_are_written_in_file_order(tmp_path, threads):
     assert rows == 160 and got.column_names == want.column_names and got.to_list() == want.to_list()
 
 
+def test_the_parse_pool_is_as_wide_as_the_cpus_up_to_the_blocks_of_a_chunk(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun's setting: not what sizes this pool
+    for cpus, want in ((1, 1), (2, 2), (64, file_cache.CHUNK_BYTES // file_cache.BLOCK_BYTES)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert file_cache.parse_threads() == want
+
+
 def test_a_refused_chunk_on_the_pool_names_its_chunk_and_leaves_no_file(tmp_path):
     records = _records(40, seed=4)
     records[31]["timeseries"] = [["1.5"]]  # a string among the numbers, well past the first chunks
