@@ -138,6 +138,38 @@ Parquet's tokenising pass took 4.43 / 4.49 s against JSONL's 3.91 / 3.73 in alte
 timed in-process), though the map gets the same input columns and chunks in both, and reading every series from the
 store plus its prefix statistics takes the same ~0.12 s on float32 and float64 (measured in one process); the cause
 was not found, so Parquet sits at 0.79-0.80x where JSONL now sits at 0.83-0.85x.
+
+Next session (2026-12-07, later; same code; the last four 100k rounds and the all-paths run below after Parquet was
+read without pyarrow's pre-buffering, which changed its memory, not its time), a quiet machine on which the twin ran faster (2.8-3.0 s at 10k against 3.5-4.6 above). Alternating rounds
+of fresh children (`work_s`; ratio of records/s against the twin per round):
+
+| N, OMP_NUM_THREADS | series JSONL s | twin s | Parquet s | JSONL / twin | Parquet / twin |
+|---|---|---|---|---|---|
+| 1k, unset | 0.38 0.37 0.37 0.37 0.35 0.36 0.35 | 0.30 0.30 0.31 0.29 0.34 0.31 0.30 | 0.38 0.33 0.32 0.32 0.31 0.30 0.30 | 0.80 0.80 0.84 0.78 0.98 0.87 0.86 (0.84) | 0.81 0.90 0.96 0.91 1.10 1.04 0.99 (0.96) |
+| 10k, unset | 3.51 3.31 3.43 3.49 3.39 3.36 3.48 | 2.90 2.97 2.96 2.92 2.90 3.00 2.82 | 3.04 3.28 3.04 2.91 2.88 3.03 2.93 | 0.83 0.90 0.86 0.84 0.85 0.89 0.81 (0.85) | 0.95 0.90 0.97 1.00 1.00 0.99 0.96 (0.97) |
+| 10k, 1 | 3.46 3.23 3.46 3.47 3.26 3.40 3.63 | 2.87 2.89 2.89 2.82 2.82 2.94 3.04 | 2.96 2.94 2.93 3.00 3.12 3.21 3.11 | 0.83 0.89 0.83 0.81 0.87 0.86 0.84 (0.84) | 0.97 0.98 0.99 0.94 0.90 0.92 0.98 (0.97) |
+| 100k, unset | 35.8 33.96 33.54 36.68 34.68 | 27.9 26.59 27.05 27.75 27.28 | 27.6 27.90 29.48 28.53 28.63 | 0.78 0.78 0.81 0.76 0.79 (0.78) | 1.01 0.95 0.92 0.97 0.95 (0.95) |
+
+The Parquet deficit of the rounds above did not come back (0.95-0.97x). At 100k JSONL stays under 0.8x; phases timed
+in-process (one child each, series / twin / Parquet): load 7.16 / 0.10 / 1.95 s, conversion and checks 2.10 / 1.89 /
+2.55, tokenising pass 25.25 / 27.22 / 26.69. The load is pyarrow's JSON reader converting 217M numbers from text:
+parsing alone 5.9-6.3 s wall, 11.5-12.3 CPU s on two threads (~160 MB/s per core; ~480 MB/s when the series field is
+skipped, so the conversion of the numbers is two thirds of it); writing the stream adds ~0.5 s. Parquet's heap at
+100k was 1182 MiB with pre-buffering (every row group read held until the file was closed), 762 without (647-687 at
+10k). All paths, `--sizes 1000,10000` in one run (cells: work s, records/s, peak RSS / heap MiB):
+
+| path | N=1k | N=10k |
+|---|---|---|
+| tsconvert | 0.4 s, 2571/s, 83 / 39 | 4.4 s, 2268/s, 83 / 40 |
+| tsconvert parquet | 0.6 s, 1664/s, 189 / 125 | 4.8 s, 2077/s, 226 / 161 |
+| validate jsonl | 0.2 s, 5112/s, 36 / 19 | 2.1 s, 4828/s, 40 / 19 |
+| validate parquet | 0.1 s, 6766/s, 137 / 91 | 1.2 s, 8214/s, 154 / 106 |
+| get_dataset | 0.4 s, 2612/s, 1108 / 585 | 3.7 s, 2707/s, 1249 / 651 |
+| get_dataset parquet | 0.3 s, 3162/s, 1104 / 578 | 3.3 s, 3075/s, 1177 / 653 |
+| get_dataset text | 0.3 s, 3337/s, 1090 / 585 | 3.2 s, 3161/s, 1113 / 622 |
+| get_dataset stream | 1.0 s, 980/s, 1136 / 744 | 5.3 s, 1904/s, 1239 / 846 |
+| stream parquet | 0.9 s, 1174/s, 1106 / 685 | 4.9 s, 2043/s, 1190 / 795 |
+| train stream (20 steps) | 8.9 s, 9/s, 1420 / 993 | 8.5 s, 9/s, 1462 / 1038 |
 """
 
 from __future__ import annotations
