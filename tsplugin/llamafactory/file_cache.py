@@ -45,6 +45,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 
 from tsplugin.jsonl import leading_byte
+from tsplugin.llamafactory.series_text import split_series
 
 CHUNK_BYTES = 8 << 20  # text per parse (best and steadiest of 4-64 MiB: a big chunk's first-touch memory costs more)
 BLOCK_BYTES = 1 << 20  # pyarrow's block per thread (measured best of 1/4 MiB); grown to hold a longer line
@@ -155,8 +156,6 @@ def parse_raw(piece: Any, column: str, use_threads: bool = True) -> Any:
     """`parse_chunk` before its columns are ordered (the part that may run on another thread). The series are read by
     simdjson (`series_text.split_series`) and the rest of each record by pyarrow, when pyarrow then finds no series
     left in the text (null on every row: every record's series was cut out); otherwise pyarrow reads the whole text."""
-    from tsplugin.llamafactory.series_text import split_series
-
     split = split_series(piece, column)
     if split is not None:
         text, series, records = split
