@@ -185,8 +185,13 @@ rounds of fresh children, same machine and session:
 
 At 100k the JSONL load is 5.30 s (7.46 CPU s) instead of 7.16 (13.46); conversion and checks 2.07 s, tokenising
 pass 26.02 (phases timed in-process, one child). At 1k (two 8 MiB chunks) the two parses no longer run side by
-side (simdjson holds the GIL), which costs about what the faster parse saves: 0.37-0.38 s either way in most
-rounds (CPU 0.38 s against 0.42).
+side (simdjson holds the GIL), which costs about what the faster parse saves. Two more 1k runs of 9 rounds: JSONL /
+twin 0.74 0.75 0.80 0.73 0.86 0.74 0.82 0.79 0.74 (0.75) and 0.70 0.90 0.86 0.77 1.01 0.90 0.76 0.77 0.81 (0.81);
+Parquet 0.90 0.84 0.82 0.96 0.84 0.99 0.80 0.98 0.93 (0.93) and 0.96 0.90 0.98 0.92 1.22 0.93 0.94 1.00 0.94
+(0.94); pooled over the 25 rounds JSONL 0.79x, Parquet 0.94x. In-process phases at 1k: load 0.08 s against the
+twin's 0.02, conversion and checks 0.03 against 0.02, tokenising 0.25-0.27 both. The 1k JSONL child of the code
+before simdjson (a worktree at 271daff) alternated with this one: 0.362 0.408 0.423 0.396 0.457 0.354 s against
+0.347 0.352 0.435 0.370 0.438 0.381 s (CPU 0.42-0.53 against 0.35-0.45).
 """
 
 from __future__ import annotations
