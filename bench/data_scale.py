@@ -192,6 +192,12 @@ Parquet 0.90 0.84 0.82 0.96 0.84 0.99 0.80 0.98 0.93 (0.93) and 0.96 0.90 0.98 0
 twin's 0.02, conversion and checks 0.03 against 0.02, tokenising 0.25-0.27 both. The 1k JSONL child of the code
 before simdjson (a worktree at 271daff) alternated with this one: 0.362 0.408 0.423 0.396 0.457 0.354 s against
 0.347 0.352 0.435 0.370 0.438 0.381 s (CPU 0.42-0.53 against 0.35-0.45).
+Then one thread at a time splits (file_cache._SPLITTING; the others read with pyarrow, which does not hold the GIL):
+10k, 5 rounds: JSONL 3.27 3.27 3.05 3.17 3.25 s, twin 2.87 2.82 2.97 2.89 2.89, Parquet 3.04 2.88 3.05 2.90 2.96;
+JSONL / twin 0.88 0.86 0.97 0.91 0.89 (0.89), Parquet 0.94 0.98 0.97 1.00 0.98 (0.98). 1k, 9 rounds: JSONL / twin
+0.75 0.71 0.84 0.82 0.84 0.81 0.71 0.77 0.80 (0.80), Parquet 0.93 (0.90-1.03); over all 34 rounds at 1k JSONL
+0.795x. 100k, 2 rounds: JSONL 33.63 34.85 s, twin 28.40 27.35, Parquet 28.88 29.46: 0.84 0.78, Parquet 0.98 0.93;
+over the 5 rounds with simdjson JSONL 0.84x (0.78-0.90), Parquet 0.96x.
 """
 
 from __future__ import annotations
