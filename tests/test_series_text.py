@@ -88,6 +88,13 @@ def test_only_the_top_level_key_is_taken():
     assert got.column(COLUMN).to_pylist() == [[[1.5, 2.5]], None]
 
 
+def test_a_series_before_another_list_of_lists_is_still_split():
+    line = '{"input":"x","timeseries":[[1.5,2.5],[3]],"grid":[[1,2],[3,4]]}\n'
+    assert split_series((line * 2).encode(), COLUMN) is not None  # the last `]]` is grid's: the first one is tried
+    got, want = _both((line * 2).encode())
+    assert _same(got, want) and got.column("grid").to_pylist() == [[[1, 2], [3, 4]]] * 2
+
+
 _FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64)
 _NUMBER_TEXT = st.one_of(_FLOATS.map(repr), st.integers(-(2**70), 2**70).map(str),
                          st.sampled_from(["-0", "0", "-0.0", "1E5", "1e-400", "2.5e+3", "-1.0E-7"]))

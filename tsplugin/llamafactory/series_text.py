@@ -54,7 +54,7 @@ def _value_start(line: bytes, key: bytes) -> int:
 
 
 def _skip_blanks(line: bytes, at: int) -> int:
-    while line[at : at + 1] in (b" ", b"\t", b"\r", b"\n") and at < len(line):
+    while line[at : at + 1] in (b" ", b"\t", b"\r", b"\n"):
         at += 1
     return at
 
@@ -63,6 +63,15 @@ def _float_lists(parser: Any, span: memoryview) -> list[np.ndarray]:
     """The lists of numbers of the JSON text `span` (a list of lists), each as float64; simdjson's error otherwise.
     A function of its own: the parser is reused only once nothing refers to its last document."""
     return [np.frombuffer(values.as_buffer(of_type="d"), dtype=np.float64) for values in parser.parse(span)]
+
+
+def _float_lists_or_none(parser: Any, span: memoryview) -> tuple[list[np.ndarray] | None, Any]:
+    """(`_float_lists`, or None when `span` is not one list of lists of numbers; the parser to use next: a new one
+    after an error, which simdjson may call unrecoverable for the parser)."""
+    try:
+        return _float_lists(parser, span), parser
+    except (ValueError, TypeError, AttributeError, RuntimeError):
+        return None, type(parser)()
 
 
 def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
@@ -78,9 +87,12 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
         return None  # a key written with escapes: pyarrow reads the chunk
     key = b'"' + column.encode() + b'"'
     text = bytes(piece)
+    parser = simdjson.Parser()
     out: list[bytes] = []
     spans: list[memoryview] = []
     present: list[bool] = []
+    values: list[np.ndarray] = []
+    outer_counts: list[int] = []
     for line in text.split(b"\n"):
         if not line.strip(_BLANK):
             out.append(line)
@@ -92,29 +104,29 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
             continue
         if line[start : start + 1] != b"[":
             return None
-        # The value ends at a `]]` such that the text from `start` to it is one JSON value (simdjson checks it below;
+        # The value ends at a `]]` such that the text from `start` to it is one JSON value (simdjson parses it alone:
         # a JSON value ends where it ends). The last `]]` of the line is that end when the series is the record's last
         # field (tsconvert's order), found without reading the series; otherwise the first one after `start`.
         end = line.rfind(b"]]", start)
-        if end >= 0 and line[end + 2 :].strip(_BLANK) not in (b"}", b""):
-            end = line.find(b"]]", start)
         if end < 0:
             return None
-        end += 2
-        spans.append(memoryview(line)[start:end])
+        one = None
+        if line[end + 2 :].strip(_BLANK) in (b"}", b""):
+            one, parser = _float_lists_or_none(parser, memoryview(line)[start : end + 2])
+        if one is None:
+            first = line.find(b"]]", start)
+            if first != end:
+                end = first
+                one, parser = _float_lists_or_none(parser, memoryview(line)[start : end + 2])
+        if one is None:
+            return None
+        span = memoryview(line)[start : end + 2]
+        values.extend(one)
+        outer_counts.append(len(one))
+        spans.append(span)
         present.append(True)
-        out.append(line[:start] + b"null" + line[end:])
+        out.append(line[:start] + b"null" + line[end + 2 :])
     if not present:
-        return None
-    parser = simdjson.Parser()
-    values: list[np.ndarray] = []
-    outer_counts: list[int] = []
-    try:
-        for span in spans:  # each its own document: the span must be one whole JSON value
-            one = _float_lists(parser, span)
-            values.extend(one)
-            outer_counts.append(len(one))
-    except (ValueError, TypeError, AttributeError, RuntimeError):  # not numbers, not lists of lists, out of range
         return None
     rest = b"\n".join(out)
     if text.count(b"[") != rest.count(b"[") + len(spans) + len(values):
