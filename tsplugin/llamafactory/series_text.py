@@ -54,7 +54,7 @@ def _value_start(line: bytes, key: bytes) -> int:
 
 
 def _skip_blanks(line: bytes, at: int) -> int:
-    while line[at : at + 1] in (b" ", b"\t", b"\r", b"\n"):
+    while at < len(line) and line[at] in _BLANK:
         at += 1
     return at
 
@@ -91,8 +91,8 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
     out: list[bytes] = []
     spans: list[memoryview] = []
     present: list[bool] = []
+    counts: list[int] = []  # lists of numbers per record (0 for a record without series)
     values: list[np.ndarray] = []
-    outer_counts: list[int] = []
     for line in text.split(b"\n"):
         if not line.strip(_BLANK):
             out.append(line)
@@ -100,6 +100,7 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
         start = _value_start(line, key)
         if start < 0 or line.startswith(b"null", start):
             present.append(False)
+            counts.append(0)
             out.append(line)
             continue
         if line[start : start + 1] != b"[":
@@ -120,10 +121,9 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
                 one, parser = _float_lists_or_none(parser, memoryview(line)[start : end + 2])
         if one is None:
             return None
-        span = memoryview(line)[start : end + 2]
         values.extend(one)
-        outer_counts.append(len(one))
-        spans.append(span)
+        counts.append(len(one))
+        spans.append(memoryview(line)[start : end + 2])
         present.append(True)
         out.append(line[:start] + b"null" + line[end + 2 :])
     if not present:
@@ -137,8 +137,6 @@ def split_series(piece: Any, column: str) -> tuple[bytes, Any, int] | None:
         return None
     inner_offsets = np.zeros(len(inner_lengths) + 1, dtype=np.int32)
     np.cumsum(inner_lengths, out=inner_offsets[1:])
-    counts = np.zeros(len(present), dtype=np.int32)
-    counts[np.asarray(present)] = outer_counts
     outer_offsets = np.zeros(len(present) + 1, dtype=np.int32)
     np.cumsum(counts, out=outer_offsets[1:])
     inner = pa.ListArray.from_arrays(pa.array(inner_offsets), pa.array(flat))
